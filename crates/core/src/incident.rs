@@ -1,0 +1,171 @@
+//! What the pipeline concludes: anomalies, incidents, root-cause hypotheses and their evidence.
+
+use crate::{Change, Entity, Millis, SeriesKey};
+use serde::{Deserialize, Serialize};
+
+/// What a signal measures, in the field's golden-signal terms. Diagnosis weighs classes
+/// differently: a traffic drop is usually a consequence upstream, an error burst is a symptom
+/// here, saturation points at the resource itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalClass {
+    Latency,
+    Errors,
+    Traffic,
+    Saturation,
+    Availability,
+    Logs,
+    Other,
+}
+
+impl SignalClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalClass::Latency => "latency",
+            SignalClass::Errors => "errors",
+            SignalClass::Traffic => "traffic",
+            SignalClass::Saturation => "saturation",
+            SignalClass::Availability => "availability",
+            SignalClass::Logs => "logs",
+            SignalClass::Other => "other",
+        }
+    }
+}
+
+/// Which way a value left its normal range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// A point where a series left its learned normal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub series: SeriesKey,
+    pub entity: Entity,
+    pub class: SignalClass,
+    pub ts: Millis,
+    /// Calibrated anomaly score in [0, 1].
+    pub score: f64,
+    pub value: f64,
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub direction: Direction,
+    /// Which detector fired.
+    pub detector: String,
+    /// A PromQL expression that shows the signal.
+    pub promql: String,
+}
+
+/// What kind of fact an [`Evidence`] item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    Anomaly,
+    Alert,
+    LogPattern,
+    KubeEvent,
+    Change,
+    Trace,
+    Topology,
+}
+
+impl EvidenceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceKind::Anomaly => "anomaly",
+            EvidenceKind::Alert => "alert",
+            EvidenceKind::LogPattern => "log",
+            EvidenceKind::KubeEvent => "k8s-event",
+            EvidenceKind::Change => "change",
+            EvidenceKind::Trace => "trace",
+            EvidenceKind::Topology => "topology",
+        }
+    }
+}
+
+/// One fact that supports a hypothesis, with what the user needs to check it themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Unique within the incident, e.g. `ev-3`; the LLM cites these.
+    pub id: String,
+    pub kind: EvidenceKind,
+    pub ts: Millis,
+    pub entity: Entity,
+    /// One line a person reads.
+    pub summary: String,
+    pub series: Option<String>,
+    pub observed: Option<f64>,
+    pub expected: Option<f64>,
+    /// A query that shows the fact (PromQL, or LogQL for logs).
+    pub query: Option<String>,
+    /// How much this fact weighed in the ranking.
+    pub weight: f64,
+}
+
+/// A ranked root-cause candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    pub rank: u32,
+    pub entity: Entity,
+    /// The suspected kind of cause, e.g. `saturation`, `bad deploy`, `crash loop`.
+    pub cause: String,
+    /// Share of the ranking mass, in [0, 1].
+    pub score: f64,
+    pub summary: String,
+    pub evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentStatus {
+    Open,
+    Resolved,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::Open => "open",
+            IncidentStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// Who else is hurt: the entities showing symptoms and the user-facing entry points among them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlastRadius {
+    pub entities: Vec<Entity>,
+    /// Services with no callers (user-facing) that show symptoms.
+    pub entry_points: Vec<String>,
+}
+
+/// One line of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub ts: Millis,
+    pub kind: EvidenceKind,
+    pub entity: Entity,
+    pub text: String,
+}
+
+/// A group of signals that share one cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub opened_at: Millis,
+    pub updated_at: Millis,
+    pub resolved_at: Option<Millis>,
+    pub blast_radius: BlastRadius,
+    /// Distinct alert fingerprints grouped here.
+    pub alerts: Vec<String>,
+    pub anomaly_count: u64,
+    pub changes: Vec<Change>,
+    pub hypotheses: Vec<Hypothesis>,
+    pub timeline: Vec<TimelineEntry>,
+}

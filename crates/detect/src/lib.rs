@@ -1,0 +1,1 @@
+//! Streaming anomaly detectors for metric series and signal derivation (rates, ratios, quantiles).

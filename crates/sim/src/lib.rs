@@ -1,0 +1,1 @@
+//! Simulated microservice cluster with fault injection, driven by scenario files.

@@ -1,0 +1,1 @@
+//! Persistence for incidents, hypotheses, evidence, alerts, anomalies and changes (SQLite).
