@@ -1,1 +1,12 @@
-//! Persistence for incidents, hypotheses, evidence, alerts, anomalies and changes (SQLite).
+#![doc = include_str!("../README.md")]
+
+mod codec;
+mod error;
+mod filter;
+mod sqlite;
+mod store;
+
+pub use error::StoreError;
+pub use filter::{AlertFilter, AnomalyFilter, IncidentFilter};
+pub use sqlite::SqliteStore;
+pub use store::Store;

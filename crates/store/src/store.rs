@@ -1,0 +1,45 @@
+//! The storage contract: what every stage records and what the API, UI, CLI and MCP read back.
+
+use crate::{AlertFilter, AnomalyFilter, IncidentFilter, StoreError};
+use async_trait::async_trait;
+use nightshift_core::{Alert, Anomaly, Change, Incident, Millis};
+
+/// Durable state shared by the pipeline and its readers.
+///
+/// Object-safe, so the binary can hold an `Arc<dyn Store>` and pick the backend from config.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Inserts or replaces an incident by id, including all of its hypotheses, evidence and
+    /// timeline: what was stored before for this incident is gone afterwards. Atomic.
+    async fn upsert_incident(&self, incident: &Incident) -> Result<(), StoreError>;
+
+    /// The incident with this id, if any.
+    async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+
+    /// Incidents matching the filter, newest `opened_at` first.
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
+
+    /// Records one firing of an alert, keyed by `(fingerprint, starts_at)`. Seeing the same firing
+    /// again updates its status, end and annotations; once resolved, a late `firing` copy of the
+    /// same firing does not reopen it. A new firing (new `starts_at`) is a new row.
+    async fn record_alert(&self, alert: &Alert) -> Result<(), StoreError>;
+
+    /// Alert firings matching the filter, newest `starts_at` first.
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+
+    /// Appends anomalies; all or none are stored.
+    async fn record_anomalies(&self, anomalies: &[Anomaly]) -> Result<(), StoreError>;
+
+    /// Anomalies matching the filter, newest first (ties: last recorded first).
+    async fn anomalies(&self, filter: &AnomalyFilter) -> Result<Vec<Anomaly>, StoreError>;
+
+    /// Records a change; recording the same id again replaces it rather than duplicating it.
+    async fn record_change(&self, change: &Change) -> Result<(), StoreError>;
+
+    /// Changes at or after `since`, newest first.
+    async fn changes(
+        &self,
+        since: Option<Millis>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Change>, StoreError>;
+}
