@@ -1,0 +1,283 @@
+//! One [`RobustBaselineDetector`] per derived series, created on first sight, turning
+//! [`Signal`]s into [`Anomaly`] reports.
+
+use crate::baseline::{AlarmDirection, Phase, RobustBaselineConfig, RobustBaselineDetector};
+use crate::derive::Signal;
+use crate::{FingerprintMap, series_hash};
+use nightshift_core::{Anomaly, Millis, SeriesKey, SignalClass};
+
+/// Which deviations of a derived series are harmful. Errors, latency, saturation, restarts and
+/// log errors only hurt going up; availability and available-capacity ratios only going down;
+/// traffic (and anything unclassified) both ways.
+pub fn alarm_direction(class: SignalClass, metric: &str) -> AlarmDirection {
+    match class {
+        SignalClass::Errors | SignalClass::Latency | SignalClass::Logs => AlarmDirection::Up,
+        SignalClass::Availability if metric.contains("restarts") => AlarmDirection::Up,
+        SignalClass::Availability => AlarmDirection::Down,
+        SignalClass::Saturation if metric.contains("available") => AlarmDirection::Down,
+        SignalClass::Saturation => AlarmDirection::Up,
+        SignalClass::Traffic | SignalClass::Other => AlarmDirection::Both,
+    }
+}
+
+/// An [`Anomaly`] with where it stands in its event. (`Anomaly` itself has no field for this.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyEvent {
+    pub anomaly: Anomaly,
+    /// This report opens a new event; later reports of the same event have `false`.
+    pub onset: bool,
+    /// When the event started.
+    pub since: Millis,
+}
+
+/// A detector per derived series (keyed by a 64-bit hash of its name and labels), each created on first
+/// sight with the alarm direction of its signal class. Memory per series is bounded (one
+/// [`RobustBaselineDetector`], no history kept).
+#[derive(Debug, Default)]
+pub struct DetectorBank {
+    config: RobustBaselineConfig,
+    detectors: FingerprintMap<RobustBaselineDetector>,
+    rejected: u64,
+}
+
+impl DetectorBank {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A bank whose detectors use `config` (its `alarm` is replaced per series by
+    /// [`alarm_direction`]).
+    pub fn with_config(config: RobustBaselineConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds one derived signal; returns an anomaly while the series is in an anomaly event.
+    pub fn observe(&mut self, signal: &Signal) -> Option<Anomaly> {
+        self.observe_event(signal).map(|e| e.anomaly)
+    }
+
+    /// Like [`observe`](Self::observe), also telling whether this report is the event's onset.
+    pub fn observe_event(&mut self, signal: &Signal) -> Option<AnomalyEvent> {
+        let fp = series_hash(&signal.key);
+        let config = self.config;
+        let detector = self.detectors.entry(fp).or_insert_with(|| {
+            RobustBaselineDetector::new(RobustBaselineConfig {
+                alarm: alarm_direction(signal.class, &signal.key.metric),
+                ..config
+            })
+        });
+        let Ok(a) = detector.update(signal.ts, signal.value) else {
+            self.rejected += 1;
+            return None;
+        };
+        if !a.is_anomalous() {
+            return None;
+        }
+        let since = detector.anomaly_since().unwrap_or(signal.ts);
+        Some(AnomalyEvent {
+            anomaly: Anomaly {
+                series: signal.key.clone(),
+                entity: signal.entity.clone(),
+                class: signal.class,
+                ts: signal.ts,
+                score: a.score,
+                value: signal.value,
+                expected: a.expected,
+                lower: a.lower,
+                upper: a.upper,
+                direction: a.direction,
+                detector: RobustBaselineDetector::NAME.to_string(),
+                promql: signal.promql.clone(),
+            },
+            onset: a.phase == Phase::Onset,
+            since,
+        })
+    }
+
+    /// Number of series with a detector.
+    pub fn len(&self) -> usize {
+        self.detectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.detectors.is_empty()
+    }
+
+    /// The detector of one derived series, if it has been seen.
+    pub fn detector(&self, key: &SeriesKey) -> Option<&RobustBaselineDetector> {
+        self.detectors.get(&series_hash(key))
+    }
+
+    /// Signals refused by their detector (non-finite value, time not moving forward).
+    pub fn rejected_signals(&self) -> u64 {
+        self.rejected
+    }
+
+    /// Drops detectors of series not seen for `idle` before `now` (entities that went away);
+    /// returns how many were dropped.
+    pub fn forget_idle(&mut self, now: Millis, idle: Millis) -> usize {
+        let before = self.detectors.len();
+        self.detectors
+            .retain(|_, d| d.last_ts().is_some_and(|t| now - t <= idle));
+        before - self.detectors.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Noise;
+    use nightshift_core::{Direction, Entity};
+
+    fn signal(metric: &str, class: SignalClass, ts: Millis, value: f64) -> Signal {
+        Signal {
+            key: SeriesKey::new(metric, &[("service", "checkout")]),
+            entity: Entity::service("checkout"),
+            class,
+            ts,
+            value,
+            promql: format!("{metric}{{service=\"checkout\"}}"),
+        }
+    }
+
+    #[test]
+    fn directions_follow_the_signal_class() {
+        use AlarmDirection::*;
+        assert_eq!(
+            alarm_direction(SignalClass::Errors, "service:http_errors:ratio_rate1m"),
+            Up
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Availability, "service:up:ratio"),
+            Down
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Availability, "service:restarts:increase5m"),
+            Up
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Saturation, "node:memory_available:ratio"),
+            Down
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Saturation, "service:volume_available:ratio"),
+            Down
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Saturation, "service:cpu_usage:ratio_limit"),
+            Up
+        );
+        assert_eq!(
+            alarm_direction(SignalClass::Traffic, "edge:requests:rate1m"),
+            Both
+        );
+    }
+
+    #[test]
+    fn bank_reports_onset_then_ongoing_with_the_signal_context() {
+        let mut bank = DetectorBank::new();
+        let mut noise = Noise::new(31);
+        let metric = "service:http_request_duration_seconds:p99";
+        let mut reports = Vec::new();
+        for i in 0..500 {
+            let v = if i < 450 { 0.2 } else { 0.6 } * (1.0 + 0.02 * noise.gaussian());
+            let ts = 1_000_000 + i * 15_000;
+            if let Some(e) = bank.observe_event(&signal(metric, SignalClass::Latency, ts, v)) {
+                reports.push((i, e));
+            }
+            // A second series (traffic) stays normal and gets its own detector.
+            let t = signal(
+                "service:http_requests:rate1m",
+                SignalClass::Traffic,
+                ts,
+                100.0,
+            );
+            assert!(bank.observe(&t).is_none());
+        }
+        assert_eq!(bank.len(), 2);
+        let (first, onset) = &reports[0];
+        assert!(*first >= 450 && *first < 454);
+        assert!(onset.onset);
+        assert_eq!(onset.anomaly.detector, "robust_baseline");
+        assert_eq!(onset.anomaly.direction, Direction::Up);
+        assert_eq!(onset.anomaly.entity, Entity::service("checkout"));
+        assert!(onset.anomaly.promql.contains("checkout"));
+        assert!(onset.anomaly.score > 0.5 && onset.anomaly.value > onset.anomaly.upper);
+        assert!(
+            reports[1..]
+                .iter()
+                .all(|(_, e)| !e.onset && e.since == onset.since)
+        );
+        assert_eq!(
+            reports.len(),
+            500 - *first as usize,
+            "reported every tick while it lasts"
+        );
+    }
+
+    #[test]
+    fn recoveries_are_not_reported() {
+        let mut bank = DetectorBank::new();
+        for i in 0..400 {
+            let v = if i < 200 { 0.05 } else { 0.0 };
+            let s = signal(
+                "service:http_errors:ratio_rate1m",
+                SignalClass::Errors,
+                i * 15_000,
+                v,
+            );
+            assert!(bank.observe(&s).is_none(), "point {i}");
+        }
+    }
+
+    #[test]
+    fn one_pod_of_three_going_down_is_an_anomaly_end_to_end() {
+        use crate::derive::SignalDeriver;
+        let mut deriver = SignalDeriver::new();
+        let mut bank = DetectorBank::new();
+        let pods = ["cart-1", "cart-2", "cart-3"];
+        let mut reports = Vec::new();
+        for i in 0..200 {
+            let ts = i * 15_000;
+            for (n, pod) in pods.iter().enumerate() {
+                let up = if i >= 150 && n == 2 { 0.0 } else { 1.0 };
+                let key =
+                    SeriesKey::new("up", &[("service", "cart"), ("pod", pod), ("job", "cart")]);
+                deriver.ingest_sample(&key, ts, up);
+            }
+            for s in deriver.flush(ts) {
+                if let Some(e) = bank.observe_event(&s) {
+                    reports.push((i, e));
+                }
+            }
+        }
+        let (i, first) = &reports[0];
+        assert!(first.onset && *i == 151, "first report at tick {i}");
+        assert_eq!(
+            first.anomaly.series,
+            SeriesKey::new("service:up:ratio", &[("service", "cart")])
+        );
+        assert_eq!(first.anomaly.direction, Direction::Down);
+        assert!((first.anomaly.value - 2.0 / 3.0).abs() < 1e-9 && first.anomaly.score > 0.99);
+        assert_eq!(
+            first.anomaly.promql,
+            "avg by (service) (up{service=\"cart\"})"
+        );
+    }
+
+    #[test]
+    fn idle_detectors_can_be_forgotten() {
+        let mut bank = DetectorBank::new();
+        bank.observe(&signal("a", SignalClass::Traffic, 0, 1.0));
+        bank.observe(&signal("b", SignalClass::Traffic, 3_600_000, 1.0));
+        assert_eq!(bank.forget_idle(3_600_000, 600_000), 1);
+        assert_eq!(bank.len(), 1);
+        assert!(
+            bank.detector(&SeriesKey::new("b", &[("service", "checkout")]))
+                .is_some()
+        );
+    }
+}
