@@ -24,12 +24,26 @@ pub struct Alert {
 
 impl Alert {
     /// A firing alert with the fingerprint computed from its labels.
-    pub fn firing(labels: BTreeMap<String, String>, annotations: BTreeMap<String, String>, starts_at: Millis) -> Self {
-        Self { fingerprint: fingerprint(&labels), labels, annotations, status: AlertStatus::Firing, starts_at, ends_at: None }
+    pub fn firing(
+        labels: BTreeMap<String, String>,
+        annotations: BTreeMap<String, String>,
+        starts_at: Millis,
+    ) -> Self {
+        Self {
+            fingerprint: fingerprint(&labels),
+            labels,
+            annotations,
+            status: AlertStatus::Firing,
+            starts_at,
+            ends_at: None,
+        }
     }
 
     pub fn name(&self) -> &str {
-        self.labels.get("alertname").map(String::as_str).unwrap_or("")
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     pub fn label(&self, name: &str) -> Option<&str> {
@@ -38,7 +52,10 @@ impl Alert {
 
     /// The entity the alert is about: the `service` label, else `job`, else `node`.
     pub fn entity(&self) -> Option<crate::Entity> {
-        crate::Resource::from_prometheus_labels(self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))).entity()
+        crate::Resource::from_prometheus_labels(
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .entity()
     }
 }
 

@@ -34,7 +34,11 @@ pub fn format_duration(ms: Millis) -> String {
     let body = if h > 0 {
         format!("{h}h{m:02}m")
     } else if m > 0 {
-        if sec > 0 { format!("{m}m{sec:02}s") } else { format!("{m}m") }
+        if sec > 0 {
+            format!("{m}m{sec:02}s")
+        } else {
+            format!("{m}m")
+        }
     } else {
         format!("{sec}s")
     };

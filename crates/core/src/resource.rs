@@ -29,7 +29,13 @@ pub mod semconv {
     pub const HOST_NAME: &str = "host.name";
 }
 
-const INFRA_JOBS: &[&str] = &["node", "node-exporter", "kube-state-metrics", "kubelet", "cadvisor"];
+const INFRA_JOBS: &[&str] = &[
+    "node",
+    "node-exporter",
+    "kube-state-metrics",
+    "kubelet",
+    "cadvisor",
+];
 
 /// The thing that produced a signal, as OTel resource attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,11 +72,14 @@ impl Resource {
     }
 
     pub fn node_name(&self) -> Option<&str> {
-        self.get(semconv::K8S_NODE_NAME).or_else(|| self.get(semconv::HOST_NAME))
+        self.get(semconv::K8S_NODE_NAME)
+            .or_else(|| self.get(semconv::HOST_NAME))
     }
 
     /// Maps Prometheus labels to OTel attributes (see the module docs for the table).
-    pub fn from_prometheus_labels<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub fn from_prometheus_labels<'a>(
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
         let mut r = Resource::new();
         let mut job = None;
         for (k, v) in labels {
@@ -97,7 +106,8 @@ impl Resource {
             && r.service_name().is_none()
             && !INFRA_JOBS.contains(&job)
         {
-            r.attributes.insert(semconv::SERVICE_NAME.to_string(), job.to_string());
+            r.attributes
+                .insert(semconv::SERVICE_NAME.to_string(), job.to_string());
         }
         r
     }
@@ -129,10 +139,16 @@ pub struct Entity {
 
 impl Entity {
     pub fn service(name: &str) -> Self {
-        Self { kind: EntityKind::Service, name: name.to_string() }
+        Self {
+            kind: EntityKind::Service,
+            name: name.to_string(),
+        }
     }
     pub fn node(name: &str) -> Self {
-        Self { kind: EntityKind::Node, name: name.to_string() }
+        Self {
+            kind: EntityKind::Node,
+            name: name.to_string(),
+        }
     }
 }
 

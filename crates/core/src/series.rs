@@ -16,7 +16,10 @@ impl SeriesKey {
     pub fn new(metric: &str, labels: &[(&str, &str)]) -> Self {
         Self {
             metric: metric.to_string(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -69,7 +72,11 @@ impl fmt::Display for SeriesKey {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))?;
+            write!(
+                f,
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            )?;
         }
         f.write_str("}")
     }
@@ -88,8 +95,14 @@ mod tests {
 
     #[test]
     fn selector_is_valid_promql() {
-        let k = SeriesKey::new("http_requests_total", &[("service", "api"), ("code", "500")]);
-        assert_eq!(k.selector(), r#"http_requests_total{code="500",service="api"}"#);
+        let k = SeriesKey::new(
+            "http_requests_total",
+            &[("service", "api"), ("code", "500")],
+        );
+        assert_eq!(
+            k.selector(),
+            r#"http_requests_total{code="500",service="api"}"#
+        );
     }
 
     #[test]

@@ -32,38 +32,66 @@ impl Topology {
     pub fn add_call(&mut self, client: &str, server: &str) -> bool {
         self.add_service(client);
         self.add_service(server);
-        self.calls.entry(client.to_string()).or_default().insert(server.to_string())
+        self.calls
+            .entry(client.to_string())
+            .or_default()
+            .insert(server.to_string())
     }
 
     pub fn add_placement(&mut self, service: &str, node: &str) -> bool {
         self.add_service(service);
-        self.placement.entry(service.to_string()).or_default().insert(node.to_string())
+        self.placement
+            .entry(service.to_string())
+            .or_default()
+            .insert(node.to_string())
     }
 
     pub fn callees(&self, service: &str) -> impl Iterator<Item = &str> {
-        self.calls.get(service).into_iter().flatten().map(String::as_str)
+        self.calls
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     pub fn callers<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.calls.iter().filter(move |(_, s)| s.contains(service)).map(|(c, _)| c.as_str())
+        self.calls
+            .iter()
+            .filter(move |(_, s)| s.contains(service))
+            .map(|(c, _)| c.as_str())
     }
 
     pub fn nodes_of(&self, service: &str) -> impl Iterator<Item = &str> {
-        self.placement.get(service).into_iter().flatten().map(String::as_str)
+        self.placement
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     pub fn services_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.placement.iter().filter(move |(_, n)| n.contains(node)).map(|(s, _)| s.as_str())
+        self.placement
+            .iter()
+            .filter(move |(_, n)| n.contains(node))
+            .map(|(s, _)| s.as_str())
     }
 
     pub fn nodes(&self) -> BTreeSet<&str> {
-        self.placement.values().flatten().map(String::as_str).collect()
+        self.placement
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect()
     }
 
     /// Services nobody calls: the user-facing entry points.
     pub fn entry_points(&self) -> Vec<&str> {
         let called: BTreeSet<&str> = self.calls.values().flatten().map(String::as_str).collect();
-        self.services.iter().map(String::as_str).filter(|s| !called.contains(s) && self.calls.contains_key(*s)).collect()
+        self.services
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !called.contains(s) && self.calls.contains_key(*s))
+            .collect()
     }
 
     /// Entities adjacent to `e`: callers, callees, and placement in both directions.

@@ -1,1 +1,15 @@
 //! Alert dedup, incident grouping, change linking and root-cause ranking over the topology.
+//!
+//! Pure: no I/O, no async. The pipeline feeds a [`Correlator`] with signals in time order and
+//! calls [`Correlator::advance`] once per evaluation step.
+
+pub mod baseline;
+pub mod dedup;
+pub mod facts;
+pub mod grouping;
+pub mod rank;
+
+pub use dedup::{AlertDeduper, AlertOutcome};
+pub use facts::LogPattern;
+pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate};
+pub use rank::{RankConfig, rank};

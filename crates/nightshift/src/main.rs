@@ -1,1 +1,210 @@
-fn main() {}
+//! The `nightshift` command: a thin shell over the pipeline crates.
+
+mod eval;
+mod pipeline;
+mod render;
+mod replay;
+mod scenarios;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nightshift_core::Incident;
+use nightshift_sim::{Scenario, Simulation};
+use nightshift_store::{SqliteStore, Store};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "nightshift",
+    version,
+    about = "Detects, correlates and diagnoses incidents on top of your observability stack."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run simulated clusters through the whole pipeline and show the incidents it finds.
+    Demo(DemoArgs),
+    /// Measure quality against ground truth.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// A built-in scenario name, a scenario file or folder, or `all`.
+    #[arg(long, default_value = DEFAULT_SCENARIO)]
+    scenario: String,
+    /// Print the incidents as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// SQLite database to record incidents, alerts and anomalies in (default: in memory).
+    #[arg(long, value_name = "PATH")]
+    db: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Replay scenarios and score incidents and root causes against their ground truth.
+    Rca(EvalRcaArgs),
+}
+
+#[derive(Args)]
+struct EvalRcaArgs {
+    /// Scenario files or folders (default: every built-in scenario). Repeatable.
+    #[arg(long = "scenario", value_name = "FILE|DIR")]
+    scenarios: Vec<String>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+const DEFAULT_SCENARIO: &str = "shop-db-saturation";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("NIGHTSHIFT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => demo(args),
+        Command::Eval(EvalCommand::Rca(args)) => eval_rca(args),
+    }
+}
+
+fn progress(scenarios: &[Scenario], quiet: bool) -> ProgressBar {
+    let total: usize = scenarios
+        .iter()
+        .map(|s| Simulation::new(s).total_ticks())
+        .sum();
+    let bar = ProgressBar::new(total as u64);
+    if quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:32} [{bar:30}] {pos}/{len} ticks ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+#[derive(serde::Serialize)]
+struct DemoScenario<'a> {
+    scenario: &'a str,
+    alerts_fired: u64,
+    incidents: &'a [Incident],
+    stats: pipeline::PipelineStats,
+}
+
+fn demo(args: DemoArgs) -> Result<()> {
+    let scenarios = scenarios::resolve(&args.scenario)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let store = runtime.block_on(async {
+        match &args.db {
+            Some(path) => SqliteStore::open(path)
+                .await
+                .with_context(|| format!("cannot open the database {path}")),
+            None => SqliteStore::in_memory()
+                .await
+                .context("cannot open an in-memory database"),
+        }
+    })?;
+    let bar = progress(&scenarios, args.json);
+    let mut json_out = Vec::new();
+    let started = Instant::now();
+    for scenario in &scenarios {
+        bar.set_message(scenario.name().to_string());
+        let r = replay::replay(scenario, &bar);
+        runtime
+            .block_on(async {
+                for i in &r.incidents {
+                    store.upsert_incident(i).await?;
+                }
+                for a in &r.alerts {
+                    store.record_alert(a).await?;
+                }
+                for c in &r.changes {
+                    store.record_change(c).await?;
+                }
+                store.record_anomalies(&r.anomalies).await?;
+                anyhow::Ok(())
+            })
+            .context("cannot record the results in the database")?;
+        if args.json {
+            json_out.push(serde_json::to_value(DemoScenario {
+                scenario: scenario.name(),
+                alerts_fired: r.stats.alerts_fired,
+                incidents: &r.incidents,
+                stats: r.stats,
+            })?);
+            continue;
+        }
+        bar.suspend(|| {
+            println!(
+                "▶ {} — {} services, {} alerts fired → {} incident(s); {} samples, {} log lines, {} anomaly reports",
+                scenario.name(),
+                r.topology.services.len(),
+                r.stats.alerts_fired,
+                r.incidents.len(),
+                r.stats.samples,
+                r.stats.logs,
+                r.stats.anomalies
+            );
+            for inc in &r.incidents {
+                println!("{}", render::incident(inc, r.start_ms));
+            }
+        });
+    }
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_out)?);
+    } else {
+        println!(
+            "{} scenario(s) replayed in {:.1}s.",
+            scenarios.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn eval_rca(args: EvalRcaArgs) -> Result<()> {
+    let scenarios = scenarios::resolve_all(&args.scenarios)?;
+    let bar = progress(&scenarios, args.json);
+    let mut scores = Vec::new();
+    let mut cases = Vec::new();
+    for scenario in &scenarios {
+        bar.set_message(scenario.name().to_string());
+        let r = replay::replay(scenario, &bar);
+        let (s, c) = eval::score_scenario(scenario, &r);
+        scores.push(s);
+        cases.extend(c);
+    }
+    bar.finish_and_clear();
+    let report = eval::report(scores, cases);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render::report(&report));
+    }
+    Ok(())
+}

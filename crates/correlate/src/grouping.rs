@@ -1,0 +1,654 @@
+//! Groups alerts, anomalies, Kubernetes events and log patterns into incidents by time and by
+//! distance in the topology, links the changes that preceded them and keeps each incident's
+//! root-cause ranking current.
+//!
+//! A signal joins an open incident when it arrives within `attach_window` of the incident's last
+//! activity and its entity is at most `max_hops` away from an entity already in the incident.
+//! Signals that join nothing wait in a short pending buffer; an incident opens only when a
+//! connected group of them is strong enough (an alert, a node going away, two anomalous series,
+//! or one series anomalous for a minute), so one-off blips do not page anyone.
+
+use crate::dedup::{AlertDeduper, AlertOutcome};
+use crate::facts::{AlertFact, EdgeFact, EntityFacts, LogPattern, SeriesFact};
+use crate::rank::{RankConfig, rank};
+use nightshift_core::{
+    Alert, Anomaly, BlastRadius, Change, Entity, EntityKind, Event, EventType, EvidenceKind,
+    Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,
+};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug, Clone)]
+pub struct CorrelatorConfig {
+    pub attach_window: Millis,
+    pub resolve_after: Millis,
+    pub pending_window: Millis,
+    pub max_hops: usize,
+    /// One anomalous series alone opens an incident once it has lasted this long.
+    pub persistent_single: Millis,
+    pub rank: RankConfig,
+    pub max_timeline: usize,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        Self {
+            attach_window: 5 * MINUTE,
+            resolve_after: 10 * MINUTE,
+            pending_window: 5 * MINUTE,
+            max_hops: 3,
+            persistent_single: MINUTE,
+            rank: RankConfig::default(),
+            max_timeline: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Fact {
+    Anomaly(Box<Anomaly>),
+    Alert(Box<Alert>),
+    Event(Box<Event>),
+    Log(Box<LogPattern>),
+}
+
+#[derive(Debug, Clone)]
+struct Observation {
+    ts: Millis,
+    entity: Entity,
+    fact: Fact,
+}
+
+#[derive(Debug, Clone)]
+struct IncidentState {
+    incident: Incident,
+    facts: BTreeMap<Entity, EntityFacts>,
+    active_alerts: BTreeSet<String>,
+    last_activity: Millis,
+    dirty: bool,
+}
+
+/// What `advance` did to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentUpdate {
+    Opened,
+    Updated,
+    Resolved,
+}
+
+/// The streaming correlator: feed it signals in time order, call `advance` once per evaluation.
+#[derive(Debug)]
+pub struct Correlator {
+    cfg: CorrelatorConfig,
+    topology: Topology,
+    dedup: AlertDeduper,
+    changes: VecDeque<Change>,
+    incidents: Vec<IncidentState>,
+    pending: Vec<Observation>,
+    next_id: u64,
+}
+
+impl Default for Correlator {
+    fn default() -> Self {
+        Self::new(CorrelatorConfig::default())
+    }
+}
+
+impl Correlator {
+    pub fn new(cfg: CorrelatorConfig) -> Self {
+        Self {
+            cfg,
+            topology: Topology::new(),
+            dedup: AlertDeduper::new(),
+            changes: VecDeque::new(),
+            incidents: Vec::new(),
+            pending: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topology
+    }
+
+    /// Distinct alert firings received (after dedup).
+    pub fn alerts_fired(&self) -> u64 {
+        self.dedup.fired()
+    }
+
+    pub fn alert_duplicates(&self) -> u64 {
+        self.dedup.duplicates()
+    }
+
+    pub fn observe_alert(&mut self, alert: &Alert) -> AlertOutcome {
+        let outcome = self.dedup.observe(alert);
+        match outcome {
+            AlertOutcome::Fired => {
+                if let Some(entity) = alert.entity() {
+                    let ts = alert.starts_at;
+                    self.route(Observation {
+                        ts,
+                        entity,
+                        fact: Fact::Alert(Box::new(alert.clone())),
+                    });
+                }
+            }
+            AlertOutcome::Resolved => {
+                for inc in &mut self.incidents {
+                    inc.active_alerts.remove(&alert.fingerprint);
+                }
+            }
+            AlertOutcome::Duplicate | AlertOutcome::Stale => {}
+        }
+        outcome
+    }
+
+    pub fn observe_anomaly(&mut self, a: &Anomaly) {
+        self.route(Observation {
+            ts: a.ts,
+            entity: a.entity.clone(),
+            fact: Fact::Anomaly(Box::new(a.clone())),
+        });
+    }
+
+    /// Warning events are signals; normal events only appear on timelines of incidents they touch.
+    pub fn observe_event(&mut self, e: &Event) {
+        let Some(entity) = e.resource.entity() else {
+            return;
+        };
+        let obs = Observation {
+            ts: e.ts,
+            entity,
+            fact: Fact::Event(Box::new(e.clone())),
+        };
+        if e.event_type == EventType::Warning {
+            self.route(obs);
+        } else if let Some(i) = self.find_incident(&obs) {
+            self.attach(i, obs);
+        }
+    }
+
+    pub fn observe_log_pattern(&mut self, p: &LogPattern) {
+        self.route(Observation {
+            ts: p.ts,
+            entity: p.entity.clone(),
+            fact: Fact::Log(Box::new(p.clone())),
+        });
+    }
+
+    pub fn observe_change(&mut self, c: &Change) {
+        self.changes.push_back(c.clone());
+        while self
+            .changes
+            .front()
+            .is_some_and(|f| c.ts - f.ts > 4 * self.cfg.rank.change_lookback)
+        {
+            self.changes.pop_front();
+        }
+    }
+
+    fn route(&mut self, obs: Observation) {
+        match self.find_incident(&obs) {
+            Some(i) => self.attach(i, obs),
+            None => self.pending.push(obs),
+        }
+    }
+
+    /// The open incident this observation belongs to: recent enough and closest in the topology.
+    fn find_incident(&self, obs: &Observation) -> Option<usize> {
+        let reach = self.within_hops(&obs.entity, self.cfg.max_hops);
+        self.incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.incident.status == IncidentStatus::Open
+                    && obs.ts - s.last_activity <= self.cfg.attach_window
+            })
+            .filter_map(|(i, s)| {
+                let d = s.facts.keys().filter_map(|e| reach.get(e)).min()?;
+                Some((i, *d, s.last_activity))
+            })
+            .min_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
+            .map(|(i, _, _)| i)
+    }
+
+    /// Entities within `max` hops (calls in both directions and placement), with their distance.
+    fn within_hops(&self, from: &Entity, max: usize) -> BTreeMap<Entity, usize> {
+        let mut seen = BTreeMap::from([(from.clone(), 0usize)]);
+        let mut frontier = vec![from.clone()];
+        for d in 1..=max {
+            let mut next = Vec::new();
+            for e in &frontier {
+                for n in self.topology.neighbours(e) {
+                    if !seen.contains_key(&n) {
+                        seen.insert(n.clone(), d);
+                        next.push(n);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        seen
+    }
+
+    fn attach(&mut self, i: usize, obs: Observation) {
+        let max_timeline = self.cfg.max_timeline;
+        let st = &mut self.incidents[i];
+        st.last_activity = st.last_activity.max(obs.ts);
+        st.incident.updated_at = st.incident.updated_at.max(obs.ts);
+        st.dirty = true;
+        let mut timeline = |kind, entity: &Entity, text: String| {
+            if st.incident.timeline.len() < max_timeline {
+                st.incident.timeline.push(TimelineEntry {
+                    ts: obs.ts,
+                    kind,
+                    entity: entity.clone(),
+                    text,
+                });
+            }
+        };
+        match obs.fact {
+            Fact::Anomaly(a) => {
+                st.incident.anomaly_count += 1;
+                let (client, server) = (a.series.label("client"), a.series.label("server"));
+                if let (true, Some(client), Some(server)) =
+                    (a.series.metric.starts_with("edge:"), client, server)
+                {
+                    let fact = |peer: &str| EdgeFact {
+                        peer: peer.to_string(),
+                        class: a.class,
+                        first_ts: a.ts,
+                        peak_score: a.score,
+                        value: a.value,
+                        expected: a.expected,
+                        promql: a.promql.clone(),
+                    };
+                    let srv = Entity::service(server);
+                    let cli = Entity::service(client);
+                    let new = !st
+                        .facts
+                        .get(&srv)
+                        .is_some_and(|f| f.edges_in.contains_key(&(client.to_string(), a.class)));
+                    for (ent, map_in) in [(srv.clone(), true), (cli.clone(), false)] {
+                        let f = st.facts.entry(ent).or_default();
+                        f.touch_onset(a.ts);
+                        let key = (if map_in { client } else { server }.to_string(), a.class);
+                        let map = if map_in {
+                            &mut f.edges_in
+                        } else {
+                            &mut f.edges_out
+                        };
+                        let e = map
+                            .entry(key)
+                            .or_insert_with(|| fact(if map_in { client } else { server }));
+                        if a.score > e.peak_score {
+                            e.peak_score = a.score;
+                            e.value = a.value;
+                            e.expected = a.expected;
+                        }
+                    }
+                    if new {
+                        timeline(
+                            EvidenceKind::Trace,
+                            &srv,
+                            format!("calls {client} → {server}: {} anomalous", a.class.as_str()),
+                        );
+                    }
+                } else {
+                    let f = st.facts.entry(obs.entity.clone()).or_default();
+                    f.touch_onset(a.ts);
+                    let selector = a.series.selector();
+                    let new = !f.series.contains_key(&selector);
+                    let s = f
+                        .series
+                        .entry(selector.clone())
+                        .or_insert_with(|| SeriesFact {
+                            metric: a.series.metric.clone(),
+                            selector,
+                            class: a.class,
+                            direction: a.direction,
+                            first_ts: a.ts,
+                            peak_ts: a.ts,
+                            peak_score: a.score,
+                            value: a.value,
+                            expected: a.expected,
+                            promql: a.promql.clone(),
+                            detector: a.detector.clone(),
+                            reports: 0,
+                        });
+                    s.reports += 1;
+                    if a.score > s.peak_score {
+                        s.peak_score = a.score;
+                        s.peak_ts = a.ts;
+                        s.value = a.value;
+                        s.expected = a.expected;
+                    }
+                    if new {
+                        let text = format!(
+                            "{} {} {} (expected {})",
+                            a.series.metric,
+                            if a.direction == nightshift_core::Direction::Up {
+                                "rose to"
+                            } else {
+                                "fell to"
+                            },
+                            crate::rank::fmt_value(a.value),
+                            crate::rank::fmt_value(a.expected)
+                        );
+                        timeline(EvidenceKind::Anomaly, &obs.entity, text);
+                    }
+                }
+            }
+            Fact::Alert(a) => {
+                st.active_alerts.insert(a.fingerprint.clone());
+                if !st.incident.alerts.contains(&a.fingerprint) {
+                    st.incident.alerts.push(a.fingerprint.clone());
+                }
+                let f = st.facts.entry(obs.entity.clone()).or_default();
+                f.touch(obs.ts);
+                let name = a.name().to_string();
+                let new = !f.alerts.contains_key(&name);
+                let fact = f.alerts.entry(name.clone()).or_insert_with(|| AlertFact {
+                    alertname: name.clone(),
+                    first_ts: obs.ts,
+                    firings: 0,
+                    severity: a.label("severity").unwrap_or("").to_string(),
+                });
+                fact.firings += 1;
+                if new {
+                    timeline(
+                        EvidenceKind::Alert,
+                        &obs.entity,
+                        format!("alert {name} fired"),
+                    );
+                }
+            }
+            Fact::Event(e) => {
+                let f = st.facts.entry(obs.entity.clone()).or_default();
+                let new = !f.events.contains_key(&e.reason);
+                f.add_event(&e);
+                if new {
+                    timeline(
+                        EvidenceKind::KubeEvent,
+                        &obs.entity,
+                        format!("{} {}: {}", e.object, e.reason, e.message),
+                    );
+                }
+            }
+            Fact::Log(p) => {
+                let f = st.facts.entry(obs.entity.clone()).or_default();
+                let new = !f.logs.contains_key(&p.template);
+                f.add_log(&p);
+                if new {
+                    timeline(
+                        EvidenceKind::LogPattern,
+                        &obs.entity,
+                        format!(
+                            "{}log pattern: {}",
+                            if p.new { "new " } else { "" },
+                            p.template
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Opens incidents from pending signals, resolves quiet ones and re-ranks changed ones.
+    /// Returns the incidents that changed, with what happened to them.
+    pub fn advance(&mut self, now: Millis) -> Vec<(String, IncidentUpdate)> {
+        let mut out = Vec::new();
+        self.pending
+            .retain(|o| now - o.ts <= self.cfg.pending_window);
+        self.open_from_pending(now, &mut out);
+        for st in &mut self.incidents {
+            if st.incident.status == IncidentStatus::Open
+                && st.active_alerts.is_empty()
+                && now - st.last_activity >= self.cfg.resolve_after
+            {
+                st.incident.status = IncidentStatus::Resolved;
+                st.incident.resolved_at = Some(now);
+                st.incident.updated_at = now;
+                if st.incident.timeline.len() < self.cfg.max_timeline {
+                    let entity = st
+                        .incident
+                        .hypotheses
+                        .first()
+                        .map(|h| h.entity.clone())
+                        .unwrap_or_else(|| Entity::service("?"));
+                    st.incident.timeline.push(TimelineEntry {
+                        ts: now,
+                        kind: EvidenceKind::Topology,
+                        entity,
+                        text: "resolved: signals back to normal".into(),
+                    });
+                }
+                out.push((st.incident.id.clone(), IncidentUpdate::Resolved));
+            }
+        }
+        let changes: Vec<Change> = self.changes.iter().cloned().collect();
+        for st in &mut self.incidents {
+            if !st.dirty {
+                continue;
+            }
+            st.dirty = false;
+            refresh(st, &self.topology, &changes, &self.cfg);
+            if !out.iter().any(|(id, _)| *id == st.incident.id) {
+                out.push((st.incident.id.clone(), IncidentUpdate::Updated));
+            }
+        }
+        out
+    }
+
+    fn open_from_pending(&mut self, now: Millis, out: &mut Vec<(String, IncidentUpdate)>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Connected groups of pending entities (within max_hops of each other).
+        let entities: Vec<Entity> = self
+            .pending
+            .iter()
+            .map(|o| o.entity.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut group: Vec<usize> = (0..entities.len()).collect();
+        for i in 0..entities.len() {
+            let reach = self.within_hops(&entities[i], self.cfg.max_hops);
+            for j in i + 1..entities.len() {
+                if reach.contains_key(&entities[j]) {
+                    let (gi, gj) = (find(&mut group, i), find(&mut group, j));
+                    group[gj] = gi;
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<Observation>> = BTreeMap::new();
+        let pending = std::mem::take(&mut self.pending);
+        for o in pending {
+            let idx = entities.iter().position(|e| *e == o.entity).unwrap_or(0);
+            let g = find(&mut group, idx);
+            groups.entry(g).or_default().push(o);
+        }
+        for (_, obs) in groups {
+            if !strong_enough(&obs, self.cfg.persistent_single) {
+                self.pending.extend(obs);
+                continue;
+            }
+            let id = format!("inc-{:04}", self.next_id);
+            self.next_id += 1;
+            let first_entity = obs[0].entity.clone();
+            let incident = Incident {
+                id: id.clone(),
+                title: String::new(),
+                status: IncidentStatus::Open,
+                opened_at: now,
+                updated_at: now,
+                resolved_at: None,
+                blast_radius: BlastRadius::default(),
+                alerts: Vec::new(),
+                anomaly_count: 0,
+                changes: Vec::new(),
+                hypotheses: Vec::new(),
+                timeline: vec![TimelineEntry {
+                    ts: now,
+                    kind: EvidenceKind::Topology,
+                    entity: first_entity,
+                    text: "incident opened".into(),
+                }],
+            };
+            self.incidents.push(IncidentState {
+                incident,
+                facts: BTreeMap::new(),
+                active_alerts: BTreeSet::new(),
+                last_activity: now,
+                dirty: true,
+            });
+            let i = self.incidents.len() - 1;
+            let mut obs = obs;
+            obs.sort_by_key(|o| o.ts);
+            for o in obs {
+                self.attach(i, o);
+            }
+            self.incidents[i].incident.timeline.sort_by_key(|t| t.ts);
+            out.push((id, IncidentUpdate::Opened));
+        }
+    }
+
+    pub fn incident(&self, id: &str) -> Option<&Incident> {
+        self.incidents
+            .iter()
+            .find(|s| s.incident.id == id)
+            .map(|s| &s.incident)
+    }
+
+    pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.iter().map(|s| &s.incident)
+    }
+
+    /// Resolves everything still open (end of a replay).
+    pub fn close_all(&mut self, now: Millis) {
+        for st in &mut self.incidents {
+            if st.incident.status == IncidentStatus::Open {
+                st.incident.status = IncidentStatus::Resolved;
+                st.incident.resolved_at = Some(now);
+            }
+        }
+    }
+}
+
+fn find(parent: &mut [usize], mut i: usize) -> usize {
+    while parent[i] != i {
+        parent[i] = parent[parent[i]];
+        i = parent[i];
+    }
+    i
+}
+
+/// Whether a connected group of pending signals warrants an incident (see the module docs).
+fn strong_enough(obs: &[Observation], persistent_single: Millis) -> bool {
+    let mut series: BTreeMap<String, (f64, Millis, Millis, SignalClass)> = BTreeMap::new();
+    let mut warning_events = 0;
+    for o in obs {
+        match &o.fact {
+            Fact::Alert(_) => return true,
+            Fact::Event(e) if e.reason == "NodeNotReady" => return true,
+            Fact::Event(e) if e.event_type == EventType::Warning => warning_events += 1,
+            Fact::Anomaly(a) => {
+                let s = series
+                    .entry(a.series.selector())
+                    .or_insert((0.0, a.ts, a.ts, a.class));
+                s.0 = s.0.max(a.score);
+                s.1 = s.1.min(a.ts);
+                s.2 = s.2.max(a.ts);
+            }
+            _ => {}
+        }
+    }
+    // Traffic moves with users; on its own it counts half.
+    let weight = |c: SignalClass| if c == SignalClass::Traffic { 0.5 } else { 1.0 };
+    let n: f64 = series.values().map(|s| weight(s.3)).sum();
+    let score: f64 = series.values().map(|s| s.0 * weight(s.3)).sum();
+    let persistent = series
+        .values()
+        .any(|s| s.3 != SignalClass::Traffic && s.2 - s.1 >= persistent_single);
+    (n >= 2.0 && score >= 1.2) || persistent || (warning_events > 0 && n >= 1.0)
+}
+
+/// Recomputes hypotheses, title, blast radius and linked changes of one incident.
+fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &CorrelatorConfig) {
+    let inc = &mut st.incident;
+    let lookback = cfg.rank.change_lookback;
+    let near: BTreeSet<Entity> = st.facts.keys().cloned().collect();
+    let linked: Vec<Change> = changes
+        .iter()
+        .filter(|c| c.ts <= inc.updated_at && inc.opened_at - c.ts <= lookback)
+        .filter(|c| {
+            near.iter().any(|e| {
+                topo.distance(e, &Entity::service(&c.target), 1).is_some() || e.name == c.target
+            })
+        })
+        .cloned()
+        .collect();
+    inc.hypotheses = rank(&st.facts, topo, &linked, inc.opened_at, &cfg.rank);
+    for c in &linked {
+        if !inc.changes.iter().any(|x| x.id == c.id) {
+            inc.changes.push(c.clone());
+            if inc.timeline.len() < cfg.max_timeline {
+                let text = format!(
+                    "{} of {}{}",
+                    c.kind.as_str(),
+                    c.target,
+                    c.version
+                        .as_deref()
+                        .map(|v| format!(" ({v})"))
+                        .unwrap_or_default()
+                );
+                inc.timeline.push(TimelineEntry {
+                    ts: c.ts,
+                    kind: EvidenceKind::Change,
+                    entity: Entity::service(&c.target),
+                    text,
+                });
+                inc.timeline.sort_by_key(|t| t.ts);
+            }
+        }
+    }
+    let affected: Vec<Entity> = st
+        .facts
+        .iter()
+        .filter(|(_, f)| f.has_own_health_signal() || !f.edges_in.is_empty())
+        .map(|(e, _)| e.clone())
+        .collect();
+    let entry: BTreeSet<&str> = topo.entry_points().into_iter().collect();
+    inc.blast_radius = BlastRadius {
+        entry_points: affected
+            .iter()
+            .filter(|e| e.kind == EntityKind::Service && entry.contains(e.name.as_str()))
+            .map(|e| e.name.clone())
+            .collect(),
+        entities: affected,
+    };
+    inc.title = match inc.hypotheses.first() {
+        Some(h) => {
+            let n = inc.blast_radius.entities.len();
+            format!(
+                "{} on {} ({} affected)",
+                capitalise(&h.cause),
+                h.entity.name,
+                n
+            )
+        }
+        None => "Unexplained anomalies".into(),
+    };
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,300 @@
+//! `nightshift eval rca`: replays scenarios and scores detection, grouping and root-cause ranking
+//! against each fault's ground truth, beside two baselines computed from the same alerts.
+
+use crate::replay::Replay;
+use nightshift_core::{AlertStatus, MINUTE, Millis};
+use nightshift_correlate::baseline::{AlertmanagerGrouping, loudest_services};
+use nightshift_sim::Scenario;
+use serde::Serialize;
+
+/// How far around a fault an incident may lie and still not count as false.
+const FALSE_INCIDENT_MARGIN: Millis = 10 * MINUTE;
+/// Alertmanager's default `group_wait`.
+const GROUP_WAIT: Millis = 30_000;
+
+/// One fault of one scenario, as each method saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Case {
+    pub scenario: String,
+    pub fault: String,
+    pub target: String,
+    pub at_seconds: i64,
+    /// Rank of the true target among the hypotheses of the incident that caught the fault.
+    pub rank: Option<usize>,
+    pub incident: Option<String>,
+    pub top: Option<String>,
+    pub detection_seconds: Option<i64>,
+    pub first_alert_seconds: Option<i64>,
+    pub loudest_rank: Option<usize>,
+    pub alertmanager_rank: Option<usize>,
+    pub alertmanager_detection_seconds: Option<i64>,
+}
+
+/// Per-scenario counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioScore {
+    pub scenario: String,
+    pub faults: usize,
+    pub alerts: u64,
+    pub incidents: usize,
+    pub false_incidents: usize,
+    pub alertmanager_groups: usize,
+    pub alertmanager_false_groups: usize,
+}
+
+/// Quality figures of one method over all cases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub cases: usize,
+    pub ac_at_1: f64,
+    pub ac_at_3: f64,
+    pub avg_at_5: f64,
+    pub detected: usize,
+    pub mttd_seconds_median: Option<f64>,
+    pub incidents: usize,
+    pub false_incidents: usize,
+    pub compression: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Baselines {
+    pub loudest_service: Figures,
+    pub alertmanager_grouping: Figures,
+}
+
+/// The whole report; the top-level fields are Nightshift's own figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub cases: usize,
+    pub ac_at_1: f64,
+    pub ac_at_3: f64,
+    pub avg_at_5: f64,
+    pub detected: usize,
+    pub mttd_seconds_median: Option<f64>,
+    pub alerts: u64,
+    pub incidents: usize,
+    pub false_incidents: usize,
+    pub compression: Option<f64>,
+    /// Share of detected faults where Nightshift opened its incident before the first static alert fired.
+    pub earlier_than_first_alert: f64,
+    pub baselines: Baselines,
+    pub scenarios: Vec<ScenarioScore>,
+    pub per_case: Vec<Case>,
+}
+
+/// Scores one replayed scenario.
+pub fn score_scenario(scenario: &Scenario, replay: &Replay) -> (ScenarioScore, Vec<Case>) {
+    let start = scenario.start_ms();
+    let windows: Vec<(Millis, Millis)> = scenario
+        .faults()
+        .iter()
+        .map(|f| {
+            let s = start + f.at_ms;
+            (s, f.duration_ms.map_or(replay.end_ms, |d| s + d))
+        })
+        .collect();
+    let overlaps_fault = |from: Millis, to: Millis| {
+        windows
+            .iter()
+            .any(|(s, e)| from <= e + FALSE_INCIDENT_MARGIN && to >= s - FALSE_INCIDENT_MARGIN)
+    };
+
+    let false_incidents = replay
+        .incidents
+        .iter()
+        .filter(|i| !overlaps_fault(i.opened_at, i.resolved_at.unwrap_or(replay.end_ms)))
+        .count();
+
+    let mut am = AlertmanagerGrouping::new(&["alertname", "service"], GROUP_WAIT);
+    for a in &replay.alerts {
+        let now = if a.status == AlertStatus::Firing {
+            a.starts_at
+        } else {
+            a.ends_at.unwrap_or(a.starts_at)
+        };
+        am.observe(a, now);
+    }
+    let groups = am.groups();
+    let am_false = groups
+        .iter()
+        .filter(|g| !overlaps_fault(g.notified_at, g.ended_at.unwrap_or(replay.end_ms)))
+        .count();
+    let fired = replay
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+        .count() as u64;
+
+    let mut cases = Vec::new();
+    for (f, (s, e)) in scenario.faults().iter().zip(&windows) {
+        let incident = replay
+            .incidents
+            .iter()
+            .filter(|i| i.opened_at >= *s && i.opened_at <= *e)
+            .min_by_key(|i| i.opened_at);
+        let rank = incident.and_then(|i| {
+            i.hypotheses
+                .iter()
+                .position(|h| h.entity.name == f.target)
+                .map(|p| p + 1)
+        });
+        let first_alert = replay
+            .alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing && a.starts_at >= *s && a.starts_at <= *e)
+            .map(|a| a.starts_at)
+            .min();
+        let loudest = loudest_services(&replay.alerts, *s, *e);
+        let loudest_rank = loudest
+            .iter()
+            .position(|(svc, _)| *svc == f.target)
+            .map(|p| p + 1);
+        let mut am_order: Vec<&str> = Vec::new();
+        let mut in_window: Vec<_> = groups
+            .iter()
+            .filter(|g| g.notified_at >= *s && g.notified_at <= *e)
+            .collect();
+        in_window.sort_by_key(|g| g.notified_at);
+        for g in &in_window {
+            if let Some(svc) = g.label("service").filter(|s| !s.is_empty())
+                && !am_order.contains(&svc)
+            {
+                am_order.push(svc);
+            }
+        }
+        cases.push(Case {
+            scenario: scenario.name().to_string(),
+            fault: f.kind.as_str().to_string(),
+            target: f.target.clone(),
+            at_seconds: f.at_ms / 1000,
+            rank,
+            incident: incident.map(|i| i.id.clone()),
+            top: incident
+                .and_then(|i| i.hypotheses.first())
+                .map(|h| h.entity.name.clone()),
+            detection_seconds: incident.map(|i| (i.opened_at - s) / 1000),
+            first_alert_seconds: first_alert.map(|t| (t - s) / 1000),
+            loudest_rank,
+            alertmanager_rank: am_order
+                .iter()
+                .position(|svc| *svc == f.target)
+                .map(|p| p + 1),
+            alertmanager_detection_seconds: in_window.first().map(|g| (g.notified_at - s) / 1000),
+        });
+    }
+    let score = ScenarioScore {
+        scenario: scenario.name().to_string(),
+        faults: scenario.faults().len(),
+        alerts: fired,
+        incidents: replay.incidents.len(),
+        false_incidents,
+        alertmanager_groups: groups.len(),
+        alertmanager_false_groups: am_false,
+    };
+    (score, cases)
+}
+
+fn ac_at(ranks: &[Option<usize>], k: usize) -> f64 {
+    if ranks.is_empty() {
+        return 0.0;
+    }
+    ranks.iter().filter(|r| r.is_some_and(|r| r <= k)).count() as f64 / ranks.len() as f64
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn figures(
+    ranks: &[Option<usize>],
+    detections: &[Option<i64>],
+    incidents: usize,
+    false_incidents: usize,
+    alerts: u64,
+) -> Figures {
+    Figures {
+        cases: ranks.len(),
+        ac_at_1: ac_at(ranks, 1),
+        ac_at_3: ac_at(ranks, 3),
+        avg_at_5: (1..=5).map(|k| ac_at(ranks, k)).sum::<f64>() / 5.0,
+        detected: detections.iter().flatten().count(),
+        mttd_seconds_median: median(detections.iter().flatten().map(|d| *d as f64).collect()),
+        incidents,
+        false_incidents,
+        compression: (incidents > 0).then(|| alerts as f64 / incidents as f64),
+    }
+}
+
+pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
+    let alerts: u64 = scores.iter().map(|s| s.alerts).sum();
+    let incidents: usize = scores.iter().map(|s| s.incidents).sum();
+    let false_incidents: usize = scores.iter().map(|s| s.false_incidents).sum();
+    let ranks: Vec<_> = cases.iter().map(|c| c.rank).collect();
+    let detections: Vec<_> = cases.iter().map(|c| c.detection_seconds).collect();
+    let own = figures(&ranks, &detections, incidents, false_incidents, alerts);
+    let first_alerts: Vec<_> = cases.iter().map(|c| c.first_alert_seconds).collect();
+    let loudest = figures(
+        &cases.iter().map(|c| c.loudest_rank).collect::<Vec<_>>(),
+        &first_alerts,
+        0,
+        0,
+        alerts,
+    );
+    let am = figures(
+        &cases
+            .iter()
+            .map(|c| c.alertmanager_rank)
+            .collect::<Vec<_>>(),
+        &cases
+            .iter()
+            .map(|c| c.alertmanager_detection_seconds)
+            .collect::<Vec<_>>(),
+        scores.iter().map(|s| s.alertmanager_groups).sum(),
+        scores.iter().map(|s| s.alertmanager_false_groups).sum(),
+        alerts,
+    );
+    let detected: Vec<&Case> = cases
+        .iter()
+        .filter(|c| c.detection_seconds.is_some())
+        .collect();
+    let earlier = detected
+        .iter()
+        .filter(|c| match (c.detection_seconds, c.first_alert_seconds) {
+            (Some(d), Some(a)) => d < a,
+            (Some(_), None) => true,
+            _ => false,
+        })
+        .count();
+    Report {
+        cases: own.cases,
+        ac_at_1: own.ac_at_1,
+        ac_at_3: own.ac_at_3,
+        avg_at_5: own.avg_at_5,
+        detected: own.detected,
+        mttd_seconds_median: own.mttd_seconds_median,
+        alerts,
+        incidents,
+        false_incidents,
+        compression: own.compression,
+        earlier_than_first_alert: if detected.is_empty() {
+            0.0
+        } else {
+            earlier as f64 / detected.len() as f64
+        },
+        baselines: Baselines {
+            loudest_service: loudest,
+            alertmanager_grouping: am,
+        },
+        scenarios: scores,
+        per_case: cases,
+    }
+}

@@ -1,0 +1,145 @@
+//! The detection-to-diagnosis pipeline: derive signals from raw telemetry, detect anomalies,
+//! track log templates, and correlate everything into incidents. One instance per cluster.
+
+use nightshift_core::{Alert, Anomaly, Change, Event, LogRecord, Millis, SeriesKey, SpanEdge};
+use nightshift_correlate::{
+    AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LogPattern,
+};
+use nightshift_detect::logpattern::LogTemplateTracker;
+use nightshift_detect::{DetectorBank, SignalDeriver};
+
+/// Counters of what the pipeline has processed.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct PipelineStats {
+    pub samples: u64,
+    pub signals: u64,
+    pub anomalies: u64,
+    pub logs: u64,
+    pub spans: u64,
+    pub events: u64,
+    pub changes: u64,
+    pub alerts_fired: u64,
+    pub alert_duplicates: u64,
+}
+
+/// What one evaluation step produced.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub anomalies: Vec<Anomaly>,
+    pub updates: Vec<(String, IncidentUpdate)>,
+}
+
+pub struct Pipeline {
+    deriver: SignalDeriver,
+    detectors: DetectorBank,
+    templates: LogTemplateTracker,
+    correlator: Correlator,
+    stats: PipelineStats,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new(CorrelatorConfig::default())
+    }
+}
+
+impl Pipeline {
+    pub fn new(cfg: CorrelatorConfig) -> Self {
+        Self {
+            deriver: SignalDeriver::new(),
+            detectors: DetectorBank::new(),
+            templates: LogTemplateTracker::new(),
+            correlator: Correlator::new(cfg),
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn ingest_sample(&mut self, key: &SeriesKey, ts: Millis, value: f64) {
+        self.stats.samples += 1;
+        self.deriver.ingest_sample(key, ts, value);
+    }
+
+    pub fn ingest_log(&mut self, log: &LogRecord) {
+        self.stats.logs += 1;
+        self.deriver.ingest_log(log);
+        self.templates.ingest(log);
+    }
+
+    pub fn ingest_span(&mut self, edge: &SpanEdge) {
+        self.stats.spans += 1;
+        let topo = self.correlator.topology_mut();
+        topo.add_call(&edge.client, &edge.server);
+        if edge.connection_type.as_deref() == Some("database")
+            && !topo.databases.contains(&edge.server)
+        {
+            topo.databases.insert(edge.server.clone());
+        }
+        self.deriver.ingest_span(edge);
+    }
+
+    pub fn ingest_event(&mut self, event: &Event) {
+        self.stats.events += 1;
+        self.correlator.observe_event(event);
+    }
+
+    pub fn ingest_change(&mut self, change: &Change) {
+        self.stats.changes += 1;
+        self.correlator.observe_change(change);
+    }
+
+    pub fn ingest_alert(&mut self, alert: &Alert) -> AlertOutcome {
+        let outcome = self.correlator.observe_alert(alert);
+        self.stats.alerts_fired = self.correlator.alerts_fired();
+        self.stats.alert_duplicates = self.correlator.alert_duplicates();
+        outcome
+    }
+
+    /// Derives signals for evaluation time `ts`, runs the detectors and advances the correlator.
+    /// With `learning`, detectors and templates learn but nothing is reported (history replay).
+    pub fn evaluate(&mut self, ts: Millis, learning: bool) -> Evaluation {
+        let topo = self.correlator.topology_mut();
+        for (service, node) in self.deriver.placements() {
+            if !topo
+                .placement
+                .get(service)
+                .is_some_and(|n| n.contains(node))
+            {
+                topo.add_placement(service, node);
+            }
+        }
+        let mut eval = Evaluation::default();
+        for signal in self.deriver.flush(ts) {
+            self.stats.signals += 1;
+            if let Some(a) = self.detectors.observe(&signal)
+                && !learning
+            {
+                eval.anomalies.push(a);
+            }
+        }
+        for r in self.templates.flush(ts, learning) {
+            self.correlator.observe_log_pattern(&LogPattern {
+                ts: r.ts,
+                entity: r.entity,
+                template: r.template,
+                severity: r.severity,
+                count: r.count,
+                new: r.new,
+                example: r.example,
+            });
+        }
+        self.stats.anomalies += eval.anomalies.len() as u64;
+        for a in &eval.anomalies {
+            self.correlator.observe_anomaly(a);
+        }
+        eval.updates = self.correlator.advance(ts);
+        eval
+    }
+
+    pub fn correlator(&self) -> &Correlator {
+        &self.correlator
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        self.stats
+    }
+}

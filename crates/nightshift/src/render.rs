@@ -1,0 +1,228 @@
+//! Terminal rendering of incidents and evaluation reports.
+
+use crate::eval::{Figures, Report};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use nightshift_core::{Incident, Millis, format_duration};
+use std::fmt::Write;
+
+/// Renders an incident for a terminal: title, impact, ranked hypotheses with evidence, timeline.
+/// Times are shown relative to `t0` (the scenario start) as `T+1h05m`.
+pub fn incident(inc: &Incident, t0: Millis) -> String {
+    let rel = |ts: Millis| {
+        format!(
+            "T{}{}",
+            if ts >= t0 { "+" } else { "" },
+            format_duration(ts - t0)
+        )
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "━━ {} · {} · {}", inc.id, inc.status.as_str(), inc.title);
+    let resolved = inc
+        .resolved_at
+        .map(|r| format!(", resolved {}", rel(r)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "   opened {}{resolved} · {} alerts grouped · {} anomaly reports",
+        rel(inc.opened_at),
+        inc.alerts.len(),
+        inc.anomaly_count
+    );
+    let names: Vec<String> = inc
+        .blast_radius
+        .entities
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let _ = writeln!(
+        s,
+        "   blast radius: {} entities: {}",
+        names.len(),
+        names.join(", ")
+    );
+    if !inc.blast_radius.entry_points.is_empty() {
+        let _ = writeln!(
+            s,
+            "   user-facing entry points hit: {}",
+            inc.blast_radius.entry_points.join(", ")
+        );
+    }
+    for c in &inc.changes {
+        let _ = writeln!(
+            s,
+            "   change {}: {} of {} {}",
+            rel(c.ts),
+            c.kind.as_str(),
+            c.target,
+            c.version.as_deref().unwrap_or("")
+        );
+    }
+    let _ = writeln!(s, "   root-cause hypotheses:");
+    for h in &inc.hypotheses {
+        let _ = writeln!(
+            s,
+            "   {}. {:<28} {:>5.1}%  {}",
+            h.rank,
+            h.entity.to_string(),
+            h.score * 100.0,
+            h.cause
+        );
+        for e in &h.evidence {
+            let _ = writeln!(
+                s,
+                "        [{}] {} {:<9} {}",
+                e.id,
+                rel(e.ts),
+                e.kind.as_str(),
+                e.summary
+            );
+            if let Some(q) = &e.query {
+                let _ = writeln!(s, "              query: {q}");
+            }
+        }
+    }
+    let _ = writeln!(s, "   timeline:");
+    const SHOWN: usize = 12;
+    for t in inc.timeline.iter().take(SHOWN) {
+        let _ = writeln!(
+            s,
+            "     {:>9}  {:<9} {:<22} {}",
+            rel(t.ts),
+            t.kind.as_str(),
+            t.entity.to_string(),
+            t.text
+        );
+    }
+    if inc.timeline.len() > SHOWN {
+        let _ = writeln!(
+            s,
+            "     … {} more entries (--json shows all)",
+            inc.timeline.len() - SHOWN
+        );
+    }
+    s
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}", v)
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Renders an evaluation report: per case, per scenario, then Nightshift beside the baselines.
+pub fn report(r: &Report) -> String {
+    let mut out = String::new();
+    let mut cases = Table::new();
+    cases.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "scenario",
+        "fault",
+        "target",
+        "rank",
+        "top hypothesis",
+        "detect (s)",
+        "first alert (s)",
+        "loudest",
+        "AM group",
+    ]);
+    let r_ = |v: Option<usize>| v.map_or("miss".into(), |x| x.to_string());
+    let s_ = |v: Option<i64>| v.map_or("–".into(), |x| x.to_string());
+    for c in &r.per_case {
+        cases.add_row(vec![
+            c.scenario.clone(),
+            c.fault.clone(),
+            c.target.clone(),
+            r_(c.rank),
+            c.top.clone().unwrap_or_else(|| "–".into()),
+            s_(c.detection_seconds),
+            s_(c.first_alert_seconds),
+            r_(c.loudest_rank),
+            r_(c.alertmanager_rank),
+        ]);
+    }
+    let _ = writeln!(out, "{cases}\n");
+    let mut sc = Table::new();
+    sc.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "scenario",
+        "faults",
+        "alerts",
+        "incidents",
+        "false incidents",
+        "AM groups",
+    ]);
+    for s in &r.scenarios {
+        sc.add_row(vec![
+            s.scenario.clone(),
+            s.faults.to_string(),
+            s.alerts.to_string(),
+            s.incidents.to_string(),
+            s.false_incidents.to_string(),
+            s.alertmanager_groups.to_string(),
+        ]);
+    }
+    let _ = writeln!(out, "{sc}\n");
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "method",
+        "AC@1",
+        "AC@3",
+        "Avg@5",
+        "detected",
+        "MTTD median (s)",
+        "incidents",
+        "false",
+        "compression",
+    ]);
+    let own = Figures {
+        cases: r.cases,
+        ac_at_1: r.ac_at_1,
+        ac_at_3: r.ac_at_3,
+        avg_at_5: r.avg_at_5,
+        detected: r.detected,
+        mttd_seconds_median: r.mttd_seconds_median,
+        incidents: r.incidents,
+        false_incidents: r.false_incidents,
+        compression: r.compression,
+    };
+    for (name, f) in [
+        ("nightshift", &own),
+        (
+            "loudest service (most alerts)",
+            &r.baselines.loudest_service,
+        ),
+        (
+            "alertmanager group_by [alertname, service]",
+            &r.baselines.alertmanager_grouping,
+        ),
+    ] {
+        let none = f.incidents == 0;
+        t.add_row(vec![
+            name.to_string(),
+            pct(f.ac_at_1),
+            pct(f.ac_at_3),
+            pct(f.avg_at_5),
+            format!("{}/{}", f.detected, f.cases),
+            opt(f.mttd_seconds_median, 0),
+            if none {
+                "–".into()
+            } else {
+                f.incidents.to_string()
+            },
+            if none {
+                "–".into()
+            } else {
+                f.false_incidents.to_string()
+            },
+            opt(f.compression, 1),
+        ]);
+    }
+    let _ = writeln!(out, "{t}");
+    let _ = writeln!(
+        out,
+        "{} alerts fired in all; Nightshift opened its incident before the first static alert in {:.0}% of detected faults.",
+        r.alerts,
+        r.earlier_than_first_alert * 100.0
+    );
+    out
+}
