@@ -90,6 +90,8 @@ struct Strength {
     logs: f64,
     alerts: f64,
     edge_blame: f64,
+    /// The saturation part of `own`.
+    saturation: f64,
 }
 
 impl Strength {
@@ -112,6 +114,7 @@ fn unexplained_share(f: &EntityFacts, class: SignalClass) -> f64 {
 }
 
 fn own_strength(f: &EntityFacts) -> Strength {
+    let saturation = class_weight(SignalClass::Saturation) * f.class_peak(SignalClass::Saturation);
     let own = CLASSES
         .iter()
         .map(|c| class_weight(*c) * unexplained_share(f, *c) * f.class_peak(*c))
@@ -147,6 +150,7 @@ fn own_strength(f: &EntityFacts) -> Strength {
         logs,
         alerts,
         edge_blame: 0.0,
+        saturation,
     }
 }
 
@@ -156,10 +160,13 @@ fn blame_edges(
     topo: &Topology,
     strengths: &mut BTreeMap<Entity, Strength>,
 ) {
+    // Only failing or slow calls say where the fault is; a traffic change on an edge is a consequence.
+    let health = |c: &SignalClass| matches!(c, SignalClass::Errors | SignalClass::Latency);
     let anomalous_in = |s: &str| -> usize {
         facts.get(&Entity::service(s)).map_or(0, |f| {
             f.edges_in
                 .keys()
+                .filter(|(_, c)| health(c))
                 .map(|(c, _)| c)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
@@ -169,6 +176,7 @@ fn blame_edges(
         facts.get(&Entity::service(c)).map_or(0, |f| {
             f.edges_out
                 .keys()
+                .filter(|(_, c)| health(c))
                 .map(|(s, _)| s)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
@@ -184,7 +192,7 @@ fn blame_edges(
             .max(anomalous_in(&server.name))
             .max(1);
         let in_frac = anomalous_in(&server.name) as f64 / in_deg as f64;
-        for ((client, _), edge) in &f.edges_in {
+        for ((client, _), edge) in f.edges_in.iter().filter(|((_, c), _)| health(c)) {
             let out_deg = topo
                 .callees(client)
                 .count()
@@ -278,7 +286,16 @@ pub fn rank(
             let Some(ds) = strengths.get(&d) else {
                 continue;
             };
-            let dt = ds.total();
+            // A busy node does not explain a service that is itself saturated: that service is
+            // more likely the noisy neighbour than the victim.
+            let self_saturated = facts
+                .get(e)
+                .is_some_and(|f| f.class_peak(SignalClass::Saturation) > 0.0);
+            let dt = if d.kind == EntityKind::Node && self_saturated {
+                ds.total() - ds.saturation
+            } else {
+                ds.total()
+            };
             if dt <= 0.0 || onset(&d) > onset(e).saturating_add(cfg.onset_slack) {
                 continue;
             }

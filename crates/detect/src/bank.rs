@@ -66,6 +66,7 @@ impl DetectorBank {
         let detector = self.detectors.entry(fp).or_insert_with(|| {
             RobustBaselineDetector::new(RobustBaselineConfig {
                 alarm: alarm_direction(signal.class, &signal.key.metric),
+                absolute_floor: absolute_floor(&signal.key.metric, config.absolute_floor),
                 ..config
             })
         });
@@ -279,5 +280,15 @@ mod tests {
             bank.detector(&SeriesKey::new("b", &[("service", "checkout")]))
                 .is_some()
         );
+    }
+}
+
+/// Ratios live in [0, 1]: a move of less than half a percentage point is never worth an alarm,
+/// however flat the series was (a throttling ratio going from 0 to 0.003 is not CPU starvation).
+fn absolute_floor(metric: &str, default: f64) -> f64 {
+    if metric.contains(":ratio") {
+        default.max(0.005)
+    } else {
+        default
     }
 }
