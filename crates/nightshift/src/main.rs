@@ -59,6 +59,12 @@ struct EvalRcaArgs {
     /// Scenario files or folders (default: every built-in scenario). Repeatable.
     #[arg(long = "scenario", value_name = "FILE|DIR")]
     scenarios: Vec<String>,
+    /// Also score this many randomly generated scenarios (topology, fault, timing drawn from --seed).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    generated: u64,
+    /// First seed for --generated.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -188,7 +194,12 @@ fn demo(args: DemoArgs) -> Result<()> {
 }
 
 fn eval_rca(args: EvalRcaArgs) -> Result<()> {
-    let scenarios = scenarios::resolve_all(&args.scenarios)?;
+    let mut scenarios = if args.scenarios.is_empty() && args.generated > 0 {
+        Vec::new()
+    } else {
+        scenarios::resolve_all(&args.scenarios)?
+    };
+    scenarios.extend(scenarios::generated(args.seed, args.generated)?);
     let bar = progress(&scenarios, args.json);
     let mut scores = Vec::new();
     let mut cases = Vec::new();

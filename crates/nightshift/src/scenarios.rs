@@ -65,3 +65,15 @@ fn load_file(path: &Path) -> Result<Scenario> {
         .with_context(|| format!("cannot read scenario file {}", path.display()))?;
     Ok(Scenario::parse(&text, &path.display().to_string())?)
 }
+
+/// `count` random scenarios from consecutive seeds starting at `seed`.
+pub fn generated(seed: u64, count: u64) -> Result<Vec<Scenario>> {
+    (seed..seed + count)
+        .map(|s| {
+            Ok(Scenario::parse(
+                &nightshift_sim::generate::random_scenario(s),
+                &format!("generated-{s}"),
+            )?)
+        })
+        .collect()
+}

@@ -1,0 +1,158 @@
+//! The command line as a user runs it: the demo, the evaluation and bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn nightshift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(args)
+        .output()
+        .expect("the nightshift binary runs")
+}
+
+fn scenarios_dir() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scenarios")
+        .display()
+        .to_string()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nightshift-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write temp file");
+    path
+}
+
+const GOOD: &str = "name: tiny
+seed: 3
+duration: 40m
+step: 15s
+services:
+  - {name: web, calls: [api], rps: 50}
+  - {name: api, calls: [db]}
+  - {name: db, kind: database}
+faults:
+  - {at: 20m, kind: db_saturation, target: db, duration: 10m}
+";
+
+fn expect_rejected(name: &str, yaml: &str, field: &str, problem: &str) {
+    let path = temp_file(name, yaml);
+    let out = nightshift(&["demo", "--scenario", path.to_str().expect("utf-8 path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{name} must be rejected");
+    assert!(err.contains(name), "error names the file: {err}");
+    assert!(err.contains(field), "error names the field {field}: {err}");
+    assert!(err.contains(problem), "error says {problem}: {err}");
+}
+
+#[test]
+fn bad_scenarios_are_rejected_naming_file_field_and_problem() {
+    expect_rejected(
+        "unknown-kind.yaml",
+        &GOOD.replace("db_saturation", "meltdown"),
+        "faults[0].kind",
+        "meltdown",
+    );
+    expect_rejected(
+        "undeclared-call.yaml",
+        &GOOD.replace("calls: [db]", "calls: [db, cache]"),
+        "calls",
+        "cache",
+    );
+    expect_rejected(
+        "bad-duration.yaml",
+        &GOOD.replace("duration: 40m", "duration: forty"),
+        "duration",
+        "forty",
+    );
+}
+
+#[test]
+fn demo_json_gives_incidents_with_ranked_evidence_and_records_them() {
+    let path = temp_file("good.yaml", GOOD);
+    let db = temp_file("demo.db", "");
+    std::fs::remove_file(&db).expect("start without a database");
+    let out = nightshift(&[
+        "demo",
+        "--scenario",
+        path.to_str().expect("utf-8"),
+        "--json",
+        "--db",
+        db.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let incidents = v[0]["incidents"].as_array().expect("incidents array");
+    assert!(!incidents.is_empty(), "the fault must open an incident");
+    let h = &incidents[0]["hypotheses"][0];
+    assert_eq!(
+        h["entity"]["name"], "db",
+        "the saturated database is the top hypothesis: {h}"
+    );
+    assert!(
+        h["evidence"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["query"].is_string()))
+    );
+    assert!(
+        std::fs::metadata(&db).is_ok_and(|m| m.len() > 0),
+        "the database file was written"
+    );
+}
+
+#[test]
+fn eval_rca_meets_its_bars_on_the_built_in_scenarios() {
+    let out = nightshift(&["eval", "rca", "--scenario", &scenarios_dir(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    for key in [
+        "cases",
+        "ac_at_1",
+        "ac_at_3",
+        "avg_at_5",
+        "mttd_seconds_median",
+        "alerts",
+        "incidents",
+        "false_incidents",
+        "compression",
+    ] {
+        assert!(r.get(key).is_some(), "report has {key}");
+    }
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    assert!(f("ac_at_1") >= 0.75, "AC@1 {}", f("ac_at_1"));
+    assert!(f("ac_at_3") >= 0.95, "AC@3 {}", f("ac_at_3"));
+    assert!(
+        f("ac_at_1")
+            >= r["baselines"]["loudest_service"]["ac_at_1"]
+                .as_f64()
+                .unwrap_or(1.0)
+                + 0.25
+    );
+    assert!(
+        f("mttd_seconds_median") <= 120.0,
+        "MTTD {}",
+        f("mttd_seconds_median")
+    );
+    assert!(f("compression") >= 10.0, "compression {}", f("compression"));
+    let quiet = r["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .filter(|s| s["faults"] == 0);
+    for s in quiet {
+        assert_eq!(
+            s["false_incidents"], 0,
+            "no incident in a quiet scenario: {s}"
+        );
+    }
+}
