@@ -6,7 +6,7 @@
 //! activity and its entity is at most `max_hops` away from an entity already in the incident.
 //! Signals that join nothing wait in a short pending buffer; an incident opens only when a
 //! connected group of them is strong enough (an alert, a node going away, two anomalous series,
-//! or one series anomalous for a minute), so one-off blips do not page anyone.
+//! or one series anomalous for two minutes), so one-off blips do not page anyone.
 
 use crate::dedup::{AlertDeduper, AlertOutcome};
 use crate::facts::{AlertFact, EdgeFact, EntityFacts, LogPattern, SeriesFact};
@@ -36,7 +36,7 @@ impl Default for CorrelatorConfig {
             resolve_after: 10 * MINUTE,
             pending_window: 5 * MINUTE,
             max_hops: 3,
-            persistent_single: MINUTE,
+            persistent_single: 2 * MINUTE,
             rank: RankConfig::default(),
             max_timeline: 200,
         }
@@ -549,7 +549,10 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
 
 /// Whether a connected group of pending signals warrants an incident (see the module docs).
 fn strong_enough(obs: &[Observation], persistent_single: Millis) -> bool {
-    let mut series: BTreeMap<String, (f64, Millis, Millis, SignalClass)> = BTreeMap::new();
+    // Evidence units: one per (entity, class). The mean and the p99 of one service's latency, and
+    // the calls into it, are one symptom seen three ways, not three symptoms.
+    let mut units: BTreeMap<(Entity, SignalClass), f64> = BTreeMap::new();
+    let mut spans: BTreeMap<String, (Millis, Millis, SignalClass)> = BTreeMap::new();
     let mut warning_events = 0;
     for o in obs {
         match &o.fact {
@@ -557,23 +560,24 @@ fn strong_enough(obs: &[Observation], persistent_single: Millis) -> bool {
             Fact::Event(e) if e.reason == "NodeNotReady" => return true,
             Fact::Event(e) if e.event_type == EventType::Warning => warning_events += 1,
             Fact::Anomaly(a) => {
-                let s = series
+                let u = units.entry((a.entity.clone(), a.class)).or_insert(0.0);
+                *u = u.max(a.score);
+                let s = spans
                     .entry(a.series.selector())
-                    .or_insert((0.0, a.ts, a.ts, a.class));
-                s.0 = s.0.max(a.score);
-                s.1 = s.1.min(a.ts);
-                s.2 = s.2.max(a.ts);
+                    .or_insert((a.ts, a.ts, a.class));
+                s.0 = s.0.min(a.ts);
+                s.1 = s.1.max(a.ts);
             }
             _ => {}
         }
     }
     // Traffic moves with users; on its own it counts half.
     let weight = |c: SignalClass| if c == SignalClass::Traffic { 0.5 } else { 1.0 };
-    let n: f64 = series.values().map(|s| weight(s.3)).sum();
-    let score: f64 = series.values().map(|s| s.0 * weight(s.3)).sum();
-    let persistent = series
+    let n: f64 = units.keys().map(|(_, c)| weight(*c)).sum();
+    let score: f64 = units.iter().map(|((_, c), s)| s * weight(*c)).sum();
+    let persistent = spans
         .values()
-        .any(|s| s.3 != SignalClass::Traffic && s.2 - s.1 >= persistent_single);
+        .any(|s| s.2 != SignalClass::Traffic && s.1 - s.0 >= persistent_single);
     (n >= 2.0 && score >= 1.2) || persistent || (warning_events > 0 && n >= 1.0)
 }
 

@@ -256,7 +256,10 @@ mod tests {
             }
         }
         let (i, first) = &reports[0];
-        assert!(first.onset && *i == 151, "first report at tick {i}");
+        assert!(
+            first.onset && *i == 152,
+            "confirmed on the third point, first report at tick {i}"
+        );
         assert_eq!(
             first.anomaly.series,
             SeriesKey::new("service:up:ratio", &[("service", "cart")])

@@ -38,11 +38,11 @@ const TAIL_FROM_POINT: u32 = 10;
 /// score(4) = 0.5, score(6) ≈ 0.9, score(8) ≈ 0.996.
 const SCORE_Z_MEDIAN: f64 = 4.0;
 const SCORE_SCALE: f64 = 4.519_789_105_349_560_5;
-/// A point "hits" at this score; an event needs 3 hits among the last 4 points…
+/// A point "hits" at this score; an event needs 3 hits among the last 4 points. There is no
+/// shortcut for extreme points: derived rates smear a 30 s burst over two points, and a burst
+/// is exactly the harmless blip persistence is there to ignore.
 const HIT_SCORE: f64 = 0.5;
 const HITS_FOR_EVENT: u32 = 3;
-/// …or two consecutive points at least this many scales out.
-const EXTREME_Z: f64 = 12.0;
 /// A point is learned only once it has left the persistence window without an event starting,
 /// so the first points of an anomaly never reach the baseline.
 const PENDING: usize = 3;
@@ -364,7 +364,7 @@ impl DailyProfile {
 ///   of intermittent series normal), and a floor of 1.5 % of |expected| plus a tiny constant.
 /// * **Score**: the robust z-score in the harmful direction through a Weibull curve
 ///   ([`calibrated_score`]).
-/// * **Events**: score ≥ 0.5 on 3 of the last 4 points, or z ≥ 12 on 2 consecutive points.
+/// * **Events**: score ≥ 0.5 on 3 of the last 4 points.
 ///   While an event lasts nothing is learned (a shadow level keeps learning and is adopted after
 ///   [`relearn_after`](RobustBaselineConfig::relearn_after)); points are learned only after
 ///   leaving the 4-point persistence window without an event, so an anomaly's first points never
@@ -388,7 +388,6 @@ pub struct RobustBaselineDetector {
     mad: f64,
     tail: TopResiduals,
     hits: u8,
-    extremes: u8,
     pending_len: u8,
     episode: Option<Episode>,
     pending: [Pending; PENDING],
@@ -418,7 +417,6 @@ impl RobustBaselineDetector {
             mad: 0.0,
             tail: TopResiduals::default(),
             hits: 0,
-            extremes: 0,
             pending_len: 0,
             episode: None,
             pending: [Pending::default(); PENDING],
@@ -508,10 +506,9 @@ impl RobustBaselineDetector {
         let harm = self.cfg.alarm.harm(z);
         let score = calibrated_score(harm);
         self.hits = ((self.hits << 1) | u8::from(score >= HIT_SCORE)) & 0b1111;
-        self.extremes = ((self.extremes << 1) | u8::from(harm >= EXTREME_Z)) & 0b11;
 
         let phase = match self.episode {
-            None if self.hits.count_ones() >= HITS_FOR_EVENT || self.extremes == 0b11 => {
+            None if self.hits.count_ones() >= HITS_FOR_EVENT => {
                 let shadow_seasonal = if self.profile.ready() {
                     value - self.profile.at(ts)
                 } else {
@@ -546,7 +543,6 @@ impl RobustBaselineDetector {
                     self.seasonal = ep.shadow_seasonal;
                     self.episode = None;
                     self.hits = 0;
-                    self.extremes = 0;
                     Phase::Normal
                 } else {
                     self.episode = Some(ep);
@@ -867,11 +863,7 @@ mod tests {
         assert!(onsets(&mut d, 0, &flat).is_empty());
         let down = vec![2.0 / 3.0; 6];
         let found = onsets(&mut d, 300, &down);
-        assert_eq!(
-            found,
-            vec![301],
-            "extreme drop must confirm on its second point"
-        );
+        assert_eq!(found, vec![302], "a drop is confirmed on its third point");
     }
 
     #[test]
