@@ -4,6 +4,8 @@
 use nightshift_core::{Alert, AlertStatus, Millis};
 use std::collections::{BTreeMap, BTreeSet};
 
+type GroupKey = Vec<(String, String)>;
+
 /// One Alertmanager notification group: alerts sharing the `group_by` label values, from its
 /// first alert until all its alerts resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +32,8 @@ impl AlertGroup {
 pub struct AlertmanagerGrouping {
     group_by: Vec<String>,
     group_wait: Millis,
-    open: BTreeMap<Vec<(String, String)>, (usize, BTreeSet<String>)>,
+    /// Open groups by label values: the group's index and its firing fingerprints.
+    open: BTreeMap<GroupKey, (usize, BTreeSet<String>)>,
     groups: Vec<AlertGroup>,
 }
 
@@ -90,10 +93,12 @@ pub fn loudest_services<'a>(
 ) -> Vec<(String, usize)> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for a in alerts {
-        if a.status == AlertStatus::Firing && a.starts_at >= from && a.starts_at <= to {
-            if let Some(e) = a.entity() {
-                *counts.entry(e.name).or_default() += 1;
-            }
+        if a.status == AlertStatus::Firing
+            && a.starts_at >= from
+            && a.starts_at <= to
+            && let Some(e) = a.entity()
+        {
+            *counts.entry(e.name).or_default() += 1;
         }
     }
     let mut v: Vec<_> = counts.into_iter().collect();

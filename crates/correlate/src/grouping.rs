@@ -456,10 +456,10 @@ impl Correlator {
             .into_iter()
             .collect();
         let mut group: Vec<usize> = (0..entities.len()).collect();
-        for i in 0..entities.len() {
-            let reach = self.within_hops(&entities[i], self.cfg.max_hops);
-            for j in i + 1..entities.len() {
-                if reach.contains_key(&entities[j]) {
+        for (i, entity) in entities.iter().enumerate() {
+            let reach = self.within_hops(entity, self.cfg.max_hops);
+            for (j, other) in entities.iter().enumerate().skip(i + 1) {
+                if reach.contains_key(other) {
                     let (gi, gj) = (find(&mut group, i), find(&mut group, j));
                     group[gj] = gi;
                 }

@@ -127,6 +127,16 @@ impl DetectorBank {
     }
 }
 
+/// Ratios live in [0, 1]: a move of less than half a percentage point is never worth an alarm,
+/// however flat the series was (a throttling ratio going from 0 to 0.003 is not CPU starvation).
+fn absolute_floor(metric: &str, default: f64) -> f64 {
+    if metric.contains(":ratio") {
+        default.max(0.005)
+    } else {
+        default
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,15 +293,5 @@ mod tests {
             bank.detector(&SeriesKey::new("b", &[("service", "checkout")]))
                 .is_some()
         );
-    }
-}
-
-/// Ratios live in [0, 1]: a move of less than half a percentage point is never worth an alarm,
-/// however flat the series was (a throttling ratio going from 0 to 0.003 is not CPU starvation).
-fn absolute_floor(metric: &str, default: f64) -> f64 {
-    if metric.contains(":ratio") {
-        default.max(0.005)
-    } else {
-        default
     }
 }

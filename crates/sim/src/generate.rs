@@ -73,7 +73,7 @@ struct Svc {
 /// Scenario YAML drawn from `seed`: 6–14 services in layers over 3–5 nodes, one or two faults
 /// (or none, one time in ten), sometimes an unrelated deploy shortly before the fault.
 pub fn random_scenario(seed: u64) -> String {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_90_1d);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_901d);
     let pick = |rng: &mut ChaCha8Rng, pool: &[&str], n: usize| -> Vec<String> {
         let mut v: Vec<&str> = pool.to_vec();
         v.shuffle(rng);
