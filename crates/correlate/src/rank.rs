@@ -72,6 +72,9 @@ fn event_weight(reason: &str, object: &str, t: EventType) -> f64 {
 /// otherwise outweigh the saturation of the thing it calls.
 const MAX_EDGE_BLAME: f64 = 2.0;
 
+/// Share of the strength explained away from victims that flows on to what explains them.
+const EXPLAINED_FLOW: f64 = 0.5;
+
 const CLASSES: [SignalClass; 7] = [
     SignalClass::Latency,
     SignalClass::Errors,
@@ -275,22 +278,28 @@ pub fn rank(
             .unwrap_or(Millis::MAX)
     };
 
-    let mut scored: Vec<(Entity, f64, f64)> = Vec::new(); // (entity, score, change factor)
+    // Explain away: each entity keeps the share of its strength its dependencies don't explain,
+    // and the explained share flows to the dependencies that explain it (one step of an
+    // anomaly-weighted walk towards the root), so a node or a database that explains many
+    // victims at once gains from each of them.
+    let mut kept: BTreeMap<Entity, f64> = BTreeMap::new();
+    let mut received: BTreeMap<Entity, f64> = BTreeMap::new();
     for (e, s) in &strengths {
         let total = s.total();
         if total <= 0.0 {
             continue;
         }
+        let self_saturated = facts
+            .get(e)
+            .is_some_and(|f| f.class_peak(SignalClass::Saturation) > 0.0);
         let mut score = total;
+        let mut explainers: Vec<(Entity, f64)> = Vec::new();
         for (d, hops) in downstream(topo, e, cfg.explain_hops) {
             let Some(ds) = strengths.get(&d) else {
                 continue;
             };
             // A busy node does not explain a service that is itself saturated: that service is
             // more likely the noisy neighbour than the victim.
-            let self_saturated = facts
-                .get(e)
-                .is_some_and(|f| f.class_peak(SignalClass::Saturation) > 0.0);
             let dt = if d.kind == EntityKind::Node && self_saturated {
                 ds.total() - ds.saturation
             } else {
@@ -300,15 +309,34 @@ pub fn rank(
                 continue;
             }
             // Farther dependencies explain less: the symptom could have other paths.
-            score *= 1.0 - 0.7f64.powi(hops as i32 - 1) * dt / (dt + total);
+            let w = 0.7f64.powi(hops as i32 - 1) * dt / (dt + total);
+            score *= 1.0 - w;
+            explainers.push((d, w));
         }
+        let weights: f64 = explainers.iter().map(|(_, w)| w).sum();
+        for (d, w) in explainers {
+            *received.entry(d).or_default() += (total - score) * w / weights;
+        }
+        kept.insert(e.clone(), score);
+    }
+    let mut scored: Vec<(Entity, f64, f64)> = Vec::new(); // (entity, score, change factor)
+    for (e, score) in &kept {
+        let total = strengths.get(e).map_or(0.0, Strength::total);
         let healthy = !facts.get(e).is_some_and(EntityFacts::has_own_health_signal);
-        let change_factor = if healthy {
+        // A change explains symptoms its dependencies don't: a deployed service that is mostly
+        // a victim of its callee or its node gets no credit for having been deployed.
+        let victim = *score < 0.5 * total;
+        let change_factor = if healthy || victim {
             0.0
         } else {
             change_factor(e, changes, opened_at, cfg)
         };
-        scored.push((e.clone(), score * (1.0 + change_factor), change_factor));
+        let flowed = EXPLAINED_FLOW * received.get(e).copied().unwrap_or(0.0);
+        scored.push((
+            e.clone(),
+            (score + flowed) * (1.0 + change_factor),
+            change_factor,
+        ));
     }
     // Earlier onset breaks near-ties: the first to go wrong is upstream in the failure chain.
     let earliest = scored.iter().map(|(e, _, _)| onset(e)).min().unwrap_or(0);
@@ -363,11 +391,11 @@ fn linked_changes<'a>(
     })
 }
 
-/// How much a recent change on this entity raises its score: up to +100% right before the
+/// How much a recent change on this entity raises its score: up to +50% right before the
 /// incident, fading over the lookback.
 fn change_factor(e: &Entity, changes: &[Change], opened_at: Millis, cfg: &RankConfig) -> f64 {
     linked_changes(e, changes, opened_at, cfg)
-        .map(|c| 1.0 - (opened_at - c.ts) as f64 / cfg.change_lookback as f64)
+        .map(|c| 0.5 * (1.0 - (opened_at - c.ts) as f64 / cfg.change_lookback as f64))
         .fold(0.0, f64::max)
 }
 
