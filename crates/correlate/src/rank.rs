@@ -201,13 +201,7 @@ fn blame_edges(
                 .count()
                 .max(anomalous_out(client))
                 .max(1);
-            // A caller with one callee says nothing about whether it or its callee is at fault:
-            // client spans that fail usually report the server's trouble.
-            let out_frac = if out_deg >= 2 {
-                anomalous_out(client) as f64 / out_deg as f64
-            } else {
-                0.3
-            };
+            let out_frac = anomalous_out(client) as f64 / out_deg as f64;
             let total = in_frac + out_frac;
             if total <= 0.0 {
                 continue;
