@@ -278,6 +278,8 @@ pub fn rank(
     // victims at once gains from each of them.
     let mut kept: BTreeMap<Entity, f64> = BTreeMap::new();
     let mut received: BTreeMap<Entity, f64> = BTreeMap::new();
+    // Entities whose strength is mostly explained, and their main explainer.
+    let mut explained_by: BTreeMap<Entity, Entity> = BTreeMap::new();
     for (e, s) in &strengths {
         let total = s.total();
         if total <= 0.0 {
@@ -306,6 +308,25 @@ pub fn rank(
             let w = 0.7f64.powi(hops as i32 - 1) * dt / (dt + total);
             score *= 1.0 - w;
             explainers.push((d, w));
+        }
+        // A node that is only busy is explained by the saturated workloads on it (its noisy
+        // neighbours), the mirror of the rule above.
+        if e.kind == EntityKind::Node && s.saturation >= total - 1e-9 {
+            for svc in topo.services_on(&e.name).map(Entity::service) {
+                let Some(ss) = strengths.get(&svc) else {
+                    continue;
+                };
+                if ss.saturation > 0.0 && onset(&svc) <= onset(e).saturating_add(cfg.onset_slack) {
+                    let w = ss.saturation / (ss.saturation + total);
+                    score *= 1.0 - w;
+                    explainers.push((svc, w));
+                }
+            }
+        }
+        if score < 0.5 * total
+            && let Some((d, _)) = explainers.iter().max_by(|a, b| a.1.total_cmp(&b.1))
+        {
+            explained_by.insert(e.clone(), d.clone());
         }
         let weights: f64 = explainers.iter().map(|(_, w)| w).sum();
         for (d, w) in explainers {
@@ -355,7 +376,10 @@ pub fn rank(
             } else {
                 Vec::new()
             };
-            let cause = suspected_cause(&entity, &f, &strength, !linked.is_empty());
+            let cause = match explained_by.get(&entity) {
+                Some(root) => format!("knock-on effect of {root}"),
+                None => suspected_cause(&entity, &f, &strength, !linked.is_empty()),
+            };
             let mut evidence = evidence_for(&entity, &f, &linked, cfg.max_evidence);
             for ev in &mut evidence {
                 ev.id = format!("ev-{next_id}");
@@ -709,6 +733,13 @@ mod tests {
         let h = rank(&facts, &shop(), &[], 60_000, &RankConfig::default());
         assert_eq!(top(&h), "postgres");
         assert_eq!(h[0].cause, "database saturation");
+        assert!(
+            h[1..]
+                .iter()
+                .all(|h| h.cause == "knock-on effect of service/postgres"),
+            "callers are named as victims: {:?}",
+            h.iter().map(|h| &h.cause).collect::<Vec<_>>()
+        );
         assert!(
             h[0].evidence.iter().any(|e| e.query.is_some()),
             "evidence carries a query"
