@@ -40,6 +40,9 @@ struct DemoArgs {
     /// A built-in scenario name, a scenario file or folder, or `all`.
     #[arg(long, default_value = DEFAULT_SCENARIO)]
     scenario: String,
+    /// Simulated seconds per wall-clock second (e.g. 60); default: as fast as possible.
+    #[arg(long, value_name = "X")]
+    speed: Option<f64>,
     /// Print the incidents as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -119,6 +122,13 @@ struct DemoScenario<'a> {
 }
 
 fn demo(args: DemoArgs) -> Result<()> {
+    if let Some(speed) = args.speed
+        && !(speed.is_finite() && speed > 0.0)
+    {
+        anyhow::bail!(
+            "--speed {speed}: give a positive number of simulated seconds per wall-clock second, e.g. --speed 60"
+        );
+    }
     let scenarios = scenarios::resolve(&args.scenario)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -139,7 +149,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar);
+        let r = replay::replay(scenario, &bar, args.speed);
         runtime
             .block_on(async {
                 for i in &r.incidents {
@@ -205,7 +215,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     let mut cases = Vec::new();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar);
+        let r = replay::replay(scenario, &bar, None);
         let (s, c) = eval::score_scenario(scenario, &r);
         scores.push(s);
         cases.extend(c);

@@ -19,7 +19,9 @@ pub struct Replay {
 }
 
 /// Runs the whole scenario. The pipeline sees only telemetry, never the scenario's faults.
-pub fn replay(scenario: &Scenario, progress: &ProgressBar) -> Replay {
+/// With `speed`, simulated time runs that many times faster than the wall clock (warm-up
+/// history is replayed at full speed, as a back-fill would be); without it, as fast as it can.
+pub fn replay(scenario: &Scenario, progress: &ProgressBar, speed: Option<f64>) -> Replay {
     let mut sim = Simulation::new(scenario);
     let series = sim.series().to_vec();
     let mut pipeline = Pipeline::default();
@@ -27,7 +29,17 @@ pub fn replay(scenario: &Scenario, progress: &ProgressBar) -> Replay {
     let mut anomalies = Vec::new();
     let mut changes = Vec::new();
     let mut end = scenario.start_ms();
+    let pace = speed
+        .filter(|s| *s > 0.0)
+        .map(|s| std::time::Duration::from_secs_f64(scenario.step_ms() as f64 / 1000.0 / s));
+    let mut next_due = std::time::Instant::now();
     for tick in sim.by_ref() {
+        if let (Some(pace), false) = (pace, tick.warmup) {
+            next_due += pace;
+            std::thread::sleep(next_due.saturating_duration_since(std::time::Instant::now()));
+        } else {
+            next_due = std::time::Instant::now();
+        }
         for (idx, v) in &tick.samples {
             if let Some(key) = series.get(*idx as usize) {
                 pipeline.ingest_sample(key, tick.ts, *v);

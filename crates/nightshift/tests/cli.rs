@@ -70,6 +70,13 @@ fn bad_scenarios_are_rejected_naming_file_field_and_problem() {
 }
 
 #[test]
+fn nonsense_speed_is_refused_with_a_hint() {
+    let out = nightshift(&["demo", "--speed", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--speed 60"));
+}
+
+#[test]
 fn demo_json_gives_incidents_with_ranked_evidence_and_records_them() {
     let path = temp_file("good.yaml", GOOD);
     let db = temp_file("demo.db", "");
