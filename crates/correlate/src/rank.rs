@@ -39,7 +39,7 @@ impl Default for RankConfig {
             onset_slack: 2 * MINUTE,
             explain_hops: 3,
             max_hypotheses: 5,
-            max_evidence: 6,
+            max_evidence: 8,
         }
     }
 }
@@ -605,14 +605,26 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
             0.05,
         ));
     }
-    // Changes first, then strongest facts.
-    let (mut changes_ev, mut rest): (Vec<_>, Vec<_>) = out
-        .into_iter()
-        .partition(|e| e.kind == EvidenceKind::Change);
-    rest.sort_by(|a, b| b.weight.total_cmp(&a.weight).then(a.ts.cmp(&b.ts)));
-    changes_ev.extend(rest);
-    changes_ev.truncate(max);
-    changes_ev
+    // Changes first; then the strongest fact of each kind, so a log line or an event a person
+    // recognises is not crowded out by a fifth anomalous series; then the rest by weight.
+    out.sort_by(|a, b| {
+        (b.kind == EvidenceKind::Change)
+            .cmp(&(a.kind == EvidenceKind::Change))
+            .then(b.weight.total_cmp(&a.weight))
+            .then(a.ts.cmp(&b.ts))
+    });
+    let mut chosen: Vec<Evidence> = Vec::new();
+    let mut rest: Vec<Evidence> = Vec::new();
+    for e in out {
+        if e.kind == EvidenceKind::Change || !chosen.iter().any(|c| c.kind == e.kind) {
+            chosen.push(e);
+        } else {
+            rest.push(e);
+        }
+    }
+    chosen.extend(rest);
+    chosen.truncate(max);
+    chosen
 }
 
 fn literal_prefix(template: &str) -> &str {

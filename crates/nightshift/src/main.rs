@@ -77,6 +77,12 @@ const DEFAULT_SCENARIO: &str = "shop-db-saturation";
 
 fn main() {
     if let Err(e) = run() {
+        // A reader that went away (`nightshift demo | head`) is not an error worth reporting.
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -175,8 +181,8 @@ fn demo(args: DemoArgs) -> Result<()> {
             continue;
         }
         bar.suspend(|| {
-            println!(
-                "▶ {} — {} services, {} alerts fired → {} incident(s); {} samples, {} log lines, {} anomaly reports",
+            let mut text = format!(
+                "▶ {} — {} services, {} alerts fired → {} incident(s); {} samples, {} log lines, {} anomaly reports\n",
                 scenario.name(),
                 r.topology.services.len(),
                 r.stats.alerts_fired,
@@ -186,20 +192,30 @@ fn demo(args: DemoArgs) -> Result<()> {
                 r.stats.anomalies
             );
             for inc in &r.incidents {
-                println!("{}", render::incident(inc, r.start_ms));
+                text.push_str(&render::incident(inc, r.start_ms));
+                text.push('\n');
             }
-        });
+            emit(&text)
+        })?;
     }
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json_out)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&json_out)?))
     } else {
-        println!(
-            "{} scenario(s) replayed in {:.1}s.",
+        emit(&format!(
+            "{} scenario(s) replayed in {:.1}s.\n",
             scenarios.len(),
             started.elapsed().as_secs_f64()
-        );
+        ))
     }
+}
+
+/// Writes to stdout, returning the error (a closed pipe, say) instead of panicking as `print!` does.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 
@@ -223,9 +239,8 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = eval::report(scores, cases);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {
-        print!("{}", render::report(&report));
+        emit(&render::report(&report))
     }
-    Ok(())
 }

@@ -58,7 +58,9 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
         );
     }
     let _ = writeln!(s, "   root-cause hypotheses:");
-    for h in &inc.hypotheses {
+    // The top hypothesis shows all its evidence with queries; the others their two strongest
+    // facts, so the screen stays readable (`--json` has everything).
+    for (i, h) in inc.hypotheses.iter().enumerate() {
         let _ = writeln!(
             s,
             "   {}. {:<28} {:>5.1}%  {}",
@@ -67,7 +69,8 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
             h.score * 100.0,
             h.cause
         );
-        for e in &h.evidence {
+        let shown = if i == 0 { h.evidence.len() } else { 2 };
+        for e in h.evidence.iter().take(shown) {
             let _ = writeln!(
                 s,
                 "        [{}] {} {:<9} {}",
@@ -76,7 +79,7 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
                 e.kind.as_str(),
                 e.summary
             );
-            if let Some(q) = &e.query {
+            if let (0, Some(q)) = (i, &e.query) {
                 let _ = writeln!(s, "              query: {q}");
             }
         }
