@@ -17,7 +17,9 @@ pub use incident::{
 };
 pub use resource::{Entity, EntityKind, Resource};
 pub use series::{Sample, SeriesKey};
-pub use telemetry::{Change, ChangeKind, Event, EventType, LogRecord, Severity, SpanEdge};
+pub use telemetry::{
+    Change, ChangeKind, Event, EventType, LogPattern, LogRecord, Severity, SpanEdge,
+};
 pub use topology::Topology;
 
 /// Milliseconds since the Unix epoch.

@@ -29,7 +29,8 @@ pub mod semconv {
     pub const HOST_NAME: &str = "host.name";
 }
 
-const INFRA_JOBS: &[&str] = &[
+/// `job` values that name the scraper rather than the workload.
+pub const INFRA_JOBS: &[&str] = &[
     "node",
     "node-exporter",
     "kube-state-metrics",

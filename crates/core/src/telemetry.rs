@@ -1,6 +1,6 @@
 //! Non-metric telemetry: logs, call edges seen in traces, Kubernetes events and changes.
 
-use crate::{Millis, Resource};
+use crate::{Entity, Millis, Resource};
 use serde::{Deserialize, Serialize};
 
 /// Log severity, after the OTel log data model's severity ranges.
@@ -120,4 +120,18 @@ pub struct Change {
     pub target: String,
     pub version: Option<String>,
     pub description: String,
+}
+
+/// A new or bursting log template of one entity, as the log pipeline reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogPattern {
+    pub ts: Millis,
+    pub entity: Entity,
+    pub template: String,
+    pub severity: Severity,
+    /// Lines matching the template in the reporting interval.
+    pub count: u64,
+    /// True when the template was never seen from this entity before.
+    pub new: bool,
+    pub example: String,
 }

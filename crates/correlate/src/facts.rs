@@ -1,23 +1,8 @@
 //! What an incident knows about each entity: its own anomalous series, the anomalous calls into
 //! and out of it, Kubernetes events, new log patterns and alerts. Ranking reads only this.
 
-use nightshift_core::{Direction, Entity, Event, EventType, Millis, Severity, SignalClass};
-use serde::{Deserialize, Serialize};
+use nightshift_core::{Direction, Event, EventType, LogPattern, Millis, Severity, SignalClass};
 use std::collections::BTreeMap;
-
-/// A new or bursting log template of one entity, as the log pipeline reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogPattern {
-    pub ts: Millis,
-    pub entity: Entity,
-    pub template: String,
-    pub severity: Severity,
-    /// Lines matching the template in the reporting interval.
-    pub count: u64,
-    /// True when the template was never seen from this entity before.
-    pub new: bool,
-    pub example: String,
-}
 
 /// One anomalous series of the entity, summarised over the incident.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,6 @@ pub mod grouping;
 pub mod rank;
 
 pub use dedup::{AlertDeduper, AlertOutcome};
-pub use facts::LogPattern;
 pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate};
+pub use nightshift_core::LogPattern;
 pub use rank::{RankConfig, rank};

@@ -21,14 +21,7 @@ const FORGET_SERIES: Millis = 15 * 60_000;
 /// A service that has not logged for this long stops getting a zero log-error baseline.
 const FORGET_LOGGER: Millis = 60 * 60_000;
 
-/// `job` values that name the scraper rather than the workload (as in `nightshift_core::Resource`).
-const INFRA_JOBS: &[&str] = &[
-    "node",
-    "node-exporter",
-    "kube-state-metrics",
-    "kubelet",
-    "cadvisor",
-];
+use nightshift_core::resource::INFRA_JOBS;
 
 /// One point of a derived series: the detector input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,20 +2,8 @@
 //! to get its template, and reports templates that are new for a service or suddenly frequent.
 //! A full streaming template miner replaces the masking later; the reporting contract stays.
 
-use nightshift_core::{Entity, LogRecord, Millis, Severity};
+use nightshift_core::{Entity, LogPattern, LogRecord, Millis, Severity};
 use std::collections::HashMap;
-
-/// A template of one service that is new or bursting in the last interval.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TemplateReport {
-    pub ts: Millis,
-    pub entity: Entity,
-    pub template: String,
-    pub severity: Severity,
-    pub count: u64,
-    pub new: bool,
-    pub example: String,
-}
 
 #[derive(Debug, Default)]
 struct TemplateState {
@@ -81,7 +69,7 @@ impl LogTemplateTracker {
 
     /// Reports warning-or-worse templates that are new, or at least 5 lines and 5× their usual rate.
     /// `learning` marks history replay: templates are learned, nothing is reported.
-    pub fn flush(&mut self, ts: Millis, learning: bool) -> Vec<TemplateReport> {
+    pub fn flush(&mut self, ts: Millis, learning: bool) -> Vec<LogPattern> {
         let mut out = Vec::new();
         for ((service, template), st) in &mut self.templates {
             let n = st.pending;
@@ -93,7 +81,7 @@ impl LogTemplateTracker {
             let new = !st.reported_new && n > 0;
             let burst = st.intervals_seen >= 20 && n >= 5 && (n as f64) >= 5.0 * st.mean.max(0.2);
             if !learning && severity >= Severity::Warn && (new || burst) {
-                out.push(TemplateReport {
+                out.push(LogPattern {
                     ts,
                     entity: Entity::service(service),
                     template: template.clone(),

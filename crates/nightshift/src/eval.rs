@@ -62,19 +62,12 @@ pub struct Baselines {
     pub alertmanager_grouping: Figures,
 }
 
-/// The whole report; the top-level fields are Nightshift's own figures.
+/// The whole report; the top-level figures are Nightshift's own.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub cases: usize,
-    pub ac_at_1: f64,
-    pub ac_at_3: f64,
-    pub avg_at_5: f64,
-    pub detected: usize,
-    pub mttd_seconds_median: Option<f64>,
+    #[serde(flatten)]
+    pub figures: Figures,
     pub alerts: u64,
-    pub incidents: usize,
-    pub false_incidents: usize,
-    pub compression: Option<f64>,
     /// Share of detected faults where Nightshift opened its incident before the first static alert fired.
     pub earlier_than_first_alert: f64,
     pub baselines: Baselines,
@@ -275,16 +268,8 @@ pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
         })
         .count();
     Report {
-        cases: own.cases,
-        ac_at_1: own.ac_at_1,
-        ac_at_3: own.ac_at_3,
-        avg_at_5: own.avg_at_5,
-        detected: own.detected,
-        mttd_seconds_median: own.mttd_seconds_median,
+        figures: own,
         alerts,
-        incidents,
-        false_incidents,
-        compression: own.compression,
         earlier_than_first_alert: if detected.is_empty() {
             0.0
         } else {

@@ -2,9 +2,7 @@
 //! track log templates, and correlate everything into incidents. One instance per cluster.
 
 use nightshift_core::{Alert, Anomaly, Change, Event, LogRecord, Millis, SeriesKey, SpanEdge};
-use nightshift_correlate::{
-    AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LogPattern,
-};
+use nightshift_correlate::{AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate};
 use nightshift_detect::logpattern::LogTemplateTracker;
 use nightshift_detect::{DetectorBank, SignalDeriver};
 
@@ -116,16 +114,8 @@ impl Pipeline {
                 eval.anomalies.push(a);
             }
         }
-        for r in self.templates.flush(ts, learning) {
-            self.correlator.observe_log_pattern(&LogPattern {
-                ts: r.ts,
-                entity: r.entity,
-                template: r.template,
-                severity: r.severity,
-                count: r.count,
-                new: r.new,
-                example: r.example,
-            });
+        for pattern in self.templates.flush(ts, learning) {
+            self.correlator.observe_log_pattern(&pattern);
         }
         self.stats.anomalies += eval.anomalies.len() as u64;
         for a in &eval.anomalies {

@@ -1,6 +1,6 @@
 //! Terminal rendering of incidents and evaluation reports.
 
-use crate::eval::{Figures, Report};
+use crate::eval::Report;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use nightshift_core::{Incident, Millis, format_duration};
 use std::fmt::Write;
@@ -177,19 +177,9 @@ pub fn report(r: &Report) -> String {
         "false",
         "compression",
     ]);
-    let own = Figures {
-        cases: r.cases,
-        ac_at_1: r.ac_at_1,
-        ac_at_3: r.ac_at_3,
-        avg_at_5: r.avg_at_5,
-        detected: r.detected,
-        mttd_seconds_median: r.mttd_seconds_median,
-        incidents: r.incidents,
-        false_incidents: r.false_incidents,
-        compression: r.compression,
-    };
+
     for (name, f) in [
-        ("nightshift", &own),
+        ("nightshift", &r.figures),
         (
             "loudest service (most alerts)",
             &r.baselines.loudest_service,
