@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod baseline;
 pub mod derive;
+pub mod detector;
 pub mod error;
 pub mod logpattern;
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub use baseline::{
     AlarmDirection, Assessment, Phase, RobustBaselineConfig, RobustBaselineDetector,
 };
 pub use derive::{Signal, SignalDeriver, histogram_quantile};
+pub use detector::{Band, Detector, Score};
 pub use error::DetectError;
 
 use nightshift_core::SeriesKey;

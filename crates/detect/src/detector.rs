@@ -1,0 +1,46 @@
+//! The streaming detector interface every per-series detector implements, so the ensemble,
+//! the NAB harness and `nightshift detect` can drive any of them the same way.
+
+use crate::DetectError;
+use nightshift_core::Millis;
+use serde::{Deserialize, Serialize};
+
+/// The range a detector expected a point in, for charts and evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Band {
+    pub expected: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// What one detector says about one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// How anomalous the point is, in [0, 1]; 0 while warming up.
+    pub score: f64,
+    /// The expected value and band, when the detector models one.
+    pub band: Option<Band>,
+}
+
+impl Score {
+    pub const ZERO: Score = Score { score: 0.0, band: None };
+}
+
+/// A per-series streaming detector: one `update` per point, in time order, bounded memory,
+/// state that serialises (checkpoint and restore with serde) and an explanation of its last
+/// score.
+pub trait Detector {
+    /// Short name for explanations and evidence, e.g. `level_shift`.
+    fn name(&self) -> &'static str;
+
+    /// Scores one point. Errors on non-finite values and on timestamps that do not advance;
+    /// the state is unchanged then.
+    fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError>;
+
+    /// Why the last score is what it is, in one line a person reads
+    /// (e.g. "level shifted from 12.1 to 18.4, 6.2× the IQR of the last 20 points").
+    fn explain(&self) -> String;
+
+    /// Bytes of state held (struct plus heap), for the memory budget per series.
+    fn state_bytes(&self) -> usize;
+}
