@@ -5,7 +5,10 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use nightshift_core::{SeriesKey, SignalClass};
 use nightshift_detect::{
-    AlarmDirection, DetectorBank, RobustBaselineDetector, Signal, SignalDeriver,
+    AlarmDirection, Detector, DetectorBank, ForecastBandConfig, ForecastBandDetector,
+    IsolationForestConfig, IsolationForestDetector, LevelShiftDetector, PersistDetector,
+    RobustBaselineDetector, SeasonalDetector, Signal, SignalDeriver, TrendDetector,
+    VolatilityShiftDetector,
 };
 use std::hint::black_box;
 
@@ -76,6 +79,118 @@ fn bench_baseline(c: &mut Criterion) {
         });
     });
     g.finish();
+}
+
+/// The seasonal, forecast-band and isolation-forest detectors in their steady state.
+fn bench_models(c: &mut Criterion) {
+    let values = traffic(3 * 5760);
+    let mut g = c.benchmark_group("seasonal");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("update", |b| {
+        // Two days at 15 s decide the daily period; the bench runs on the profile after that.
+        let mut d = SeasonalDetector::default();
+        let mut i = 0usize;
+        for v in &values[..2 * 5760 + 10] {
+            let _ = d.update(T0 + i as i64 * STEP, *v);
+            i += 1;
+        }
+        assert!(d.period().is_some());
+        b.iter(|| {
+            let v = values[i % values.len()];
+            i += 1;
+            black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("forecast");
+    g.throughput(Throughput::Elements(1));
+    for (name, season) in [("update", None), ("update season 240", Some(240))] {
+        g.bench_function(name, |b| {
+            let mut d = ForecastBandDetector::new(ForecastBandConfig::default(), season)
+                .expect("valid season");
+            let mut i = 0usize;
+            for v in &values[..2000] {
+                let _ = d.update(T0 + i as i64 * STEP, *v);
+                i += 1;
+            }
+            b.iter(|| {
+                let v = values[i % values.len()];
+                i += 1;
+                black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
+            });
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("isolation_forest");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("update 5 dims", |b| {
+        // Five metrics of one service moving with its traffic; refits are included, amortised.
+        let vectors: Vec<[f64; 5]> = values
+            .iter()
+            .enumerate()
+            .map(|(k, v)| {
+                let wobble = ((k * 7919) % 101) as f64 / 101.0 - 0.5;
+                [
+                    *v,
+                    0.01 + 0.002 * wobble,
+                    0.2 + 0.0004 * v + 0.01 * wobble,
+                    0.3 + 0.002 * v,
+                    0.6 + 0.05 * wobble,
+                ]
+            })
+            .collect();
+        let mut d = IsolationForestDetector::new(5, IsolationForestConfig::default())
+            .expect("5 dimensions");
+        let mut i = 0usize;
+        for v in &vectors[..1000] {
+            let _ = d.update(T0 + i as i64 * STEP, v);
+            i += 1;
+        }
+        b.iter(|| {
+            let v = &vectors[i % vectors.len()];
+            i += 1;
+            black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
+        });
+    });
+    g.finish();
+}
+
+/// The level-shift, volatility-shift, persist and trend detectors after a day of traffic.
+fn bench_shapes(c: &mut Criterion) {
+    fn steady<D: Detector>(c: &mut Criterion, group: &str, values: &[f64], mut d: D) {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(1));
+        let mut i = 0usize;
+        for v in &values[..5760] {
+            let _ = d.update(T0 + i as i64 * STEP, *v);
+            i += 1;
+        }
+        g.bench_function("update", |b| {
+            b.iter(|| {
+                let v = values[i % values.len()];
+                i += 1;
+                black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
+            });
+        });
+        g.finish();
+    }
+    let values = traffic(3 * 5760);
+    steady(c, "level_shift", &values, LevelShiftDetector::default());
+    steady(
+        c,
+        "volatility_shift",
+        &values,
+        VolatilityShiftDetector::default(),
+    );
+    steady(c, "persist", &values, PersistDetector::default());
+    steady(
+        c,
+        "trend",
+        &values,
+        TrendDetector::default().with_limit(1000.0),
+    );
 }
 
 /// The raw series of one simulated cluster: `services` services with three pods each.
@@ -165,5 +280,11 @@ fn bench_derive(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_baseline, bench_derive);
+criterion_group!(
+    benches,
+    bench_baseline,
+    bench_derive,
+    bench_models,
+    bench_shapes
+);
 criterion_main!(benches);

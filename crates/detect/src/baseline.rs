@@ -1,7 +1,7 @@
 //! A streaming per-series detector that learns the series' own normal (robust level, spread and
 //! daily profile) and scores each new point by how far it falls outside it.
 
-use crate::DetectError;
+use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::{Direction, Millis};
 use serde::{Deserialize, Serialize};
 
@@ -161,7 +161,7 @@ fn ewma_weight(dt: Millis, tau: Millis) -> f64 {
     x * (1.0 - x / 2.0 * (1.0 - x / 3.0 * (1.0 - x / 4.0 * (1.0 - x / 5.0))))
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Episode {
     since: Millis,
     direction: Direction,
@@ -171,7 +171,7 @@ struct Episode {
     shadow_seasonal: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Pending {
     ts: Millis,
     value: f64,
@@ -184,7 +184,7 @@ struct Pending {
 /// off the [`TAIL_RANK`]-th largest. Each is kept as `ln r + t / TAIL_FADE`: comparing these
 /// compares the faded sizes at any common time, so nothing needs rescaling as time passes, and
 /// no entry drops out abruptly.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct TopResiduals {
     keys: [f64; TAIL_RANK],
     len: u8,
@@ -235,10 +235,33 @@ impl TopResiduals {
     }
 }
 
+/// Serde for arrays longer than serde's built-in 32: written as a sequence, read back checking
+/// the length.
+mod fixed_array {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize, const N: usize>(
+        a: &[T; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        a.as_slice().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[T; N], D::Error> {
+        let v = Vec::<T>::deserialize(d)?;
+        let len = v.len();
+        v.try_into()
+            .map_err(|_| serde::de::Error::invalid_length(len, &"the profile's slot count"))
+    }
+}
+
 /// Mean level per half hour of the day, each slot an exponentially weighted average over days
 /// of the points learned in it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct DailyProfile {
+    #[serde(with = "fixed_array")]
     slots: [f32; SLOTS],
     /// Slots that hold learned data; the others are interpolated once the profile is ready.
     filled: u64,
@@ -372,7 +395,7 @@ impl DailyProfile {
 ///
 /// Memory: 520 bytes inline and no heap, whatever the length of the series
 /// (`size_of` is checked in the tests).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RobustBaselineDetector {
     cfg: RobustBaselineConfig,
     last_ts: Millis,
@@ -664,6 +687,64 @@ impl RobustBaselineDetector {
             self.seasonal = self.flat - self.profile.at(p.ts);
             self.seasonal_error = self.flat_error;
         }
+    }
+}
+
+impl Detector for RobustBaselineDetector {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError> {
+        let a = RobustBaselineDetector::update(self, ts, value)?;
+        Ok(Score {
+            score: a.score,
+            // The band of a warming-up detector rests on a handful of points: not worth showing.
+            band: (a.phase != Phase::WarmingUp).then_some(Band {
+                expected: a.expected,
+                lower: a.lower,
+                upper: a.upper,
+            }),
+        })
+    }
+
+    fn explain(&self) -> String {
+        let Some(ts) = self.last_ts() else {
+            return "robust_baseline: no point seen yet".to_string();
+        };
+        if self.learned < self.cfg.warmup_points {
+            return format!(
+                "robust_baseline: learning, {} of {} warm-up points",
+                self.learned, self.cfg.warmup_points
+            );
+        }
+        let expected = self.expected_at(ts);
+        let band = SCORE_Z_MEDIAN * self.scale(expected, ts);
+        let model = if self.use_seasonal() {
+            "daily profile plus level"
+        } else {
+            "robust level"
+        };
+        match self.episode {
+            Some(ep) => format!(
+                "robust_baseline: anomaly event going {} since {} ms; normal is {expected:.4} ± \
+                 {band:.4} ({model}), not learned from while the event lasts",
+                match ep.direction {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                },
+                ep.since
+            ),
+            None if self.hits & 1 == 1 => format!(
+                "robust_baseline: last point outside {expected:.4} ± {band:.4} ({model}); an event \
+                 needs {HITS_FOR_EVENT} of the last 4 points outside"
+            ),
+            None => format!("robust_baseline: within {expected:.4} ± {band:.4} ({model})"),
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.heap_bytes()
     }
 }
 
@@ -962,6 +1043,32 @@ mod tests {
                 "{dt}"
             );
         }
+    }
+
+    #[test]
+    fn the_detector_trait_drives_it_like_the_others() {
+        let mut d = RobustBaselineDetector::default();
+        let d: &mut dyn Detector = &mut d;
+        assert_eq!(d.name(), "robust_baseline");
+        assert!(d.explain().contains("no point seen"));
+        let mut noise = Noise::new(31);
+        let mut last = Score::ZERO;
+        for i in 0..200 {
+            last = d
+                .update(T0 + i * STEP, 50.0 + noise.gaussian())
+                .expect("valid");
+            if i < 40 {
+                assert_eq!(last.band, None, "no band while warming up");
+            }
+        }
+        let band = last.band.expect("a band once warm");
+        assert!(band.lower < 50.0 && 50.0 < band.upper, "{band:?}");
+        assert!(d.explain().contains("within"), "{}", d.explain());
+        assert!(d.update(T0, 1.0).is_err());
+        assert_eq!(
+            d.state_bytes(),
+            std::mem::size_of::<RobustBaselineDetector>()
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ pub struct Score {
 }
 
 impl Score {
-    pub const ZERO: Score = Score { score: 0.0, band: None };
+    pub const ZERO: Score = Score {
+        score: 0.0,
+        band: None,
+    };
 }
 
 /// A per-series streaming detector: one `update` per point, in time order, bounded memory,

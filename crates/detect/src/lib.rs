@@ -4,10 +4,19 @@ pub mod bank;
 pub mod baseline;
 pub mod derive;
 pub mod detector;
+pub mod ensemble;
 pub mod error;
+pub mod forecast;
+pub mod isolation_forest;
+pub mod level_shift;
 pub mod logpattern;
+pub mod nab;
+pub mod persist;
+pub mod seasonal;
 #[cfg(test)]
 mod testkit;
+pub mod trend;
+pub mod volatility_shift;
 
 pub use bank::{AnomalyEvent, DetectorBank, alarm_direction};
 pub use baseline::{
@@ -15,7 +24,17 @@ pub use baseline::{
 };
 pub use derive::{Signal, SignalDeriver, histogram_quantile};
 pub use detector::{Band, Detector, Score};
+pub use ensemble::{Ensemble, EnsembleConfig, EnsembleScore, EventPhase};
 pub use error::DetectError;
+pub use forecast::{ForecastBandConfig, ForecastBandDetector, InvalidSeasonLength};
+pub use isolation_forest::{
+    InvalidDimensions, IsolationForestConfig, IsolationForestDetector, MultivariateDetector,
+};
+pub use level_shift::{LevelShiftConfig, LevelShiftDetector};
+pub use persist::{PersistConfig, PersistDetector};
+pub use seasonal::{SeasonalConfig, SeasonalDetector, Seasonality};
+pub use trend::{TrendConfig, TrendDetector};
+pub use volatility_shift::{VolatilityShiftConfig, VolatilityShiftDetector};
 
 use nightshift_core::SeriesKey;
 use std::collections::HashMap;

@@ -1,0 +1,364 @@
+//! The default per-series detection engine: several detectors, each looking for one kind of
+//! departure from normal, combined into one calibrated score and into anomaly *events*.
+//!
+//! Which detectors speak is decided per series, from what the series shows: the seasonal
+//! baseline only once a period has been found (and then it replaces the non-seasonal deviation
+//! check, which would mistake the daily swing for anomalies); the trend detector's exhaustion
+//! forecast only when a limit is known. No per-metric threshold is needed; per-series overrides
+//! can switch detectors off or change the event rule.
+
+use crate::{
+    DetectError, Detector, ForecastBandDetector, LevelShiftDetector, PersistDetector,
+    RobustBaselineDetector, Score, SeasonalConfig, SeasonalDetector, Seasonality, TrendDetector,
+    VolatilityShiftDetector,
+};
+use nightshift_core::Millis;
+use serde::{Deserialize, Serialize};
+
+/// The detectors of the ensemble, in the order of [`EnsembleScore::scores`].
+pub const MEMBERS: [&str; 7] = [
+    "robust_baseline",
+    "seasonal",
+    "level_shift",
+    "volatility_shift",
+    "persist",
+    "trend",
+    "forecast_band",
+];
+
+/// Per-series settings; the defaults need no tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleConfig {
+    /// Weight of each member's score (0 switches a member off), in [`MEMBERS`] order.
+    pub weights: [f64; 7],
+    /// A point "hits" at this combined score.
+    pub hit: f64,
+    /// An event starts when `hits_for_event` of the last `window` points hit.
+    pub hits_for_event: u32,
+    pub window: u32,
+    /// An event ends after this many points in a row below the hit score.
+    pub quiet_to_end: u32,
+    /// Known upper limit of the series (1.0 for ratios, a capacity), for exhaustion forecasts.
+    pub limit: Option<f64>,
+}
+
+impl Default for EnsembleConfig {
+    fn default() -> Self {
+        Self {
+            weights: [1.0; 7],
+            hit: 0.5,
+            hits_for_event: 3,
+            window: 4,
+            quiet_to_end: 8,
+            limit: None,
+        }
+    }
+}
+
+/// Where a series is in the event cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventPhase {
+    Normal,
+    /// The first point of an event.
+    Onset,
+    Ongoing,
+}
+
+/// The ensemble's verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleScore {
+    /// Combined score in [0, 1]: the strongest weighted member score.
+    pub score: f64,
+    /// Each member's own score, in [`MEMBERS`] order.
+    pub scores: [f64; 7],
+    /// Index into [`MEMBERS`] of the member that gave `score`.
+    pub top: usize,
+    pub phase: EventPhase,
+    /// The expected value and band of the member that models the level best right now.
+    pub band: Option<crate::Band>,
+}
+
+/// The default detection engine for one series.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ensemble {
+    cfg: EnsembleConfig,
+    robust: RobustBaselineDetector,
+    seasonal: SeasonalDetector,
+    level: LevelShiftDetector,
+    volatility: VolatilityShiftDetector,
+    persist: PersistDetector,
+    trend: TrendDetector,
+    forecast: ForecastBandDetector,
+    hits: u32,
+    quiet: u32,
+    in_event: bool,
+    last: Option<EnsembleScore>,
+}
+
+impl Default for Ensemble {
+    fn default() -> Self {
+        Self::new(EnsembleConfig::default())
+    }
+}
+
+impl Ensemble {
+    pub fn new(cfg: EnsembleConfig) -> Self {
+        let trend = match cfg.limit {
+            Some(limit) => TrendDetector::default().with_limit(limit),
+            None => TrendDetector::default(),
+        };
+        Self {
+            cfg,
+            robust: RobustBaselineDetector::default(),
+            // 512 warm-up bins (4 KiB) keep the ensemble inside its 16 KiB budget; days and
+            // weeks are still resolved to minutes.
+            seasonal: SeasonalDetector::new(SeasonalConfig {
+                history_bins: 512,
+                ..SeasonalConfig::default()
+            }),
+            level: LevelShiftDetector::default(),
+            volatility: VolatilityShiftDetector::default(),
+            persist: PersistDetector::default(),
+            trend,
+            forecast: ForecastBandDetector::default(),
+            hits: 0,
+            quiet: 0,
+            in_event: false,
+            last: None,
+        }
+    }
+
+    pub fn config(&self) -> &EnsembleConfig {
+        &self.cfg
+    }
+
+    /// Scores one point with every member and advances the event state.
+    pub fn assess(&mut self, ts: Millis, value: f64) -> Result<EnsembleScore, DetectError> {
+        if !value.is_finite() {
+            return Err(DetectError::NonFinite(value));
+        }
+        // Members check time order themselves; check once here so a refused point leaves
+        // every member's state as it was.
+        if let Some(last_ts) = self.robust.last_ts()
+            && ts <= last_ts
+        {
+            return Err(DetectError::OutOfOrder { ts, last: last_ts });
+        }
+        let w = self.cfg.weights;
+        let mut scores = [0.0; 7];
+        let mut bands: [Option<crate::Band>; 7] = [None; 7];
+        let members: [&mut dyn Detector; 7] = [
+            &mut self.robust,
+            &mut self.seasonal,
+            &mut self.level,
+            &mut self.volatility,
+            &mut self.persist,
+            &mut self.trend,
+            &mut self.forecast,
+        ];
+        for (i, m) in members.into_iter().enumerate() {
+            if w[i] <= 0.0 {
+                continue;
+            }
+            let Score { score, band } = m.update(ts, value).unwrap_or(Score::ZERO);
+            scores[i] = (w[i] * score).clamp(0.0, 1.0);
+            bands[i] = band;
+        }
+        // A seasonal series' daily swing is not an anomaly: once the seasonal baseline has
+        // found a period it speaks for point deviations instead of the non-seasonal baseline.
+        let seasonal = matches!(self.seasonal.seasonality(), Seasonality::Seasonal { .. });
+        if seasonal {
+            scores[0] = 0.0;
+        } else {
+            scores[1] = 0.0;
+        }
+        let (top, score) = scores
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, 0.0),
+                |best, (i, s)| if s > best.1 { (i, s) } else { best },
+            );
+        let band = if seasonal {
+            bands[1].or(bands[0])
+        } else {
+            bands[0].or(bands[6])
+        };
+
+        let hit = score >= self.cfg.hit;
+        let mask = (1u32 << self.cfg.window.min(31)) - 1;
+        self.hits = ((self.hits << 1) | u32::from(hit)) & mask;
+        let phase = if self.in_event {
+            self.quiet = if hit { 0 } else { self.quiet + 1 };
+            if self.quiet >= self.cfg.quiet_to_end {
+                self.in_event = false;
+                self.hits = 0;
+                EventPhase::Normal
+            } else {
+                EventPhase::Ongoing
+            }
+        } else if self.hits.count_ones() >= self.cfg.hits_for_event {
+            self.in_event = true;
+            self.quiet = 0;
+            EventPhase::Onset
+        } else {
+            EventPhase::Normal
+        };
+        let out = EnsembleScore {
+            score,
+            scores,
+            top,
+            phase,
+            band,
+        };
+        self.last = Some(out);
+        Ok(out)
+    }
+
+    /// Time to exhaustion of the known limit at the current trend, if there is one.
+    pub fn time_to_exhaustion(&self) -> Option<Millis> {
+        self.trend.time_to_exhaustion()
+    }
+
+    /// The explanation of the member that gave the last score.
+    pub fn explain_top(&self) -> String {
+        let Some(last) = self.last else {
+            return "no points yet".into();
+        };
+        let member: &dyn Detector = match last.top {
+            0 => &self.robust,
+            1 => &self.seasonal,
+            2 => &self.level,
+            3 => &self.volatility,
+            4 => &self.persist,
+            5 => &self.trend,
+            _ => &self.forecast,
+        };
+        format!("{}: {}", MEMBERS[last.top], member.explain())
+    }
+}
+
+impl Detector for Ensemble {
+    fn name(&self) -> &'static str {
+        "ensemble"
+    }
+
+    fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError> {
+        self.assess(ts, value).map(|e| Score {
+            score: e.score,
+            band: e.band,
+        })
+    }
+
+    fn explain(&self) -> String {
+        self.explain_top()
+    }
+
+    fn state_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            - std::mem::size_of::<RobustBaselineDetector>()
+            - std::mem::size_of::<SeasonalDetector>()
+            - std::mem::size_of::<LevelShiftDetector>()
+            - std::mem::size_of::<VolatilityShiftDetector>()
+            - std::mem::size_of::<PersistDetector>()
+            - std::mem::size_of::<TrendDetector>()
+            - std::mem::size_of::<ForecastBandDetector>()
+            + self.robust.state_bytes()
+            + self.seasonal.state_bytes()
+            + self.level.state_bytes()
+            + self.volatility.state_bytes()
+            + self.persist.state_bytes()
+            + self.trend.state_bytes()
+            + self.forecast.state_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Noise;
+
+    const STEP: Millis = 15_000;
+
+    fn run(e: &mut Ensemble, from: usize, values: &[f64]) -> Vec<(usize, EnsembleScore)> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let s = e.assess((from + i) as Millis * STEP, *v).ok()?;
+                (s.phase == EventPhase::Onset).then_some((from + i, s))
+            })
+            .collect()
+    }
+
+    fn noisy(noise: &mut Noise, n: usize, level: f64, sd: f64) -> Vec<f64> {
+        (0..n).map(|_| level + sd * noise.gaussian()).collect()
+    }
+
+    #[test]
+    fn a_level_shift_is_one_event_with_an_onset() {
+        let mut noise = Noise::new(7);
+        let mut e = Ensemble::default();
+        let quiet = noisy(&mut noise, 1500, 100.0, 2.0);
+        assert!(
+            run(&mut e, 0, &quiet).is_empty(),
+            "stationary noise raises no event"
+        );
+        let shifted = noisy(&mut noise, 40, 130.0, 2.0);
+        let onsets = run(&mut e, 1500, &shifted);
+        assert!(
+            !onsets.is_empty() && onsets[0].0 < 1506,
+            "shift found within six points: {onsets:?}"
+        );
+        assert!(
+            onsets.len() <= 2,
+            "one shift is not a burst of events: {}",
+            onsets.len()
+        );
+        assert!(!e.explain_top().is_empty());
+    }
+
+    #[test]
+    fn state_fits_the_budget_and_round_trips() {
+        let mut noise = Noise::new(3);
+        let mut e = Ensemble::default();
+        run(&mut e, 0, &noisy(&mut noise, 800, 50.0, 1.0));
+        let members = [
+            e.robust.state_bytes(),
+            e.seasonal.state_bytes(),
+            e.level.state_bytes(),
+            e.volatility.state_bytes(),
+            e.persist.state_bytes(),
+            e.trend.state_bytes(),
+            e.forecast.state_bytes(),
+        ];
+        assert!(
+            e.state_bytes() <= 16 * 1024,
+            "{} bytes of state: {members:?}",
+            e.state_bytes()
+        );
+        let json = serde_json::to_string(&e).expect("serialises");
+        let mut restored: Ensemble = serde_json::from_str(&json).expect("restores");
+        let rest = noisy(&mut noise, 200, 60.0, 1.0);
+        for (i, v) in rest.iter().enumerate() {
+            let ts = (800 + i) as Millis * STEP;
+            assert_eq!(e.assess(ts, *v).ok(), restored.assess(ts, *v).ok());
+        }
+    }
+
+    #[test]
+    fn refused_points_leave_the_state_unchanged() {
+        let mut e = Ensemble::default();
+        e.assess(STEP, 1.0).expect("first point");
+        assert!(matches!(
+            e.assess(2 * STEP, f64::NAN),
+            Err(DetectError::NonFinite(_))
+        ));
+        assert!(matches!(
+            e.assess(STEP, 2.0),
+            Err(DetectError::OutOfOrder { .. })
+        ));
+        assert!(e.assess(2 * STEP, 1.0).is_ok());
+    }
+}
