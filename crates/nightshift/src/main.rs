@@ -1,6 +1,7 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
 mod eval;
+mod nab;
 mod pipeline;
 mod render;
 mod replay;
@@ -55,6 +56,8 @@ struct DemoArgs {
 enum EvalCommand {
     /// Replay scenarios and score incidents and root causes against their ground truth.
     Rca(EvalRcaArgs),
+    /// Score anomaly detection on the Numenta Anomaly Benchmark with NAB's v1.0 rules.
+    Nab(EvalNabArgs),
 }
 
 #[derive(Args)]
@@ -68,6 +71,20 @@ struct EvalRcaArgs {
     /// First seed for --generated.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalNabArgs {
+    /// The NAB folder, holding `data/` and `labels/combined_windows.json`.
+    #[arg(long, value_name = "DIR")]
+    data: std::path::PathBuf,
+    /// Score another detector's results instead of Nightshift's: NAB's results layout,
+    /// `DIR/<category>/[<detector>_]<file>.csv` with `timestamp` and `anomaly_score` columns.
+    #[arg(long, value_name = "DIR")]
+    results: Option<std::path::PathBuf>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -97,6 +114,7 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::Eval(EvalCommand::Rca(args)) => eval_rca(args),
+        Command::Eval(EvalCommand::Nab(args)) => eval_nab(args),
     }
 }
 
@@ -242,5 +260,14 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
     } else {
         emit(&render::report(&report))
+    }
+}
+
+fn eval_nab(args: EvalNabArgs) -> Result<()> {
+    let report = nab::run(&args.data, args.results.as_deref(), args.json)?;
+    if args.json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+    } else {
+        emit(&nab::render(&report))
     }
 }
