@@ -168,7 +168,13 @@ impl Ensemble {
         // found a period it speaks for point deviations instead of the non-seasonal baseline.
         let seasonal = matches!(self.seasonal.seasonality(), Seasonality::Seasonal { .. });
         if seasonal {
+            // The daily shape has regular steps and swings that the non-seasonal members would
+            // read as shifts: in a seasonal series they speak only where the seasonal residual
+            // agrees something is off.
             scores[0] = 0.0;
+            for i in [2, 3, 4, 6] {
+                scores[i] = scores[i].min(scores[1]);
+            }
         } else {
             scores[1] = 0.0;
         }
