@@ -26,6 +26,11 @@ pub const MEMBERS: [&str; 7] = [
     "forecast_band",
 ];
 
+/// Weight of each point in a member's flag rate: a memory of about 2,000 points.
+const HIT_RATE_WEIGHT: f64 = 1.0 / 8000.0;
+/// A member flagging this share of points is no surprise at all.
+const SURPRISE_RATE: f64 = 0.02;
+
 /// Per-series settings; the defaults need no tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleConfig {
@@ -89,6 +94,8 @@ pub struct Ensemble {
     persist: PersistDetector,
     trend: TrendDetector,
     forecast: ForecastBandDetector,
+    /// Exponentially weighted share of points each member flags.
+    hit_rate: [f64; 7],
     hits: u32,
     quiet: u32,
     in_event: bool,
@@ -121,6 +128,7 @@ impl Ensemble {
             persist: PersistDetector::default(),
             trend,
             forecast: ForecastBandDetector::default(),
+            hit_rate: [0.0; 7],
             hits: 0,
             quiet: 0,
             in_event: false,
@@ -177,6 +185,14 @@ impl Ensemble {
             }
         } else {
             scores[1] = 0.0;
+        }
+        // How often each member flags this series is part of what is normal for it: a member
+        // that flags one point in fifty here (a spiky series) is discounted, as NAB's anomaly
+        // likelihood discounts a detector's usual level of surprise.
+        for (i, s) in scores.iter_mut().enumerate() {
+            let rate = self.hit_rate[i];
+            self.hit_rate[i] += HIT_RATE_WEIGHT * (f64::from(u8::from(*s >= self.cfg.hit)) - rate);
+            *s *= (1.0 - rate / SURPRISE_RATE).clamp(0.0, 1.0);
         }
         let (top, score) = scores
             .iter()
