@@ -1,11 +1,13 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
+mod detect;
 mod eval;
 mod nab;
 mod pipeline;
 mod render;
 mod replay;
 mod scenarios;
+mod series_csv;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run simulated clusters through the whole pipeline and show the incidents it finds.
     Demo(DemoArgs),
+    /// Find anomalies in your own series: a `timestamp,value` CSV or a wide CSV with one column per series.
+    Detect(DetectArgs),
     /// Measure quality against ground truth.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -50,6 +54,15 @@ struct DemoArgs {
     /// SQLite database to record incidents, alerts and anomalies in (default: in memory).
     #[arg(long, value_name = "PATH")]
     db: Option<String>,
+}
+
+#[derive(Args)]
+struct DetectArgs {
+    /// The CSV file: a timestamp column (Unix seconds or ms, RFC 3339, or `YYYY-MM-DD HH:MM:SS` UTC) and value columns.
+    file: std::path::PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +126,14 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo(args),
+        Command::Detect(args) => {
+            let reports = detect::detect_file(&args.file)?;
+            if args.json {
+                emit(&format!("{}\n", serde_json::to_string_pretty(&reports)?))
+            } else {
+                emit(&detect::render(&reports))
+            }
+        }
         Command::Eval(EvalCommand::Rca(args)) => eval_rca(args),
         Command::Eval(EvalCommand::Nab(args)) => eval_nab(args),
     }

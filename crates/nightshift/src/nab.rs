@@ -1,6 +1,7 @@
 //! `nightshift eval nab`: scores anomaly detection on the Numenta Anomaly Benchmark with NAB's
 //! v1.0 rules, for Nightshift's own detector or for another tool's results files.
 
+use crate::series_csv::parse_timestamp;
 use anyhow::{Context, Result, anyhow, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -490,15 +491,6 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
 }
 
 /// NAB timestamps are UTC civil times, `YYYY-MM-DD HH:MM:SS` with optional fractional seconds.
-fn parse_timestamp(s: &str) -> Result<Millis> {
-    let civil: jiff::civil::DateTime = s
-        .parse()
-        .map_err(|e| anyhow!("timestamp {s:?} is not YYYY-MM-DD HH:MM:SS: {e}"))?;
-    let ts = jiff::tz::TimeZone::UTC
-        .to_timestamp(civil)
-        .map_err(|e| anyhow!("timestamp {s:?} is out of range: {e}"))?;
-    Ok(ts.as_millisecond())
-}
 
 fn show_ts(ts: Millis) -> String {
     jiff::Timestamp::from_millisecond(ts).map_or_else(|_| format!("{ts} ms"), |t| t.to_string())

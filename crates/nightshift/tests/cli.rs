@@ -163,3 +163,55 @@ fn eval_rca_meets_its_bars_on_the_built_in_scenarios() {
         );
     }
 }
+
+#[test]
+fn detect_finds_a_shift_in_a_csv_and_names_bad_lines() {
+    let mut csv = String::from("timestamp,requests,errors\n");
+    for i in 0..1200u64 {
+        // Deterministic wiggle; requests jump by half at row 1000, errors stay flat.
+        let wiggle = ((i * 7919) % 13) as f64 - 6.0;
+        let requests = if i < 1000 { 200.0 } else { 300.0 } + wiggle;
+        csv.push_str(&format!(
+            "{},{requests},{}\n",
+            1_700_000_000 + i * 60,
+            1.0 + wiggle.abs() / 100.0
+        ));
+    }
+    let path = temp_file("series.csv", &csv);
+    let out = nightshift(&["detect", path.to_str().expect("utf-8"), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let requests = &v.as_array().expect("one report per series")[0];
+    assert_eq!(requests["series"], "requests");
+    let starts: Vec<i64> = requests["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["start_ms"].as_i64())
+        .collect();
+    let shift = (1_700_000_000 + 1000 * 60) * 1000;
+    assert!(
+        starts
+            .iter()
+            .any(|s| (shift..shift + 10 * 60_000).contains(s)),
+        "shift at {shift} found: {starts:?}"
+    );
+    assert!(
+        requests["events"][0]["explanation"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+
+    let bad = temp_file(
+        "bad.csv",
+        "timestamp,value\n1700000000,1\n1700000060,oops\n",
+    );
+    let out = nightshift(&["detect", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:3") && err.contains("oops"), "{err}");
+}

@@ -1,0 +1,146 @@
+//! Reads time series from CSV files: a timestamp column and one or more value columns, with
+//! errors that name the file and line.
+
+use anyhow::{Context, Result, anyhow, bail};
+use nightshift_core::Millis;
+use std::path::Path;
+
+/// A CSV of series: the value columns' names and, per row, the time and each column's value
+/// (`None` where the cell is empty).
+pub struct SeriesTable {
+    pub names: Vec<String>,
+    pub rows: Vec<(Millis, Vec<Option<f64>>)>,
+}
+
+/// Parses a timestamp: Unix seconds or milliseconds (a number; values above 10^11 are taken as
+/// milliseconds), RFC 3339 (`2026-03-02T13:00:00Z`), or `YYYY-MM-DD HH:MM:SS` in UTC.
+pub fn parse_timestamp(s: &str) -> Result<Millis> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        if !n.is_finite() {
+            bail!("timestamp {s:?} is not a finite number");
+        }
+        return Ok(if n.abs() > 1e11 {
+            n as Millis
+        } else {
+            (n * 1000.0).round() as Millis
+        });
+    }
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(ts.as_millisecond());
+    }
+    let civil: jiff::civil::DateTime = s.parse().map_err(|e| {
+        anyhow!("timestamp {s:?} is neither Unix seconds, RFC 3339 nor YYYY-MM-DD HH:MM:SS: {e}")
+    })?;
+    let ts = jiff::tz::TimeZone::UTC
+        .to_timestamp(civil)
+        .map_err(|e| anyhow!("timestamp {s:?} is out of range: {e}"))?;
+    Ok(ts.as_millisecond())
+}
+
+/// Reads `timestamp,value` or a wide CSV (`timestamp,a,b,...`): the first column whose header
+/// is `timestamp`, `time`, `ts` or `date` (else the first column) holds the time; every other
+/// column is a series. Rows must be in time order.
+pub fn read_table(path: &Path) -> Result<SeriesTable> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines().enumerate();
+    let header: Vec<String> = match lines.next() {
+        Some((_, h)) => h
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .map(|c| c.trim().trim_matches('"').to_string())
+            .collect(),
+        None => bail!(
+            "{}: the file is empty; expected a header such as `timestamp,value`",
+            path.display()
+        ),
+    };
+    let ts_col = header
+        .iter()
+        .position(|h| {
+            matches!(
+                h.to_ascii_lowercase().as_str(),
+                "timestamp" | "time" | "ts" | "date"
+            )
+        })
+        .unwrap_or(0);
+    if header.len() < 2 {
+        bail!(
+            "{}:1: need a timestamp column and at least one value column, found {:?}",
+            path.display(),
+            header.join(",")
+        );
+    }
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != ts_col)
+        .map(|(_, h)| h.clone())
+        .collect();
+    let mut rows: Vec<(Millis, Vec<Option<f64>>)> = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != header.len() {
+            bail!(
+                "{}: {} fields, but the header has {}",
+                at(),
+                fields.len(),
+                header.len()
+            );
+        }
+        let ts = parse_timestamp(fields[ts_col]).with_context(at)?;
+        if let Some(&(last, _)) = rows.last()
+            && ts < last
+        {
+            bail!(
+                "{}: this row's time is before the previous row's; sort the file by time",
+                at()
+            );
+        }
+        let mut values = Vec::with_capacity(names.len());
+        for (k, f) in fields.iter().enumerate().filter(|(k, _)| *k != ts_col) {
+            if f.is_empty() || f.eq_ignore_ascii_case("nan") {
+                values.push(None);
+                continue;
+            }
+            let v: f64 = f
+                .trim_matches('"')
+                .parse()
+                .map_err(|_| anyhow!("{}: column `{}` is {f:?}, not a number", at(), header[k]))?;
+            values.push(v.is_finite().then_some(v));
+        }
+        rows.push((ts, values));
+    }
+    if rows.is_empty() {
+        bail!("{}: no data rows after the header", path.display());
+    }
+    Ok(SeriesTable { names, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_in_the_usual_shapes() {
+        assert_eq!(parse_timestamp("1700000000").ok(), Some(1_700_000_000_000));
+        assert_eq!(
+            parse_timestamp("1700000000123").ok(),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            parse_timestamp("2014-02-19 10:50:00").ok(),
+            Some(1_392_807_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2014-02-19T10:50:00Z").ok(),
+            Some(1_392_807_000_000)
+        );
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+}
