@@ -490,8 +490,6 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
     Ok(rows)
 }
 
-/// NAB timestamps are UTC civil times, `YYYY-MM-DD HH:MM:SS` with optional fractional seconds.
-
 fn show_ts(ts: Millis) -> String {
     jiff::Timestamp::from_millisecond(ts).map_or_else(|_| format!("{ts} ms"), |t| t.to_string())
 }
