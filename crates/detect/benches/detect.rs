@@ -82,6 +82,27 @@ fn bench_baseline(c: &mut Criterion) {
 }
 
 /// The seasonal, forecast-band and isolation-forest detectors in their steady state.
+fn bench_ensemble(c: &mut Criterion) {
+    let values = traffic(3 * 5760);
+    let mut g = c.benchmark_group("ensemble");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("assess", |b| {
+        // Two days in: the seasonal member has decided, every member is past warm-up.
+        let mut e = nightshift_detect::Ensemble::default();
+        let mut i = 0usize;
+        for v in &values[..2 * 5760] {
+            let _ = e.assess(T0 + i as i64 * STEP, *v);
+            i += 1;
+        }
+        b.iter(|| {
+            let v = values[i % values.len()];
+            i += 1;
+            black_box(e.assess(T0 + i as i64 * STEP, black_box(v)))
+        });
+    });
+    g.finish();
+}
+
 fn bench_models(c: &mut Criterion) {
     let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("seasonal");
@@ -283,6 +304,7 @@ fn bench_derive(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_baseline,
+    bench_ensemble,
     bench_derive,
     bench_models,
     bench_shapes
