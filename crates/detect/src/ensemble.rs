@@ -8,9 +8,10 @@
 //! can switch detectors off or change the event rule.
 
 use crate::{
-    DetectError, Detector, ForecastBandDetector, LevelShiftDetector, PersistDetector,
-    RobustBaselineDetector, Score, SeasonalConfig, SeasonalDetector, Seasonality, TrendDetector,
-    VolatilityShiftDetector,
+    AlarmDirection, DetectError, Detector, ForecastBandDetector, LevelShiftConfig,
+    LevelShiftDetector, PersistConfig, PersistDetector, RobustBaselineConfig,
+    RobustBaselineDetector, Score, SeasonalConfig, SeasonalDetector, Seasonality, TrendConfig,
+    TrendDetector, VolatilityShiftDetector,
 };
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -26,10 +27,10 @@ pub const MEMBERS: [&str; 7] = [
     "forecast_band",
 ];
 
-/// Weight of each point in a member's flag rate: a memory of about 2,000 points.
-const HIT_RATE_WEIGHT: f64 = 1.0 / 8000.0;
-/// A member flagging this share of points is no surprise at all.
-const SURPRISE_RATE: f64 = 0.02;
+/// Weight of each point in a member's flag rate: a memory of about 4,000 points.
+const HIT_RATE_WEIGHT: f64 = 1.0 / 4000.0;
+/// A member flagging this share of points (one in twenty) is no surprise at all.
+const SURPRISE_RATE: f64 = 0.05;
 
 /// Per-series settings; the defaults need no tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,6 +46,10 @@ pub struct EnsembleConfig {
     pub quiet_to_end: u32,
     /// Known upper limit of the series (1.0 for ratios, a capacity), for exhaustion forecasts.
     pub limit: Option<f64>,
+    /// Which way of leaving normal is harmful for this series; the other way scores 0.
+    pub alarm: AlarmDirection,
+    /// Smallest spread the deviation members assume, in the series' unit.
+    pub absolute_floor: f64,
 }
 
 impl Default for EnsembleConfig {
@@ -56,6 +61,8 @@ impl Default for EnsembleConfig {
             window: 4,
             quiet_to_end: 8,
             limit: None,
+            alarm: AlarmDirection::Both,
+            absolute_floor: RobustBaselineConfig::default().absolute_floor,
         }
     }
 }
@@ -99,6 +106,8 @@ pub struct Ensemble {
     hits: u32,
     quiet: u32,
     in_event: bool,
+    /// When the current event started.
+    event_since: Millis,
     last: Option<EnsembleScore>,
 }
 
@@ -110,28 +119,44 @@ impl Default for Ensemble {
 
 impl Ensemble {
     pub fn new(cfg: EnsembleConfig) -> Self {
+        let alarm = cfg.alarm;
+        let trend = TrendDetector::new(TrendConfig {
+            alarm,
+            ..TrendConfig::default()
+        });
         let trend = match cfg.limit {
-            Some(limit) => TrendDetector::default().with_limit(limit),
-            None => TrendDetector::default(),
+            Some(limit) => trend.with_limit(limit),
+            None => trend,
         };
         Self {
             cfg,
-            robust: RobustBaselineDetector::default(),
+            robust: RobustBaselineDetector::new(RobustBaselineConfig {
+                alarm,
+                absolute_floor: cfg.absolute_floor,
+                ..RobustBaselineConfig::default()
+            }),
             // 512 warm-up bins (4 KiB) keep the ensemble inside its 16 KiB budget; days and
             // weeks are still resolved to minutes.
             seasonal: SeasonalDetector::new(SeasonalConfig {
                 history_bins: 512,
                 ..SeasonalConfig::default()
             }),
-            level: LevelShiftDetector::default(),
+            level: LevelShiftDetector::new(LevelShiftConfig {
+                alarm,
+                ..LevelShiftConfig::default()
+            }),
             volatility: VolatilityShiftDetector::default(),
-            persist: PersistDetector::default(),
+            persist: PersistDetector::new(PersistConfig {
+                alarm,
+                ..PersistConfig::default()
+            }),
             trend,
             forecast: ForecastBandDetector::default(),
             hit_rate: [0.0; 7],
             hits: 0,
             quiet: 0,
             in_event: false,
+            event_since: 0,
             last: None,
         }
     }
@@ -172,6 +197,20 @@ impl Ensemble {
             scores[i] = (w[i] * score).clamp(0.0, 1.0);
             bands[i] = band;
         }
+        // Members without an alarm direction of their own (seasonal, forecast band) are held to
+        // the series' harmful direction through their expectation.
+        for (i, b) in bands.iter().enumerate() {
+            if let Some(b) = b {
+                let harmless = match self.cfg.alarm {
+                    AlarmDirection::Up => value < b.expected,
+                    AlarmDirection::Down => value > b.expected,
+                    AlarmDirection::Both => false,
+                };
+                if harmless {
+                    scores[i] = 0.0;
+                }
+            }
+        }
         // A seasonal series' daily swing is not an anomaly: once the seasonal baseline has
         // found a period it speaks for point deviations instead of the non-seasonal baseline.
         let seasonal = matches!(self.seasonal.seasonality(), Seasonality::Seasonal { .. });
@@ -186,9 +225,10 @@ impl Ensemble {
         } else {
             scores[1] = 0.0;
         }
-        // How often each member flags this series is part of what is normal for it: a member
-        // that flags one point in fifty here (a spiky series) is discounted, as NAB's anomaly
-        // likelihood discounts a detector's usual level of surprise.
+        // How often each member flags this series is part of what is normal for it, as NAB's
+        // anomaly likelihood discounts a detector's usual level of surprise: a member that flags
+        // one point in a hundred here (a spiky series) is discounted by a fifth, one in twenty
+        // is silenced.
         for (i, s) in scores.iter_mut().enumerate() {
             let rate = self.hit_rate[i];
             self.hit_rate[i] += HIT_RATE_WEIGHT * (f64::from(u8::from(*s >= self.cfg.hit)) - rate);
@@ -223,6 +263,7 @@ impl Ensemble {
         } else if self.hits.count_ones() >= self.cfg.hits_for_event {
             self.in_event = true;
             self.quiet = 0;
+            self.event_since = ts;
             EventPhase::Onset
         } else {
             EventPhase::Normal
@@ -236,6 +277,16 @@ impl Ensemble {
         };
         self.last = Some(out);
         Ok(out)
+    }
+
+    /// Time of the last point accepted.
+    pub fn last_ts(&self) -> Option<Millis> {
+        self.robust.last_ts()
+    }
+
+    /// When the current event started, while one is going on.
+    pub fn event_since(&self) -> Option<Millis> {
+        self.in_event.then_some(self.event_since)
     }
 
     /// Time to exhaustion of the known limit at the current trend, if there is one.
