@@ -751,7 +751,7 @@ impl Detector for RobustBaselineDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Noise;
+    use crate::testkit::{Noise, noisy};
 
     const STEP: Millis = 15_000;
     const T0: Millis = 1_700_000_000_000;
@@ -767,10 +767,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn noisy(n: usize, level: f64, sigma: f64, noise: &mut Noise) -> Vec<f64> {
-        (0..n).map(|_| level + sigma * noise.gaussian()).collect()
     }
 
     #[test]

@@ -40,3 +40,20 @@ impl Noise {
         r * c
     }
 }
+
+/// `n` points of Gaussian noise around `level`.
+pub(crate) fn noisy(n: usize, level: f64, sigma: f64, noise: &mut Noise) -> Vec<f64> {
+    (0..n).map(|_| level + sigma * noise.gaussian()).collect()
+}
+
+/// A daily traffic curve (200 ± 35 %, peaking mid-morning of the cycle) with 3 % noise,
+/// `day_points` points per day.
+pub(crate) fn daily_curve(n: usize, day_points: usize, noise: &mut Noise) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / day_points as f64;
+            let level = 200.0 * (1.0 + 0.35 * (std::f64::consts::TAU * t).sin());
+            level + 0.03 * level * noise.gaussian()
+        })
+        .collect()
+}

@@ -627,7 +627,7 @@ impl Detector for TrendDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Noise;
+    use crate::testkit::{Noise, noisy};
 
     const STEP: Millis = 15_000;
     const T0: Millis = 1_700_000_000_000;
@@ -644,10 +644,6 @@ mod tests {
                     .score
             })
             .collect()
-    }
-
-    fn noisy(n: usize, level: f64, sigma: f64, noise: &mut Noise) -> Vec<f64> {
-        (0..n).map(|_| level + sigma * noise.gaussian()).collect()
     }
 
     fn max(scores: &[f64]) -> f64 {

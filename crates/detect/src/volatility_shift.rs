@@ -365,7 +365,7 @@ impl Detector for VolatilityShiftDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Noise;
+    use crate::testkit::{Noise, daily_curve, noisy};
 
     const STEP: Millis = 15_000;
     const T0: Millis = 1_700_000_000_000;
@@ -381,10 +381,6 @@ mod tests {
                     .score
             })
             .collect()
-    }
-
-    fn noisy(n: usize, level: f64, sigma: f64, noise: &mut Noise) -> Vec<f64> {
-        (0..n).map(|_| level + sigma * noise.gaussian()).collect()
     }
 
     fn max(scores: &[f64]) -> f64 {
@@ -462,13 +458,7 @@ mod tests {
         // Noise proportional to the level: the noise itself follows the day, slowly.
         let mut d = VolatilityShiftDetector::default();
         let mut noise = Noise::new(7);
-        let values: Vec<f64> = (0..2 * DAY_POINTS)
-            .map(|i| {
-                let t = i as f64 / DAY_POINTS as f64;
-                let level = 200.0 * (1.0 + 0.35 * (std::f64::consts::TAU * t).sin());
-                level + 0.03 * level * noise.gaussian()
-            })
-            .collect();
+        let values: Vec<f64> = daily_curve(2 * DAY_POINTS, DAY_POINTS, &mut noise);
         let s = run(&mut d, 0, &values);
         assert!(max(&s) < 0.5, "max score {}", max(&s));
     }
