@@ -215,3 +215,32 @@ fn detect_finds_a_shift_in_a_csv_and_names_bad_lines() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.csv:3") && err.contains("oops"), "{err}");
 }
+
+#[test]
+fn eval_rca_holds_on_generated_systems_nobody_tuned_for() {
+    // A seed range outside the ones looked at during development.
+    let out = nightshift(&[
+        "eval",
+        "rca",
+        "--generated",
+        "24",
+        "--seed",
+        "777000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    assert!(f("cases") >= 15.0, "enough faults drawn: {}", f("cases"));
+    assert!(f("ac_at_1") >= 0.75, "AC@1 {}", f("ac_at_1"));
+    assert!(f("ac_at_3") >= 0.9, "AC@3 {}", f("ac_at_3"));
+    assert!(
+        f("mttd_seconds_median") <= 120.0,
+        "MTTD {}",
+        f("mttd_seconds_median")
+    );
+}
