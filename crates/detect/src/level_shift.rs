@@ -549,31 +549,10 @@ impl Detector for LevelShiftDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{Noise, daily_curve, noisy};
-
-    const STEP: Millis = 15_000;
-    const T0: Millis = 1_700_000_000_000;
-    const DAY_POINTS: usize = 24 * 60 * 4;
-
-    /// Feeds `values` at 15 s steps from point `start`; returns every score.
-    fn run<D: Detector>(d: &mut D, start: usize, values: &[f64]) -> Vec<f64> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                d.update(T0 + (start + i) as Millis * STEP, *v)
-                    .expect("synthetic points are valid")
-                    .score
-            })
-            .collect()
-    }
+    use crate::testkit::{DAY_POINTS, Noise, STEP, T0, daily_curve, max, noisy, run};
 
     fn first_at_least(scores: &[f64], s: f64) -> Option<usize> {
         scores.iter().position(|x| *x >= s)
-    }
-
-    fn max(scores: &[f64]) -> f64 {
-        scores.iter().copied().fold(0.0, f64::max)
     }
 
     #[test]

@@ -501,27 +501,7 @@ impl Detector for PersistDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{Noise, daily_curve, noisy};
-
-    const STEP: Millis = 15_000;
-    const T0: Millis = 1_700_000_000_000;
-    const DAY_POINTS: usize = 24 * 60 * 4;
-
-    fn run(d: &mut PersistDetector, start: usize, values: &[f64]) -> Vec<f64> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                d.update(T0 + (start + i) as Millis * STEP, *v)
-                    .expect("synthetic points are valid")
-                    .score
-            })
-            .collect()
-    }
-
-    fn max(scores: &[f64]) -> f64 {
-        scores.iter().copied().fold(0.0, f64::max)
-    }
+    use crate::testkit::{DAY_POINTS, Noise, STEP, T0, daily_curve, max, noisy, run};
 
     /// What "quiet" means for a check that scores single points: ADTK's c = 3 flags about
     /// 3 in 10,000 points of Gaussian noise, so isolated points may reach 0.5, but rarely,

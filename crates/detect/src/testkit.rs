@@ -1,4 +1,7 @@
-//! Seeded pseudo-random noise for the synthetic-series tests.
+//! Seeded pseudo-random noise and small drivers for the synthetic-series tests.
+
+use crate::Detector;
+use nightshift_core::Millis;
 
 /// SplitMix64 with Box–Muller normals: deterministic, no dependency.
 pub(crate) struct Noise {
@@ -56,4 +59,27 @@ pub(crate) fn daily_curve(n: usize, day_points: usize, noise: &mut Noise) -> Vec
             level + 0.03 * level * noise.gaussian()
         })
         .collect()
+}
+
+/// The scrape step, start time and day length the synthetic-series tests use.
+pub(crate) const STEP: Millis = 15_000;
+pub(crate) const T0: Millis = 1_700_000_000_000;
+pub(crate) const DAY_POINTS: usize = 24 * 60 * 4;
+
+/// Feeds `values` at [`STEP`] spacing from point `start`; returns every score.
+pub(crate) fn run<D: Detector>(d: &mut D, start: usize, values: &[f64]) -> Vec<f64> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            d.update(T0 + (start + i) as Millis * STEP, *v)
+                .expect("synthetic points are valid")
+                .score
+        })
+        .collect()
+}
+
+/// The highest score.
+pub(crate) fn max(scores: &[f64]) -> f64 {
+    scores.iter().copied().fold(0.0, f64::max)
 }

@@ -627,28 +627,9 @@ impl Detector for TrendDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{Noise, noisy};
+    use crate::testkit::{DAY_POINTS, Noise, STEP, T0, max, noisy, run};
 
-    const STEP: Millis = 15_000;
-    const T0: Millis = 1_700_000_000_000;
-    const DAY_POINTS: usize = 24 * 60 * 4;
     const HOUR_POINTS: usize = 240;
-
-    fn run(d: &mut TrendDetector, start: usize, values: &[f64]) -> Vec<f64> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                d.update(T0 + (start + i) as Millis * STEP, *v)
-                    .expect("synthetic points are valid")
-                    .score
-            })
-            .collect()
-    }
-
-    fn max(scores: &[f64]) -> f64 {
-        scores.iter().copied().fold(0.0, f64::max)
-    }
 
     fn sinusoid(days: usize, phase: f64, noise_share: f64, noise: &mut Noise) -> Vec<f64> {
         (0..days * DAY_POINTS)

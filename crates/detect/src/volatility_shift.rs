@@ -365,27 +365,7 @@ impl Detector for VolatilityShiftDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::{Noise, daily_curve, noisy};
-
-    const STEP: Millis = 15_000;
-    const T0: Millis = 1_700_000_000_000;
-    const DAY_POINTS: usize = 24 * 60 * 4;
-
-    fn run(d: &mut VolatilityShiftDetector, start: usize, values: &[f64]) -> Vec<f64> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                d.update(T0 + (start + i) as Millis * STEP, *v)
-                    .expect("synthetic points are valid")
-                    .score
-            })
-            .collect()
-    }
-
-    fn max(scores: &[f64]) -> f64 {
-        scores.iter().copied().fold(0.0, f64::max)
-    }
+    use crate::testkit::{DAY_POINTS, Noise, STEP, T0, daily_curve, max, noisy, run};
 
     #[test]
     fn tripled_noise_is_flagged_within_about_a_window() {
