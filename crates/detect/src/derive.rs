@@ -478,25 +478,27 @@ impl SignalDeriver {
                 a.node_up_sum += v;
                 a.node_up_n += 1;
             }
-            Role::MemoryWorkingSet => {
-                let p = pairs.entry((s.entity, s.join, Pair::Memory)).or_default();
-                add(&mut p.numerator, v);
-            }
-            Role::MemoryLimit => {
-                let p = pairs.entry((s.entity, s.join, Pair::Memory)).or_default();
-                add(&mut p.denominator, v);
-            }
-            Role::CpuLimit => {
-                let p = pairs.entry((s.entity, s.join, Pair::Cpu)).or_default();
-                add(&mut p.denominator, v);
-            }
-            Role::VolumeAvailable => {
-                let p = pairs.entry((s.entity, s.join, Pair::Volume)).or_default();
-                add(&mut p.numerator, v);
-            }
-            Role::VolumeCapacity => {
-                let p = pairs.entry((s.entity, s.join, Pair::Volume)).or_default();
-                add(&mut p.denominator, v);
+            Role::MemoryWorkingSet
+            | Role::MemoryLimit
+            | Role::CpuLimit
+            | Role::VolumeAvailable
+            | Role::VolumeCapacity => {
+                let (pair, numerator) = match s.role {
+                    Role::MemoryWorkingSet => (Pair::Memory, true),
+                    Role::MemoryLimit => (Pair::Memory, false),
+                    Role::CpuLimit => (Pair::Cpu, false),
+                    Role::VolumeAvailable => (Pair::Volume, true),
+                    _ => (Pair::Volume, false),
+                };
+                let p = pairs.entry((s.entity, s.join, pair)).or_default();
+                add(
+                    if numerator {
+                        &mut p.numerator
+                    } else {
+                        &mut p.denominator
+                    },
+                    v,
+                );
             }
             Role::PgConnections => add(&mut a.pg_connections, v),
             Role::PgMaxConnections => add(&mut a.pg_max_connections, v),
