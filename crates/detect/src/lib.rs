@@ -17,6 +17,7 @@ pub mod seasonal;
 mod testkit;
 pub mod trend;
 pub mod volatility_shift;
+mod window;
 
 pub use bank::{AnomalyEvent, DetectorBank, alarm_direction};
 pub use baseline::{

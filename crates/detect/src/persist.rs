@@ -1,7 +1,7 @@
 //! Values that break from the recent past (ADTK's `PersistAD`) and series that stop moving: a
 //! frozen exporter repeating its last value where the series normally varies.
 
-use crate::level_shift::{
+use crate::window::{
     ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, check_point, evidence_score,
     fmt_num, is_harmful,
 };

@@ -1,7 +1,7 @@
 //! Sustained growth or decline (a memory leak, a filling disk), judged against the slopes the
 //! series usually shows, with a forecast of when a known limit is reached at the current rate.
 
-use crate::level_shift::{
+use crate::window::{
     ABS_FLOOR, MAX_RING, SortedRing, check_point, evidence_score, fmt_num, is_harmful,
 };
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};

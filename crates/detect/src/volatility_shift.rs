@@ -1,7 +1,7 @@
 //! Changes in a series' noise level: the typical step size of the latest window against the
 //! window before it, judged by how much that ratio usually moves (ADTK's `VolatilityShiftAD`).
 
-use crate::level_shift::{
+use crate::window::{
     ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, check_point, evidence_score,
     fmt_num, is_harmful,
 };

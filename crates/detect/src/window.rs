@@ -1,0 +1,248 @@
+//! What the window detectors (level shift, volatility shift, persist, trend) share: a sorted
+//! ring of the latest values, steadied quartiles, the evidence-to-score curve and input checks.
+
+use crate::{AlarmDirection, DetectError};
+use nightshift_core::Millis;
+use serde::{Deserialize, Serialize};
+
+/// Largest window or reference any of the window detectors keeps: 64 values sorted and in
+/// arrival order is 1 KiB, half the per-series budget.
+pub(crate) const MAX_RING: usize = 64;
+
+/// Absolute part of the floors under every spread, so series sitting at exactly zero still
+/// divide by something.
+pub(crate) const ABS_FLOOR: f64 = 1e-9;
+
+/// Maps evidence `e` (1 = the detector's flag threshold, e.g. ADTK's Q3 + c × IQR) to a score in
+/// [0, 1]: 1 − 2^(−e³). So e = 1 scores exactly 0.5, e = 1.5 scores 0.90, e = 2 scores 0.996;
+/// below e = 0.5 the score stays under 0.09. The cube keeps ordinary fluctuation near zero while
+/// the flag itself sits at "worth a look".
+pub(crate) fn evidence_score(e: f64) -> f64 {
+    if e.is_nan() || e <= 0.0 {
+        return 0.0;
+    }
+    1.0 - (-(e * e * e)).exp2()
+}
+
+/// The input checks shared by the detectors: finite values, strictly increasing time.
+pub(crate) fn check_point(last: Option<Millis>, ts: Millis, value: f64) -> Result<(), DetectError> {
+    if !value.is_finite() {
+        return Err(DetectError::NonFinite(value));
+    }
+    match last {
+        Some(last) if ts <= last => Err(DetectError::OutOfOrder { ts, last }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether a change of sign `delta` is in a direction the caller alarms on.
+pub(crate) fn is_harmful(alarm: AlarmDirection, delta: f64) -> bool {
+    match alarm {
+        AlarmDirection::Up => delta > 0.0,
+        AlarmDirection::Down => delta < 0.0,
+        AlarmDirection::Both => delta != 0.0,
+    }
+}
+
+/// Four significant digits, switching to exponent notation for very large or small magnitudes,
+/// so explanations stay short whatever the unit.
+pub(crate) fn fmt_num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 || !a.is_finite() {
+        return format!("{x}");
+    }
+    if !(1e-4..1e6).contains(&a) {
+        return format!("{x:.3e}");
+    }
+    let decimals = (3 - a.log10().floor() as i32).clamp(0, 8) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The latest `cap` values, kept both in arrival order (to know which one leaves) and sorted
+/// (medians and quartiles read in O(1)). A push slides the new value past at most `cap`
+/// others, which for the ≤ 64-value windows used here is short.
+///
+/// Deserialisation checks the invariants, so a damaged checkpoint is refused instead of
+/// misbehaving later.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "SortedRingState")]
+pub(crate) struct SortedRing {
+    cap: usize,
+    /// Index in `values` of the oldest value once full.
+    head: usize,
+    values: Vec<f64>,
+    sorted: Vec<f64>,
+}
+
+#[derive(Deserialize)]
+struct SortedRingState {
+    cap: usize,
+    head: usize,
+    values: Vec<f64>,
+    sorted: Vec<f64>,
+}
+
+impl TryFrom<SortedRingState> for SortedRing {
+    type Error = &'static str;
+
+    fn try_from(s: SortedRingState) -> Result<Self, Self::Error> {
+        if s.cap == 0 || s.cap > MAX_RING {
+            return Err("window capacity out of range");
+        }
+        if s.values.len() > s.cap || s.sorted.len() != s.values.len() {
+            return Err("window lengths do not match");
+        }
+        if s.head >= s.cap || (s.values.len() < s.cap && s.head != 0) {
+            return Err("window head out of range");
+        }
+        if s.values.iter().any(|v| !v.is_finite()) {
+            return Err("window holds a non-finite value");
+        }
+        let mut check = s.values.clone();
+        check.sort_unstable_by(f64::total_cmp);
+        if check != s.sorted {
+            return Err("sorted window does not match its values");
+        }
+        // Fresh vectors of exactly `cap`: the decoded ones may have grown past it, and the
+        // memory budget counts capacity.
+        let mut ring = SortedRing::new(s.cap);
+        ring.head = s.head;
+        ring.values.extend_from_slice(&s.values);
+        ring.sorted.extend_from_slice(&s.sorted);
+        Ok(ring)
+    }
+}
+
+impl SortedRing {
+    pub(crate) fn new(cap: usize) -> Self {
+        let cap = cap.clamp(1, MAX_RING);
+        Self {
+            cap,
+            head: 0,
+            values: Vec::with_capacity(cap),
+            sorted: Vec::with_capacity(cap),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.values.len() == self.cap
+    }
+
+    /// Adds a finite value; returns the value it pushed out once full.
+    pub(crate) fn push(&mut self, x: f64) -> Option<f64> {
+        if self.values.len() < self.cap {
+            self.values.push(x);
+            let j = self.sorted.partition_point(|v| *v < x);
+            self.sorted.insert(j, x);
+            return None;
+        }
+        let old = std::mem::replace(&mut self.values[self.head], x);
+        // A compare instead of `%`: an integer division costs more than the rest of a push.
+        self.head += 1;
+        if self.head == self.cap {
+            self.head = 0;
+        }
+        // The new value takes the leaving value's slot and slides to its place, insertion-sort
+        // style: the values it passes move one slot back. Cheaper than a remove and an insert,
+        // each of which moves the whole tail.
+        let sorted = &mut self.sorted[..];
+        let n = sorted.len();
+        let mut k = sorted.partition_point(|v| *v < old).min(n - 1);
+        if x > old {
+            while k + 1 < n && sorted[k + 1] < x {
+                sorted[k] = sorted[k + 1];
+                k += 1;
+            }
+        } else {
+            while k > 0 && sorted[k - 1] > x {
+                sorted[k] = sorted[k - 1];
+                k -= 1;
+            }
+        }
+        sorted[k] = x;
+        Some(old)
+    }
+
+    /// The values in ascending order.
+    pub(crate) fn sorted(&self) -> &[f64] {
+        &self.sorted
+    }
+
+    /// The `q` quantile with linear interpolation between order statistics (the pandas and
+    /// NumPy default, which ADTK's quartiles use); 0 when empty.
+    pub(crate) fn quantile(&self, q: f64) -> f64 {
+        let n = self.sorted.len();
+        if n == 0 {
+            return 0.0;
+        }
+        let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
+        // Truncation is the floor here (pos ≥ 0), without a call to `floor`.
+        let lo = (pos as usize).min(n - 1);
+        let hi = (lo + 1).min(n - 1);
+        let frac = pos - lo as f64;
+        self.sorted[lo] + frac * (self.sorted[hi] - self.sorted[lo])
+    }
+
+    pub(crate) fn median(&self) -> f64 {
+        let n = self.sorted.len();
+        match n {
+            0 => 0.0,
+            _ if n % 2 == 1 => self.sorted[n / 2],
+            _ => 0.5 * (self.sorted[n / 2 - 1] + self.sorted[n / 2]),
+        }
+    }
+
+    /// Heap bytes held (both vectors at full capacity).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        (self.values.capacity() + self.sorted.capacity()) * std::mem::size_of::<f64>()
+    }
+}
+
+/// How many reference spans the quartile averages of [`SteadyQuartiles`] reach back over:
+/// the averaging memory is this many times the reference's length, in updates of it.
+pub(crate) const QUARTILE_SPANS: usize = 4;
+
+/// Exponentially weighted averages (over [`QUARTILE_SPANS`] times the span of the reference) of
+/// a reference's first and third quartiles. Quartiles of 64 values wander enough that
+/// Q3 + c × IQR, which multiplies that wander by c + 1, would flag several times ADTK's share
+/// of plain noise; averaging gives them the steadiness of a few hundred values without holding
+/// them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SteadyQuartiles {
+    q1: f64,
+    q3: f64,
+    n: u32,
+}
+
+impl SteadyQuartiles {
+    /// The averaged (Q1, Q3).
+    pub(crate) fn current(&self) -> (f64, f64) {
+        (self.q1, self.q3)
+    }
+
+    /// Folds in the reference's quartiles, averaging over about `memory` calls. Called when
+    /// the reference changes (the quartiles cannot move in between), once it holds at least
+    /// `min` values.
+    pub(crate) fn learn(&mut self, reference: &SortedRing, min: usize, memory: usize) {
+        if reference.len() < min {
+            return;
+        }
+        self.n = self.n.saturating_add(1);
+        let a = if (self.n as usize) < memory {
+            1.0 / f64::from(self.n)
+        } else {
+            1.0 / memory.max(1) as f64
+        };
+        self.q1 += a * (reference.quantile(0.25) - self.q1);
+        self.q3 += a * (reference.quantile(0.75) - self.q3);
+    }
+}
