@@ -1,6 +1,6 @@
 //! `nightshift detect FILE.csv`: anomaly events in the user's own series, with explanations.
 
-use crate::series_csv::read_table;
+use crate::series_csv::{format_timestamp, read_table};
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use nightshift_core::Millis;
@@ -35,10 +35,6 @@ pub struct SeriesReport {
     pub events: Vec<DetectedEvent>,
 }
 
-fn show(ts: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ts).map_or_else(|_| ts.to_string(), |t| t.to_string())
-}
-
 /// Runs the default ensemble over every series of the file.
 pub fn detect_file(path: &Path) -> Result<Vec<SeriesReport>> {
     let table = read_table(path)?;
@@ -60,8 +56,8 @@ pub fn detect_file(path: &Path) -> Result<Vec<SeriesReport>> {
             points += 1;
             match s.phase {
                 EventPhase::Onset => events.push(DetectedEvent {
-                    start: show(*ts),
-                    end: show(*ts),
+                    start: format_timestamp(*ts),
+                    end: format_timestamp(*ts),
                     start_ms: *ts,
                     end_ms: *ts,
                     points: 1,
@@ -75,7 +71,7 @@ pub fn detect_file(path: &Path) -> Result<Vec<SeriesReport>> {
                 }),
                 EventPhase::Ongoing => {
                     if let Some(e) = events.last_mut() {
-                        e.end = show(*ts);
+                        e.end = format_timestamp(*ts);
                         e.end_ms = *ts;
                         e.points += 1;
                         e.peak_score = e.peak_score.max(s.score);

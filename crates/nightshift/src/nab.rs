@@ -1,7 +1,7 @@
 //! `nightshift eval nab`: scores anomaly detection on the Numenta Anomaly Benchmark with NAB's
 //! v1.0 rules, for Nightshift's own detector or for another tool's results files.
 
-use crate::series_csv::parse_timestamp;
+use crate::series_csv::{format_timestamp, parse_timestamp};
 use anyhow::{Context, Result, anyhow, bail};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -122,7 +122,7 @@ pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport
                         labels_path.display(),
                         f.label_line,
                         f.key,
-                        show_ts(ts),
+                        format_timestamp(ts),
                         f.path.display()
                     ),
                     NabError::BadWindow { index, .. } => anyhow!(
@@ -353,10 +353,10 @@ fn read_results(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<Vec<f64
             "{}:{}: timestamp {}, but row {} of {} is at {}",
             path.display(),
             i + 2,
-            show_ts(rows[i].0),
+            format_timestamp(rows[i].0),
             i + 1,
             file.path.display(),
-            show_ts(file.points[i].0)
+            format_timestamp(file.points[i].0)
         );
     }
     Ok(rows.into_iter().map(|r| r.1).collect())
@@ -478,8 +478,8 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
             bail!(
                 "{}: timestamp {} is before the previous row's {}",
                 at(),
-                show_ts(ts),
-                show_ts(last)
+                format_timestamp(ts),
+                format_timestamp(last)
             );
         }
         rows.push((ts, value));
@@ -488,10 +488,6 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
         bail!("{}: no data rows", path.display());
     }
     Ok(rows)
-}
-
-fn show_ts(ts: Millis) -> String {
-    jiff::Timestamp::from_millisecond(ts).map_or_else(|_| format!("{ts} ms"), |t| t.to_string())
 }
 
 /// 1-based line of the first occurrence of `needle` in `text` (1 when absent).

@@ -12,6 +12,11 @@ pub struct SeriesTable {
     pub rows: Vec<(Millis, Vec<Option<f64>>)>,
 }
 
+/// Formats a time as RFC 3339 (UTC), or as raw milliseconds when it is out of range.
+pub fn format_timestamp(ts: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ts).map_or_else(|_| format!("{ts} ms"), |t| t.to_string())
+}
+
 /// Parses a timestamp: Unix seconds or milliseconds (a number; values above 10^11 are taken as
 /// milliseconds), RFC 3339 (`2026-03-02T13:00:00Z`), or `YYYY-MM-DD HH:MM:SS` in UTC.
 pub fn parse_timestamp(s: &str) -> Result<Millis> {
