@@ -528,16 +528,6 @@ impl Correlator {
     pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.iter().map(|s| &s.incident)
     }
-
-    /// Resolves everything still open (end of a replay).
-    pub fn close_all(&mut self, now: Millis) {
-        for st in &mut self.incidents {
-            if st.incident.status == IncidentStatus::Open {
-                st.incident.status = IncidentStatus::Resolved;
-                st.incident.resolved_at = Some(now);
-            }
-        }
-    }
 }
 
 fn find(parent: &mut [usize], mut i: usize) -> usize {

@@ -15,7 +15,7 @@
 use crate::facts::EntityFacts;
 use nightshift_core::{
     Change, Entity, EntityKind, EventType, Evidence, EvidenceKind, Hypothesis, MINUTE, Millis,
-    Severity, SignalClass, Topology, format_duration,
+    Severity, SignalClass, Topology,
 };
 use std::collections::BTreeMap;
 
@@ -657,11 +657,6 @@ pub fn fmt_value(v: f64) -> String {
     } else {
         format!("{v:.4}")
     }
-}
-
-/// Minutes-and-seconds age for timelines.
-pub fn age(ts: Millis, since: Millis) -> String {
-    format_duration(ts - since)
 }
 
 #[cfg(test)]
