@@ -8,16 +8,16 @@
 //! can switch detectors off or change the event rule.
 
 use crate::{
-    AlarmDirection, DetectError, Detector, ForecastBandDetector, LevelShiftConfig,
-    LevelShiftDetector, PersistConfig, PersistDetector, RobustBaselineConfig,
-    RobustBaselineDetector, Score, SeasonalConfig, SeasonalDetector, Seasonality, TrendConfig,
-    TrendDetector, VolatilityShiftDetector,
+    AlarmDirection, AnomalyLikelihood, DetectError, Detector, ForecastBandDetector,
+    LevelShiftConfig, LevelShiftDetector, PersistConfig, PersistDetector, RangeBreachConfig,
+    RangeBreachDetector, RobustBaselineConfig, RobustBaselineDetector, Score, SeasonalConfig,
+    SeasonalDetector, Seasonality, TrendConfig, TrendDetector, VolatilityShiftDetector,
 };
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
 
 /// The detectors of the ensemble, in the order of [`EnsembleScore::scores`].
-pub const MEMBERS: [&str; 7] = [
+pub const MEMBERS: [&str; 8] = [
     "robust_baseline",
     "seasonal",
     "level_shift",
@@ -25,7 +25,11 @@ pub const MEMBERS: [&str; 7] = [
     "persist",
     "trend",
     "forecast_band",
+    "range_breach",
 ];
+
+/// Index of the range breach in [`MEMBERS`]: a record high or low starts an event on its own.
+const BREACH: usize = 7;
 
 /// Weight of each point in a member's flag rate: a memory of about 4,000 points.
 const HIT_RATE_WEIGHT: f64 = 1.0 / 4000.0;
@@ -36,7 +40,7 @@ const SURPRISE_RATE: f64 = 0.05;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleConfig {
     /// Weight of each member's score (0 switches a member off), in [`MEMBERS`] order.
-    pub weights: [f64; 7],
+    pub weights: [f64; 8],
     /// A point "hits" at this combined score.
     pub hit: f64,
     /// An event starts when `hits_for_event` of the last `window` points hit.
@@ -55,7 +59,7 @@ pub struct EnsembleConfig {
 impl Default for EnsembleConfig {
     fn default() -> Self {
         Self {
-            weights: [1.0; 7],
+            weights: [1.0; 8],
             hit: 0.5,
             hits_for_event: 3,
             window: 4,
@@ -79,10 +83,15 @@ pub enum EventPhase {
 /// The ensemble's verdict on one point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EnsembleScore {
-    /// Combined score in [0, 1]: the strongest weighted member score.
+    /// Calibrated score in [0, 1], comparable across series: the anomaly likelihood of the
+    /// recent raw scores given this series' usual ones (0.5 at a one-in-10⁵ chance), or 1 at a
+    /// record high or low.
     pub score: f64,
+    /// The strongest weighted member score, after the discount for how often that member flags
+    /// this series. Events start and end on it.
+    pub raw: f64,
     /// Each member's own score, in [`MEMBERS`] order.
-    pub scores: [f64; 7],
+    pub scores: [f64; 8],
     /// Index into [`MEMBERS`] of the member that gave `score`.
     pub top: usize,
     pub phase: EventPhase,
@@ -101,8 +110,10 @@ pub struct Ensemble {
     persist: PersistDetector,
     trend: TrendDetector,
     forecast: ForecastBandDetector,
+    breach: RangeBreachDetector,
+    likelihood: AnomalyLikelihood,
     /// Exponentially weighted share of points each member flags.
-    hit_rate: [f64; 7],
+    hit_rate: [f64; 8],
     hits: u32,
     quiet: u32,
     in_event: bool,
@@ -152,7 +163,12 @@ impl Ensemble {
             }),
             trend,
             forecast: ForecastBandDetector::default(),
-            hit_rate: [0.0; 7],
+            breach: RangeBreachDetector::new(RangeBreachConfig {
+                alarm,
+                ..RangeBreachConfig::default()
+            }),
+            likelihood: AnomalyLikelihood::default(),
+            hit_rate: [0.0; 8],
             hits: 0,
             quiet: 0,
             in_event: false,
@@ -178,9 +194,9 @@ impl Ensemble {
             return Err(DetectError::OutOfOrder { ts, last: last_ts });
         }
         let w = self.cfg.weights;
-        let mut scores = [0.0; 7];
-        let mut bands: [Option<crate::Band>; 7] = [None; 7];
-        let members: [&mut dyn Detector; 7] = [
+        let mut scores = [0.0; 8];
+        let mut bands: [Option<crate::Band>; 8] = [None; 8];
+        let members: [&mut dyn Detector; 8] = [
             &mut self.robust,
             &mut self.seasonal,
             &mut self.level,
@@ -188,6 +204,7 @@ impl Ensemble {
             &mut self.persist,
             &mut self.trend,
             &mut self.forecast,
+            &mut self.breach,
         ];
         for (i, m) in members.into_iter().enumerate() {
             if w[i] <= 0.0 {
@@ -234,7 +251,7 @@ impl Ensemble {
             self.hit_rate[i] += HIT_RATE_WEIGHT * (f64::from(u8::from(*s >= self.cfg.hit)) - rate);
             *s *= (1.0 - rate / SURPRISE_RATE).clamp(0.0, 1.0);
         }
-        let (top, score) = scores
+        let (top, raw) = scores
             .iter()
             .copied()
             .enumerate()
@@ -248,28 +265,35 @@ impl Ensemble {
             bands[0].or(bands[6])
         };
 
-        let hit = score >= self.cfg.hit;
+        let hit = raw >= self.cfg.hit;
         let mask = (1u32 << self.cfg.window.min(31)) - 1;
         self.hits = ((self.hits << 1) | u32::from(hit)) & mask;
-        let phase = if self.in_event {
-            self.quiet = if hit { 0 } else { self.quiet + 1 };
-            if self.quiet >= self.cfg.quiet_to_end {
-                self.in_event = false;
-                self.hits = 0;
-                EventPhase::Normal
+        // A record high or low is news on its own, even during an event (which it restarts):
+        // the series has gone somewhere it has never been.
+        let record = scores[BREACH] >= self.cfg.hit;
+        let likely = self.likelihood.update(raw);
+        let (score, top) = if record { (1.0, BREACH) } else { (likely, top) };
+        let phase =
+            if record || (!self.in_event && self.hits.count_ones() >= self.cfg.hits_for_event) {
+                self.in_event = true;
+                self.quiet = 0;
+                self.event_since = ts;
+                EventPhase::Onset
+            } else if self.in_event {
+                self.quiet = if hit { 0 } else { self.quiet + 1 };
+                if self.quiet >= self.cfg.quiet_to_end {
+                    self.in_event = false;
+                    self.hits = 0;
+                    EventPhase::Normal
+                } else {
+                    EventPhase::Ongoing
+                }
             } else {
-                EventPhase::Ongoing
-            }
-        } else if self.hits.count_ones() >= self.cfg.hits_for_event {
-            self.in_event = true;
-            self.quiet = 0;
-            self.event_since = ts;
-            EventPhase::Onset
-        } else {
-            EventPhase::Normal
-        };
+                EventPhase::Normal
+            };
         let out = EnsembleScore {
             score,
+            raw,
             scores,
             top,
             phase,
@@ -306,9 +330,15 @@ impl Ensemble {
             3 => &self.volatility,
             4 => &self.persist,
             5 => &self.trend,
-            _ => &self.forecast,
+            6 => &self.forecast,
+            _ => &self.breach,
         };
-        format!("{}: {}", MEMBERS[last.top], member.explain())
+        format!(
+            "{}: {}; {}",
+            MEMBERS[last.top],
+            member.explain(),
+            self.likelihood.explain()
+        )
     }
 }
 
@@ -337,6 +367,7 @@ impl Detector for Ensemble {
             - std::mem::size_of::<PersistDetector>()
             - std::mem::size_of::<TrendDetector>()
             - std::mem::size_of::<ForecastBandDetector>()
+            - std::mem::size_of::<RangeBreachDetector>()
             + self.robust.state_bytes()
             + self.seasonal.state_bytes()
             + self.level.state_bytes()
@@ -344,6 +375,7 @@ impl Detector for Ensemble {
             + self.persist.state_bytes()
             + self.trend.state_bytes()
             + self.forecast.state_bytes()
+            + self.breach.state_bytes()
     }
 }
 
@@ -393,6 +425,49 @@ mod tests {
     }
 
     #[test]
+    fn a_record_high_is_an_onset_of_its_own_scored_one() {
+        let mut noise = Noise::new(21);
+        let mut e = Ensemble::default();
+        let day = (24 * 60 * 60_000 / STEP) as usize;
+        run(&mut e, 0, &noisy(&mut noise, day + 100, 100.0, 2.0));
+        let onsets = run(&mut e, day + 100, &[200.0]);
+        assert_eq!(onsets.len(), 1, "a record is news at once");
+        let s = onsets[0].1;
+        assert_eq!((s.score, MEMBERS[s.top]), (1.0, "range_breach"));
+        assert!(
+            e.explain_top().contains("new record"),
+            "{}",
+            e.explain_top()
+        );
+    }
+
+    #[test]
+    fn the_calibrated_score_is_low_for_noise_and_high_for_a_shift() {
+        let mut noise = Noise::new(8);
+        let mut e = Ensemble::default();
+        let mut values = noisy(&mut noise, 3000, 100.0, 2.0);
+        // Two early spikes widen the range seen, so the shift below sets no record.
+        values[100] = 130.0;
+        values[200] = 70.0;
+        let scores: Vec<f64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| e.assess(i as Millis * STEP, *v).expect("valid").score)
+            .collect();
+        let loud = scores[500..].iter().filter(|s| **s >= 0.5).count();
+        assert!(loud <= 3, "{loud} noise points at 0.5 or more");
+        let peak = (0..20)
+            .map(|i| {
+                let v = 112.0 + 2.0 * noise.gaussian();
+                let s = e.assess((3000 + i) as Millis * STEP, v).expect("valid");
+                assert_ne!(MEMBERS[s.top], "range_breach", "inside the range seen");
+                s.score
+            })
+            .fold(0.0, f64::max);
+        assert!(peak >= 0.5, "a sustained 6σ shift reaches {peak}");
+    }
+
+    #[test]
     fn state_fits_the_budget_and_round_trips() {
         let mut noise = Noise::new(3);
         let mut e = Ensemble::default();
@@ -405,6 +480,7 @@ mod tests {
             e.persist.state_bytes(),
             e.trend.state_bytes(),
             e.forecast.state_bytes(),
+            e.breach.state_bytes(),
         ];
         assert!(
             e.state_bytes() <= 16 * 1024,

@@ -9,9 +9,11 @@ pub mod error;
 pub mod forecast;
 pub mod isolation_forest;
 pub mod level_shift;
+pub mod likelihood;
 pub mod logpattern;
 pub mod nab;
 pub mod persist;
+pub mod range_breach;
 pub mod seasonal;
 #[cfg(test)]
 mod testkit;
@@ -32,7 +34,9 @@ pub use isolation_forest::{
     InvalidDimensions, IsolationForestConfig, IsolationForestDetector, MultivariateDetector,
 };
 pub use level_shift::{LevelShiftConfig, LevelShiftDetector};
+pub use likelihood::AnomalyLikelihood;
 pub use persist::{PersistConfig, PersistDetector};
+pub use range_breach::{RangeBreachConfig, RangeBreachDetector};
 pub use seasonal::{SeasonalConfig, SeasonalDetector, Seasonality};
 pub use trend::{TrendConfig, TrendDetector};
 pub use volatility_shift::{VolatilityShiftConfig, VolatilityShiftDetector};

@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 const WINDOWS_FILE: &str = "labels/combined_windows.json";
 
 /// What [`score_series`] runs, for the report.
-const DETECTOR: &str = "nightshift (ensemble, event onsets)";
+const DETECTOR: &str = "nightshift (ensemble, calibrated event onsets)";
 
 /// Scores one series with Nightshift's detector, one score in [0, 1] per point. This is the one
 /// place that decides how a series is scored, so changing the detector changes only this.
 ///
-/// The ensemble reports an anomaly *event* once, at its onset, with the combined score there;
-/// every other point scores 0. That is how an alert behaves (one page per event, not one per
-/// point), and NAB charges a false positive per flagged point outside its windows.
+/// The ensemble reports an anomaly *event* once, at its onset, with its calibrated score there
+/// (the anomaly likelihood of the recent raw scores, or 1 at a record high or low); every other
+/// point scores 0. That is how an alert behaves (one page per event, not one per point), and
+/// NAB charges a false positive per flagged point outside its windows.
 pub fn score_series(points: &[(i64, f64)]) -> Vec<f64> {
     let mut detector = Ensemble::default();
     points
