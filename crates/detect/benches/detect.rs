@@ -7,8 +7,8 @@ use nightshift_core::{SeriesKey, SignalClass};
 use nightshift_detect::{
     AlarmDirection, Detector, DetectorBank, ForecastBandConfig, ForecastBandDetector,
     IsolationForestConfig, IsolationForestDetector, LevelShiftDetector, PersistDetector,
-    RobustBaselineDetector, SeasonalDetector, Signal, SignalDeriver, TrendDetector,
-    VolatilityShiftDetector,
+    RangeBreachDetector, RobustBaselineDetector, SeasonalDetector, Signal, SignalDeriver,
+    TrendDetector, VolatilityShiftDetector,
 };
 use std::hint::black_box;
 
@@ -178,7 +178,8 @@ fn bench_models(c: &mut Criterion) {
     g.finish();
 }
 
-/// The level-shift, volatility-shift, persist and trend detectors after a day of traffic.
+/// The level-shift, volatility-shift, persist, trend and range-breach detectors after a day of
+/// traffic.
 fn bench_shapes(c: &mut Criterion) {
     fn steady<D: Detector>(c: &mut Criterion, group: &str, values: &[f64], mut d: D) {
         let mut g = c.benchmark_group(group);
@@ -212,6 +213,7 @@ fn bench_shapes(c: &mut Criterion) {
         &values,
         TrendDetector::default().with_limit(1000.0),
     );
+    steady(c, "range_breach", &values, RangeBreachDetector::default());
 }
 
 /// The raw series of one simulated cluster: `services` services with three pods each.
