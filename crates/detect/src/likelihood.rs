@@ -25,7 +25,7 @@ const MIN_TAIL: f64 = 1e-10;
 ///
 /// A series whose detectors often flag (a spiky or bursty one) has a high usual average and a
 /// wide spread, so one more flag there is unremarkable; on a quiet series the same flag is
-/// unlikely. Each point is judged before it is learned. Constant memory: 120 bytes.
+/// unlikely. Each point is judged before it is learned. Constant memory: 152 bytes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnomalyLikelihood {
     recent: [f64; SHORT_WINDOW],

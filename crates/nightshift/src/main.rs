@@ -221,14 +221,16 @@ fn demo(args: DemoArgs) -> Result<()> {
         }
         bar.suspend(|| {
             let mut text = format!(
-                "▶ {} — {} services, {} alerts fired → {} incident(s); {} samples, {} log lines, {} anomaly reports\n",
+                "▶ {} — {} services, {} alerts fired → {} incident(s); {} samples, {} log lines, {} anomaly reports; {} series under detection ({} KiB of state)\n",
                 scenario.name(),
                 r.topology.services.len(),
                 r.stats.alerts_fired,
                 r.incidents.len(),
                 r.stats.samples,
                 r.stats.logs,
-                r.stats.anomalies
+                r.stats.anomalies,
+                r.stats.detected_series,
+                r.stats.detector_state_bytes.div_ceil(1024)
             );
             for inc in &r.incidents {
                 text.push_str(&render::incident(inc, r.start_ms));

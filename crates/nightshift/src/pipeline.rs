@@ -18,6 +18,9 @@ pub struct PipelineStats {
     pub changes: u64,
     pub alerts_fired: u64,
     pub alert_duplicates: u64,
+    /// Series with a detection engine, and the bytes of state they hold.
+    pub detected_series: u64,
+    pub detector_state_bytes: u64,
 }
 
 /// What one evaluation step produced.
@@ -130,6 +133,10 @@ impl Pipeline {
     }
 
     pub fn stats(&self) -> PipelineStats {
-        self.stats
+        PipelineStats {
+            detected_series: self.detectors.len() as u64,
+            detector_state_bytes: self.detectors.state_bytes() as u64,
+            ..self.stats
+        }
     }
 }
