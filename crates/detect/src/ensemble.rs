@@ -4,8 +4,14 @@
 //! Which detectors speak is decided per series, from what the series shows: the seasonal
 //! baseline only once a period has been found (and then it replaces the non-seasonal deviation
 //! check, which would mistake the daily swing for anomalies); the trend detector's exhaustion
-//! forecast only when a limit is known. No per-metric threshold is needed; per-series overrides
-//! can switch detectors off or change the event rule.
+//! forecast only when a limit is known; the range breach only after a day of history. No
+//! per-metric threshold is needed; per-series overrides ([`EnsembleConfig`]) can switch
+//! detectors off or change the event rule.
+//!
+//! Two scores come out of each point: the *raw* score (the strongest member, discounted by how
+//! often that member flags this series), on which events start and end, and the *calibrated*
+//! score ([`crate::likelihood`]), which says how unlikely the recent raw scores are for this
+//! series and so compares across series.
 
 use crate::{
     AlarmDirection, AnomalyLikelihood, DetectError, Detector, ForecastBandDetector,
@@ -92,7 +98,7 @@ pub struct EnsembleScore {
     pub raw: f64,
     /// Each member's own score, in [`MEMBERS`] order.
     pub scores: [f64; 8],
-    /// Index into [`MEMBERS`] of the member that gave `score`.
+    /// Index into [`MEMBERS`] of the member that gave `raw` (the range breach at a record).
     pub top: usize,
     pub phase: EventPhase,
     /// The expected value and band of the member that models the level best right now.
