@@ -1,6 +1,7 @@
 //! A streaming per-series detector that learns the series' own normal (robust level, spread and
 //! daily profile) and scores each new point by how far it falls outside it.
 
+use crate::detector::check_point;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::{Direction, Millis};
 use serde::{Deserialize, Serialize};
@@ -482,15 +483,7 @@ impl RobustBaselineDetector {
     /// Scores one point and learns from it (unless it is anomalous). Points must come in
     /// increasing time order.
     pub fn update(&mut self, ts: Millis, value: f64) -> Result<Assessment, DetectError> {
-        if !value.is_finite() {
-            return Err(DetectError::NonFinite(value));
-        }
-        if self.last_ts != Millis::MIN && ts <= self.last_ts {
-            return Err(DetectError::OutOfOrder {
-                ts,
-                last: self.last_ts,
-            });
-        }
+        check_point(self.last_ts(), ts, value)?;
         let prev_ts = self.last_ts;
         self.last_ts = ts;
         let expected = if self.learned == 0 {

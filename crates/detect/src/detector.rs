@@ -47,3 +47,31 @@ pub trait Detector {
     /// Bytes of state held (struct plus heap), for the memory budget per series.
     fn state_bytes(&self) -> usize;
 }
+
+/// The input check every detector makes before touching its state: a finite value, and a time
+/// after the last point accepted.
+pub(crate) fn check_point(last: Option<Millis>, ts: Millis, value: f64) -> Result<(), DetectError> {
+    if !value.is_finite() {
+        return Err(DetectError::NonFinite(value));
+    }
+    match last {
+        Some(last) if ts <= last => Err(DetectError::OutOfOrder { ts, last }),
+        _ => Ok(()),
+    }
+}
+
+/// A detector configuration whose fields are clamped to their valid ranges.
+pub(crate) trait Sanitise {
+    fn sanitised(self) -> Self;
+}
+
+/// Deserialises a configuration through [`Sanitise`], so a checkpoint's configuration goes
+/// through the same clamping as the detector's constructor
+/// (`#[serde(deserialize_with = "crate::detector::sanitised")]`).
+pub(crate) fn sanitised<'de, D, C>(d: D) -> Result<C, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    C: Deserialize<'de> + Sanitise,
+{
+    C::deserialize(d).map(Sanitise::sanitised)
+}

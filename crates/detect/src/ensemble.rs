@@ -13,6 +13,7 @@
 //! score ([`crate::likelihood`]), which says how unlikely the recent raw scores are for this
 //! series and so compares across series.
 
+use crate::detector::check_point;
 use crate::{
     AlarmDirection, AnomalyLikelihood, DetectError, Detector, ForecastBandDetector,
     LevelShiftConfig, LevelShiftDetector, PersistConfig, PersistDetector, RangeBreachConfig,
@@ -189,16 +190,9 @@ impl Ensemble {
 
     /// Scores one point with every member and advances the event state.
     pub fn assess(&mut self, ts: Millis, value: f64) -> Result<EnsembleScore, DetectError> {
-        if !value.is_finite() {
-            return Err(DetectError::NonFinite(value));
-        }
-        // Members check time order themselves; check once here so a refused point leaves
+        // Members check each point themselves; check once here so a refused point leaves
         // every member's state as it was.
-        if let Some(last_ts) = self.robust.last_ts()
-            && ts <= last_ts
-        {
-            return Err(DetectError::OutOfOrder { ts, last: last_ts });
-        }
+        check_point(self.robust.last_ts(), ts, value)?;
         let w = self.cfg.weights;
         let mut scores = [0.0; 8];
         let mut bands: [Option<crate::Band>; 8] = [None; 8];

@@ -1,6 +1,7 @@
 //! Exponential-smoothing forecast band: additive Holt–Winters updated per point, giving a
 //! forecast and prediction interval to chart and a score for points that leave the interval.
 
+use crate::detector::check_point;
 use crate::seasonal::num;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -247,14 +248,7 @@ impl ForecastBandDetector {
 
     /// Scores one point and learns from it. Points must come in increasing time order.
     pub fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError> {
-        if !value.is_finite() {
-            return Err(DetectError::NonFinite(value));
-        }
-        if let Some(last) = self.last_ts
-            && ts <= last
-        {
-            return Err(DetectError::OutOfOrder { ts, last });
-        }
+        check_point(self.last_ts, ts, value)?;
         let mut steps = match self.last_ts {
             Some(last) => self.steps_since(ts - last),
             None => 1,

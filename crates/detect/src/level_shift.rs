@@ -1,9 +1,10 @@
 //! Level shifts: the median of the latest window against the median of the window before it,
 //! judged by how much those two medians usually differ (ADTK's `LevelShiftAD`, streamed).
 
+use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, check_point, evidence_score,
-    fmt_num, is_harmful,
+    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
+    is_harmful,
 };
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -51,7 +52,7 @@ impl Default for LevelShiftConfig {
     }
 }
 
-impl LevelShiftConfig {
+impl Sanitise for LevelShiftConfig {
     /// The configuration with every field in its valid range.
     fn sanitised(self) -> Self {
         let d = Self::default();
@@ -122,7 +123,7 @@ struct Reading {
 /// grows with its level did (the quartiles lag the noise by hours).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LevelShiftDetector {
-    #[serde(deserialize_with = "sanitised_config")]
+    #[serde(deserialize_with = "crate::detector::sanitised")]
     cfg: LevelShiftConfig,
     last_ts: Option<Millis>,
     /// The earlier window (the points before `right`).
@@ -135,11 +136,6 @@ pub struct LevelShiftDetector {
     since_sample: usize,
     points: u64,
     last: Reading,
-}
-
-/// A checkpoint's configuration goes through the same clamping as [`LevelShiftDetector::new`].
-fn sanitised_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LevelShiftConfig, D::Error> {
-    LevelShiftConfig::deserialize(d).map(LevelShiftConfig::sanitised)
 }
 
 impl Default for LevelShiftDetector {

@@ -1,9 +1,10 @@
 //! Values that break from the recent past (ADTK's `PersistAD`) and series that stop moving: a
 //! frozen exporter repeating its last value where the series normally varies.
 
+use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, check_point, evidence_score,
-    fmt_num, is_harmful,
+    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
+    is_harmful,
 };
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
@@ -72,7 +73,7 @@ impl Default for PersistConfig {
     }
 }
 
-impl PersistConfig {
+impl Sanitise for PersistConfig {
     fn sanitised(self) -> Self {
         let d = Self::default();
         let history = self.history.clamp(4, MAX_RING);
@@ -164,7 +165,7 @@ struct Reading {
 /// jump, as in ADTK, while the frozen check stays quiet there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PersistDetector {
-    #[serde(deserialize_with = "sanitised_config")]
+    #[serde(deserialize_with = "crate::detector::sanitised")]
     cfg: PersistConfig,
     last_ts: Option<Millis>,
     preceding: SortedRing,
@@ -202,11 +203,6 @@ pub struct PersistDetector {
     run_since: Millis,
     points: u64,
     last: Reading,
-}
-
-/// A checkpoint's configuration goes through the same clamping as [`PersistDetector::new`].
-fn sanitised_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PersistConfig, D::Error> {
-    PersistConfig::deserialize(d).map(PersistConfig::sanitised)
 }
 
 impl Default for PersistDetector {

@@ -1,5 +1,6 @@
 //! Values outside everything the series has shown: a new all-time high or low.
 
+use crate::detector::{Sanitise, check_point};
 use crate::window::fmt_num;
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
@@ -32,7 +33,7 @@ impl Default for RangeBreachConfig {
     }
 }
 
-impl RangeBreachConfig {
+impl Sanitise for RangeBreachConfig {
     fn sanitised(self) -> Self {
         Self {
             tolerance: if self.tolerance.is_finite() && self.tolerance >= 0.0 {
@@ -83,7 +84,7 @@ struct Reading {
 /// trend detector is the one that speaks for growth.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RangeBreachDetector {
-    #[serde(deserialize_with = "sanitised_config")]
+    #[serde(deserialize_with = "crate::detector::sanitised")]
     cfg: RangeBreachConfig,
     first_ts: Option<Millis>,
     last_ts: Option<Millis>,
@@ -91,11 +92,6 @@ pub struct RangeBreachDetector {
     low: f64,
     high: f64,
     last: Reading,
-}
-
-/// A checkpoint's configuration goes through the same clamping as [`RangeBreachDetector::new`].
-fn sanitised_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RangeBreachConfig, D::Error> {
-    RangeBreachConfig::deserialize(d).map(RangeBreachConfig::sanitised)
 }
 
 impl Default for RangeBreachDetector {
@@ -146,14 +142,7 @@ impl Detector for RangeBreachDetector {
     }
 
     fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError> {
-        if !value.is_finite() {
-            return Err(DetectError::NonFinite(value));
-        }
-        if let Some(last) = self.last_ts
-            && ts <= last
-        {
-            return Err(DetectError::OutOfOrder { ts, last });
-        }
+        check_point(self.last_ts, ts, value)?;
         let first = *self.first_ts.get_or_insert(ts);
         self.last_ts = Some(ts);
         let band = self.band();

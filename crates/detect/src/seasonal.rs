@@ -2,6 +2,7 @@
 //! weekly or at another period, then scores each point against what is normal at its phase.
 
 use crate::baseline::calibrated_score;
+use crate::detector::check_point;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -263,15 +264,8 @@ impl SeasonalDetector {
 
     /// Scores one point and learns from it. Points must come in increasing time order.
     pub fn update(&mut self, ts: Millis, value: f64) -> Result<Score, DetectError> {
-        if !value.is_finite() {
-            return Err(DetectError::NonFinite(value));
-        }
         let prev_ts = self.last_ts;
-        if let Some(last) = prev_ts
-            && ts <= last
-        {
-            return Err(DetectError::OutOfOrder { ts, last });
-        }
+        check_point(prev_ts, ts, value)?;
         let dt = prev_ts.map(|last| ts - last);
         let jump = match dt {
             Some(dt) => {

@@ -1,9 +1,8 @@
 //! Sustained growth or decline (a memory leak, a filling disk), judged against the slopes the
 //! series usually shows, with a forecast of when a known limit is reached at the current rate.
 
-use crate::window::{
-    ABS_FLOOR, MAX_RING, SortedRing, check_point, evidence_score, fmt_num, is_harmful,
-};
+use crate::detector::{Sanitise, check_point};
+use crate::window::{ABS_FLOOR, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful};
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
 use serde::{Deserialize, Serialize};
@@ -89,7 +88,7 @@ impl Default for TrendConfig {
     }
 }
 
-impl TrendConfig {
+impl Sanitise for TrendConfig {
     fn sanitised(self) -> Self {
         let d = Self::default();
         let pos = |x: f64, or: f64| if x.is_finite() && x > 0.0 { x } else { or };
@@ -204,7 +203,7 @@ struct Reading {
 /// of daily curves at 20 phases with 1 to 10 % noise over three days each, reached 0.5.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrendDetector {
-    #[serde(deserialize_with = "sanitised_config")]
+    #[serde(deserialize_with = "crate::detector::sanitised")]
     cfg: TrendConfig,
     last_ts: Option<Millis>,
     /// Start of the block being accumulated.
@@ -225,11 +224,6 @@ pub struct TrendDetector {
     flagged_since: Option<Millis>,
     first_ts: Option<Millis>,
     last: Reading,
-}
-
-/// A checkpoint's configuration goes through the same clamping as [`TrendDetector::new`].
-fn sanitised_config<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TrendConfig, D::Error> {
-    TrendConfig::deserialize(d).map(TrendConfig::sanitised)
 }
 
 impl Default for TrendDetector {

@@ -1,9 +1,10 @@
 //! Changes in a series' noise level: the typical step size of the latest window against the
 //! window before it, judged by how much that ratio usually moves (ADTK's `VolatilityShiftAD`).
 
+use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, check_point, evidence_score,
-    fmt_num, is_harmful,
+    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
+    is_harmful,
 };
 use crate::{AlarmDirection, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -61,7 +62,7 @@ impl Default for VolatilityShiftConfig {
     }
 }
 
-impl VolatilityShiftConfig {
+impl Sanitise for VolatilityShiftConfig {
     fn sanitised(self) -> Self {
         let d = Self::default();
         let history = self.history.clamp(4, MAX_RING);
@@ -155,7 +156,7 @@ fn typical_step(window: &SortedRing) -> f64 {
 /// windows, then becomes the normal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VolatilityShiftDetector {
-    #[serde(deserialize_with = "sanitised_config")]
+    #[serde(deserialize_with = "crate::detector::sanitised")]
     cfg: VolatilityShiftConfig,
     last_ts: Option<Millis>,
     prev: Option<f64>,
@@ -173,14 +174,6 @@ pub struct VolatilityShiftDetector {
     since_sample: usize,
     points: u64,
     last: Reading,
-}
-
-/// A checkpoint's configuration goes through the same clamping as
-/// [`VolatilityShiftDetector::new`].
-fn sanitised_config<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<VolatilityShiftConfig, D::Error> {
-    VolatilityShiftConfig::deserialize(d).map(VolatilityShiftConfig::sanitised)
 }
 
 impl Default for VolatilityShiftDetector {

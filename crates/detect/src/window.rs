@@ -1,8 +1,7 @@
 //! What the window detectors (level shift, volatility shift, persist, trend) share: a sorted
-//! ring of the latest values, steadied quartiles, the evidence-to-score curve and input checks.
+//! ring of the latest values, steadied quartiles and the evidence-to-score curve.
 
-use crate::{AlarmDirection, DetectError};
-use nightshift_core::Millis;
+use crate::AlarmDirection;
 use serde::{Deserialize, Serialize};
 
 /// Largest window or reference any of the window detectors keeps: 64 values sorted and in
@@ -22,17 +21,6 @@ pub(crate) fn evidence_score(e: f64) -> f64 {
         return 0.0;
     }
     1.0 - (-(e * e * e)).exp2()
-}
-
-/// The input checks shared by the detectors: finite values, strictly increasing time.
-pub(crate) fn check_point(last: Option<Millis>, ts: Millis, value: f64) -> Result<(), DetectError> {
-    if !value.is_finite() {
-        return Err(DetectError::NonFinite(value));
-    }
-    match last {
-        Some(last) if ts <= last => Err(DetectError::OutOfOrder { ts, last }),
-        _ => Ok(()),
-    }
 }
 
 /// Whether a change of sign `delta` is in a direction the caller alarms on.
