@@ -2,7 +2,10 @@
 //!
 //! Run: `cargo bench -p nightshift-detect --bench detect`.
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use nightshift_core::{SeriesKey, SignalClass};
 use nightshift_detect::{
     AlarmDirection, Detector, DetectorBank, ForecastBandConfig, ForecastBandDetector,
@@ -30,25 +33,46 @@ fn traffic(n: usize) -> Vec<f64> {
         .collect()
 }
 
-fn bench_baseline(c: &mut Criterion) {
-    let values = traffic(3 * 5760);
-    let mut g = c.benchmark_group("baseline");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("update", |b| {
-        // Past warm-up and with a daily profile: the steady state of a long-running series.
-        let mut d = RobustBaselineDetector::with_alarm(AlarmDirection::Both);
-        let mut i = 0usize;
-        for v in &values[..2 * 5760] {
-            let _ = d.update(T0 + i as i64 * STEP, *v);
-            i += 1;
-        }
+/// `d` after the first `warm` values, one per [`STEP`] from [`T0`].
+fn warmed<D: Detector>(mut d: D, values: &[f64], warm: usize) -> D {
+    for (i, v) in values[..warm].iter().enumerate() {
+        let _ = d.update(T0 + i as i64 * STEP, *v);
+    }
+    d
+}
+
+/// Benches `update` of a detector already fed the first `fed` values, on the values after them
+/// (cycling): the steady state of a long-running series.
+fn bench_update<D: Detector>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    values: &[f64],
+    fed: usize,
+    mut d: D,
+) {
+    let mut i = fed;
+    g.bench_function(name, |b| {
         b.iter(|| {
             let v = values[i % values.len()];
             i += 1;
             black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
         });
     });
+}
+
+/// A group of one detector's `update`, fed `warm` values first.
+fn steady<D: Detector>(c: &mut Criterion, group: &str, values: &[f64], warm: usize, d: D) {
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(1));
+    bench_update(&mut g, "update", values, warm, warmed(d, values, warm));
     g.finish();
+}
+
+fn bench_baseline(c: &mut Criterion) {
+    let values = traffic(3 * 5760);
+    // Past warm-up and with a daily profile.
+    let d = RobustBaselineDetector::with_alarm(AlarmDirection::Both);
+    steady(c, "baseline", &values, 2 * 5760, d);
 
     let mut g = c.benchmark_group("bank");
     g.throughput(Throughput::Elements(1));
@@ -86,20 +110,10 @@ fn bench_ensemble(c: &mut Criterion) {
     let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("ensemble");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("assess", |b| {
-        // Two days in: the seasonal member has decided, every member is past warm-up.
-        let mut e = nightshift_detect::Ensemble::default();
-        let mut i = 0usize;
-        for v in &values[..2 * 5760] {
-            let _ = e.assess(T0 + i as i64 * STEP, *v);
-            i += 1;
-        }
-        b.iter(|| {
-            let v = values[i % values.len()];
-            i += 1;
-            black_box(e.assess(T0 + i as i64 * STEP, black_box(v)))
-        });
-    });
+    // Two days in: the seasonal member has decided, every member is past warm-up.
+    let warm = 2 * 5760;
+    let e = warmed(nightshift_detect::Ensemble::default(), &values, warm);
+    bench_update(&mut g, "assess", &values, warm, e);
     g.finish();
 }
 
@@ -107,40 +121,19 @@ fn bench_models(c: &mut Criterion) {
     let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("seasonal");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("update", |b| {
-        // Two days at 15 s decide the daily period; the bench runs on the profile after that.
-        let mut d = SeasonalDetector::default();
-        let mut i = 0usize;
-        for v in &values[..2 * 5760 + 10] {
-            let _ = d.update(T0 + i as i64 * STEP, *v);
-            i += 1;
-        }
-        assert!(d.period().is_some());
-        b.iter(|| {
-            let v = values[i % values.len()];
-            i += 1;
-            black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
-        });
-    });
+    // Two days at 15 s decide the daily period; the bench runs on the profile after that.
+    let warm = 2 * 5760 + 10;
+    let d = warmed(SeasonalDetector::default(), &values, warm);
+    assert!(d.period().is_some());
+    bench_update(&mut g, "update", &values, warm, d);
     g.finish();
 
     let mut g = c.benchmark_group("forecast");
     g.throughput(Throughput::Elements(1));
     for (name, season) in [("update", None), ("update season 240", Some(240))] {
-        g.bench_function(name, |b| {
-            let mut d = ForecastBandDetector::new(ForecastBandConfig::default(), season)
-                .expect("valid season");
-            let mut i = 0usize;
-            for v in &values[..2000] {
-                let _ = d.update(T0 + i as i64 * STEP, *v);
-                i += 1;
-            }
-            b.iter(|| {
-                let v = values[i % values.len()];
-                i += 1;
-                black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
-            });
-        });
+        let d =
+            ForecastBandDetector::new(ForecastBandConfig::default(), season).expect("valid season");
+        bench_update(&mut g, name, &values, 2000, warmed(d, &values, 2000));
     }
     g.finish();
 
@@ -181,39 +174,36 @@ fn bench_models(c: &mut Criterion) {
 /// The level-shift, volatility-shift, persist, trend and range-breach detectors after a day of
 /// traffic.
 fn bench_shapes(c: &mut Criterion) {
-    fn steady<D: Detector>(c: &mut Criterion, group: &str, values: &[f64], mut d: D) {
-        let mut g = c.benchmark_group(group);
-        g.throughput(Throughput::Elements(1));
-        let mut i = 0usize;
-        for v in &values[..5760] {
-            let _ = d.update(T0 + i as i64 * STEP, *v);
-            i += 1;
-        }
-        g.bench_function("update", |b| {
-            b.iter(|| {
-                let v = values[i % values.len()];
-                i += 1;
-                black_box(d.update(T0 + i as i64 * STEP, black_box(v)))
-            });
-        });
-        g.finish();
-    }
     let values = traffic(3 * 5760);
-    steady(c, "level_shift", &values, LevelShiftDetector::default());
+    steady(
+        c,
+        "level_shift",
+        &values,
+        5760,
+        LevelShiftDetector::default(),
+    );
     steady(
         c,
         "volatility_shift",
         &values,
+        5760,
         VolatilityShiftDetector::default(),
     );
-    steady(c, "persist", &values, PersistDetector::default());
+    steady(c, "persist", &values, 5760, PersistDetector::default());
     steady(
         c,
         "trend",
         &values,
+        5760,
         TrendDetector::default().with_limit(1000.0),
     );
-    steady(c, "range_breach", &values, RangeBreachDetector::default());
+    steady(
+        c,
+        "range_breach",
+        &values,
+        5760,
+        RangeBreachDetector::default(),
+    );
 }
 
 /// The raw series of one simulated cluster: `services` services with three pods each.
