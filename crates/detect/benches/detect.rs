@@ -73,12 +73,16 @@ fn bench_baseline(c: &mut Criterion) {
     // Past warm-up and with a daily profile.
     let d = RobustBaselineDetector::with_alarm(AlarmDirection::Both);
     steady(c, "baseline", &values, 2 * 5760, d);
+}
 
+/// One signal of 1,000 series per call, through lookup, ensemble and anomaly.
+fn bench_bank(c: &mut Criterion) {
+    let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("bank");
     g.throughput(Throughput::Elements(1));
     g.bench_function("observe", |b| {
         let mut bank = DetectorBank::new();
-        let signals: Vec<Signal> = (0..1000)
+        let mut signals: Vec<Signal> = (0..1000)
             .map(|s| {
                 let name = format!("svc-{s}");
                 Signal {
@@ -91,13 +95,12 @@ fn bench_baseline(c: &mut Criterion) {
                 }
             })
             .collect();
+        let n = signals.len();
         let mut i = 0usize;
-        let mut batch = signals.clone();
         b.iter(|| {
-            let k = i % signals.len();
-            let s = &mut batch[k];
-            s.ts = T0 + (i / signals.len()) as i64 * STEP;
-            s.value = values[(i / signals.len()) % values.len()];
+            let s = &mut signals[i % n];
+            s.ts = T0 + (i / n) as i64 * STEP;
+            s.value = values[(i / n) % values.len()];
             i += 1;
             black_box(bank.observe(s))
         });
@@ -105,7 +108,6 @@ fn bench_baseline(c: &mut Criterion) {
     g.finish();
 }
 
-/// The seasonal, forecast-band and isolation-forest detectors in their steady state.
 fn bench_ensemble(c: &mut Criterion) {
     let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("ensemble");
@@ -117,6 +119,7 @@ fn bench_ensemble(c: &mut Criterion) {
     g.finish();
 }
 
+/// The seasonal, forecast-band and isolation-forest detectors in their steady state.
 fn bench_models(c: &mut Criterion) {
     let values = traffic(3 * 5760);
     let mut g = c.benchmark_group("seasonal");
@@ -296,6 +299,7 @@ fn bench_derive(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_baseline,
+    bench_bank,
     bench_ensemble,
     bench_derive,
     bench_models,

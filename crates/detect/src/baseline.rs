@@ -2,6 +2,7 @@
 //! daily profile) and scores each new point by how far it falls outside it.
 
 use crate::detector::check_point;
+use crate::window::MEAN_ABS_TO_SIGMA;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::{Direction, Millis};
 use serde::{Deserialize, Serialize};
@@ -18,8 +19,6 @@ const PROFILE_WEIGHT: f32 = 0.3;
 /// Residuals beyond this many scales are clipped in the level update (Huber) and winsorised in
 /// the spread update, so the outliers the detector exists to find barely move its baseline.
 const CLIP: f64 = 3.0;
-/// Mean absolute deviation to standard deviation under a normal law: sqrt(pi / 2).
-const MAD_TO_SIGMA: f64 = 1.253_314_137_315_500_1;
 /// Intermittent series (errors that are zero most of the time) have a tiny mean absolute
 /// deviation but recurring bursts; the burst size has to count as normal too. The tail is the
 /// 5th-largest |residual| learned, each fading with a 6-hour time constant: one outlier (a GC
@@ -613,7 +612,7 @@ impl RobustBaselineDetector {
     /// The robust scale (standard-deviation equivalent) for a point expected at `expected`.
     fn scale(&self, expected: f64, ts: Millis) -> f64 {
         let floor = self.floor(expected);
-        (MAD_TO_SIGMA * self.mad)
+        (MEAN_ABS_TO_SIGMA * self.mad)
             .max(self.tail.kth(ts, self.tail_rank()) / TAIL_TO_SCALE)
             .max(floor)
     }

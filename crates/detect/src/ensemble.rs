@@ -127,6 +127,9 @@ pub struct Ensemble {
     /// When the current event started.
     event_since: Millis,
     last: Option<EnsembleScore>,
+    /// Time of the last point accepted: the ensemble's own, as any member may be switched off.
+    #[serde(default)]
+    last_ts: Option<Millis>,
 }
 
 impl Default for Ensemble {
@@ -181,6 +184,7 @@ impl Ensemble {
             in_event: false,
             event_since: 0,
             last: None,
+            last_ts: None,
         }
     }
 
@@ -192,7 +196,8 @@ impl Ensemble {
     pub fn assess(&mut self, ts: Millis, value: f64) -> Result<EnsembleScore, DetectError> {
         // Members check each point themselves; check once here so a refused point leaves
         // every member's state as it was.
-        check_point(self.robust.last_ts(), ts, value)?;
+        check_point(self.last_ts, ts, value)?;
+        self.last_ts = Some(ts);
         let w = self.cfg.weights;
         let mut scores = [0.0; 8];
         let mut bands: [Option<crate::Band>; 8] = [None; 8];
@@ -305,7 +310,7 @@ impl Ensemble {
 
     /// Time of the last point accepted.
     pub fn last_ts(&self) -> Option<Millis> {
-        self.robust.last_ts()
+        self.last_ts
     }
 
     /// When the current event started, while one is going on.
@@ -382,7 +387,7 @@ impl Detector for Ensemble {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit::Noise;
+    use crate::testkit::{Noise, noisy};
 
     const STEP: Millis = 15_000;
 
@@ -397,20 +402,16 @@ mod tests {
             .collect()
     }
 
-    fn noisy(noise: &mut Noise, n: usize, level: f64, sd: f64) -> Vec<f64> {
-        (0..n).map(|_| level + sd * noise.gaussian()).collect()
-    }
-
     #[test]
     fn a_level_shift_is_one_event_with_an_onset() {
         let mut noise = Noise::new(7);
         let mut e = Ensemble::default();
-        let quiet = noisy(&mut noise, 1500, 100.0, 2.0);
+        let quiet = noisy(1500, 100.0, 2.0, &mut noise);
         assert!(
             run(&mut e, 0, &quiet).is_empty(),
             "stationary noise raises no event"
         );
-        let shifted = noisy(&mut noise, 40, 130.0, 2.0);
+        let shifted = noisy(40, 130.0, 2.0, &mut noise);
         let onsets = run(&mut e, 1500, &shifted);
         assert!(
             !onsets.is_empty() && onsets[0].0 < 1506,
@@ -429,7 +430,7 @@ mod tests {
         let mut noise = Noise::new(21);
         let mut e = Ensemble::default();
         let day = (24 * 60 * 60_000 / STEP) as usize;
-        run(&mut e, 0, &noisy(&mut noise, day + 100, 100.0, 2.0));
+        run(&mut e, 0, &noisy(day + 100, 100.0, 2.0, &mut noise));
         let onsets = run(&mut e, day + 100, &[200.0]);
         assert_eq!(onsets.len(), 1, "a record is news at once");
         let s = onsets[0].1;
@@ -445,7 +446,7 @@ mod tests {
     fn the_calibrated_score_is_low_for_noise_and_high_for_a_shift() {
         let mut noise = Noise::new(8);
         let mut e = Ensemble::default();
-        let mut values = noisy(&mut noise, 3000, 100.0, 2.0);
+        let mut values = noisy(3000, 100.0, 2.0, &mut noise);
         // Two early spikes widen the range seen, so the shift below sets no record.
         values[100] = 130.0;
         values[200] = 70.0;
@@ -471,7 +472,7 @@ mod tests {
     fn state_fits_the_budget_and_round_trips() {
         let mut noise = Noise::new(3);
         let mut e = Ensemble::default();
-        run(&mut e, 0, &noisy(&mut noise, 800, 50.0, 1.0));
+        run(&mut e, 0, &noisy(800, 50.0, 1.0, &mut noise));
         let members = [
             e.robust.state_bytes(),
             e.seasonal.state_bytes(),
@@ -489,11 +490,27 @@ mod tests {
         );
         let json = serde_json::to_string(&e).expect("serialises");
         let mut restored: Ensemble = serde_json::from_str(&json).expect("restores");
-        let rest = noisy(&mut noise, 200, 60.0, 1.0);
+        let rest = noisy(200, 60.0, 1.0, &mut noise);
         for (i, v) in rest.iter().enumerate() {
             let ts = (800 + i) as Millis * STEP;
             assert_eq!(e.assess(ts, *v).ok(), restored.assess(ts, *v).ok());
         }
+    }
+
+    #[test]
+    fn time_order_holds_with_any_member_switched_off() {
+        let mut weights = [1.0; 8];
+        weights[0] = 0.0;
+        let mut e = Ensemble::new(EnsembleConfig {
+            weights,
+            ..EnsembleConfig::default()
+        });
+        e.assess(2 * STEP, 1.0).expect("first point");
+        assert_eq!(e.last_ts(), Some(2 * STEP));
+        assert!(matches!(
+            e.assess(STEP, 1.0),
+            Err(DetectError::OutOfOrder { .. })
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! forecast and prediction interval to chart and a score for points that leave the interval.
 
 use crate::detector::check_point;
-use crate::seasonal::num;
+use crate::window::fmt_num;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -468,7 +468,7 @@ impl Detector for ForecastBandDetector {
         let season = if self.season > 0 {
             format!(
                 ", seasonal {} (position {} of {})",
-                num(last.seasonal),
+                fmt_num(last.seasonal),
                 last.position + 1,
                 self.season
             )
@@ -478,15 +478,15 @@ impl Detector for ForecastBandDetector {
         format!(
             "forecast band: {} is {:.1} σ {side} the forecast {} (band {} to {} at ± {k} σ, σ {}), \
              {place}; score {:.2}. Level {}, trend {} per point{season}",
-            num(last.value),
+            fmt_num(last.value),
             off.abs(),
-            num(last.forecast),
-            num(last.forecast - k * last.sigma),
-            num(last.forecast + k * last.sigma),
-            num(last.sigma),
+            fmt_num(last.forecast),
+            fmt_num(last.forecast - k * last.sigma),
+            fmt_num(last.forecast + k * last.sigma),
+            fmt_num(last.sigma),
             last.score,
-            num(self.level),
-            num(self.trend),
+            fmt_num(self.level),
+            fmt_num(self.trend),
         )
     }
 

@@ -2,7 +2,8 @@
 //! latency, CPU, memory): a streaming isolation forest for combinations that are unusual even
 //! when each metric on its own looks normal.
 
-use crate::seasonal::num;
+use crate::window::fmt_num;
+use crate::window::{MEAN_ABS_TO_SIGMA, MEDIAN_ABS_TO_SIGMA};
 use crate::{DetectError, Score};
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -40,10 +41,6 @@ const LEAF: u8 = u8::MAX;
 /// Scaled coordinates are clipped here, so one wild metric cannot dominate every oblique
 /// split direction.
 const Z_CLIP: f32 = 20.0;
-/// Median absolute deviation to standard deviation under a normal law.
-const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
-/// Mean absolute deviation to standard deviation under a normal law: sqrt(pi / 2).
-const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_1;
 /// Euler–Mascheroni constant, for the harmonic numbers in c(n).
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 /// Score calibration: u = (raw − median) / tail, from the raw scores of normal vectors, tail
@@ -261,11 +258,6 @@ impl IsolationForestDetector {
         self.dims
     }
 
-    /// Whether a forest is fitted and vectors are scored.
-    pub fn is_fitted(&self) -> bool {
-        self.forest.is_some()
-    }
-
     /// Bytes held by the fitted forest (trees, directions, scaling), 0 before the first fit.
     pub fn forest_bytes(&self) -> usize {
         self.forest.as_ref().map_or(0, |f| {
@@ -392,7 +384,7 @@ impl IsolationForestDetector {
             }
             column.sort_unstable_by(f64::total_cmp);
             let mad = column[n / 2];
-            let s = (MAD_TO_SIGMA * mad)
+            let s = (MEDIAN_ABS_TO_SIGMA * mad)
                 .max(MEAN_ABS_TO_SIGMA * mean_abs)
                 .max(1e-9 + 1e-6 * median.abs());
             center.push(median);
@@ -870,9 +862,9 @@ impl MultivariateDetector for IsolationForestDetector {
                     "{} = {} (robust z {:+.1}, typical {}; at its typical value the score \
                      would be {:.2})",
                     self.name_of(j),
-                    num(last.values[j]),
+                    fmt_num(last.values[j]),
                     zj,
-                    num(f.center[j]),
+                    fmt_num(f.center[j]),
                     without
                 )
             })

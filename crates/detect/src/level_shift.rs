@@ -180,14 +180,6 @@ impl LevelShiftDetector {
     pub fn warmup_points(&self) -> u64 {
         (2 * self.cfg.window + self.cfg.min_history * self.cfg.history_every) as u64
     }
-
-    /// The last shift measured: (earlier window median, latest window median), once both
-    /// windows are full.
-    pub fn last_shift(&self) -> Option<(f64, f64)> {
-        self.left
-            .is_full()
-            .then_some((self.last.before, self.last.after))
-    }
 }
 
 impl Detector for LevelShiftDetector {

@@ -73,16 +73,9 @@ impl AnomalyLikelihood {
         };
         self.recent[self.next] = raw;
         self.next = (self.next + 1) % SHORT_WINDOW;
+        // Slots not yet filled hold 0, so the sum is that of the points seen.
         let filled = (self.points as usize + 1).min(SHORT_WINDOW);
-        let average = if filled == SHORT_WINDOW {
-            self.recent.iter().sum::<f64>() / SHORT_WINDOW as f64
-        } else {
-            let start = (self.next + SHORT_WINDOW - filled) % SHORT_WINDOW;
-            (0..filled)
-                .map(|i| self.recent[(start + i) % SHORT_WINDOW])
-                .sum::<f64>()
-                / filled as f64
-        };
+        let average = self.recent.iter().sum::<f64>() / filled as f64;
         let spread = self.variance.sqrt().max(MIN_SPREAD);
         let z = (average - self.mean) / spread;
         let tail = (0.5 * libm::erfc(z / std::f64::consts::SQRT_2)).max(MIN_TAIL);

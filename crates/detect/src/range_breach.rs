@@ -77,7 +77,7 @@ struct Reading {
 /// * **Band**: the range seen, widened by the tolerance; expected is its middle.
 /// * **Warm-up**: nothing is reported before [`warmup_points`](RangeBreachConfig::warmup_points)
 ///   points and [`warmup`](RangeBreachConfig::warmup) of history (a day by default).
-/// * **Cost**: two comparisons per point; 96 bytes of state.
+/// * **Cost**: two comparisons per point; 120 bytes of state.
 ///
 /// A series that keeps growing (a counter, a filling disk) breaches every time it gains another
 /// 5 % of its range; the ensemble discounts a member by how often it flags a series, and the

@@ -3,6 +3,8 @@
 
 use crate::baseline::calibrated_score;
 use crate::detector::check_point;
+use crate::window::MEAN_ABS_TO_SIGMA;
+use crate::window::fmt_num;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,6 @@ const MIN_SLOTS: usize = 4;
 /// day): a 5-minute slot sees one point a day, far too few for a stable spread, while traffic
 /// noise does change with the hour.
 const SPREAD_SLOTS: usize = 24;
-/// Mean absolute deviation to standard deviation under a normal law: sqrt(pi / 2).
-const MAD_TO_SIGMA: f64 = 1.253_314_137_315_500_1;
 /// Mean |difference of consecutive points| to standard deviation of white noise: sqrt(pi) / 2.
 const JUMP_TO_SIGMA: f64 = 0.886_226_925_452_758;
 /// Residuals beyond this many σ are clipped (level) or winsorised (spread) when learning.
@@ -448,10 +448,10 @@ impl Detector for SeasonalDetector {
                 format!(
                     "seasonal: {} at {}, where {} ± {} (4 σ) is normal; {:.1} σ {side} it, score {:.2} \
                      (period {}{strength})",
-                    num(last.value),
+                    fmt_num(last.value),
                     phase_name(last.ts, p.period, p.anchor),
-                    num(last.expected),
-                    num(BAND_SIGMAS * last.sigma),
+                    fmt_num(last.expected),
+                    fmt_num(BAND_SIGMAS * last.sigma),
                     z.abs(),
                     last.score,
                     duration(p.period),
@@ -917,7 +917,7 @@ impl Profile {
                 let var = r2 * cycles / (cycles - 1.0) + point_noise * (1.0 - 1.0 / per_bin);
                 // The profile itself is an average over `cycles × per_bin` points: its own error
                 // is part of every residual scored against it.
-                (var * (1.0 + 1.0 / (cycles * per_bin))).sqrt() / MAD_TO_SIGMA
+                (var * (1.0 + 1.0 / (cycles * per_bin))).sqrt() / MEAN_ABS_TO_SIGMA
             })
             .collect();
 
@@ -946,7 +946,7 @@ impl Profile {
         let expected = self.offset + circular_lerp(&self.shape, phase / self.slot_ms);
         let dev = circular_lerp(&self.spread, phase / self.spread_ms);
         let floor = cfg.relative_floor * expected.abs() + cfg.absolute_floor;
-        (expected, (MAD_TO_SIGMA * dev).max(floor))
+        (expected, (MEAN_ABS_TO_SIGMA * dev).max(floor))
     }
 
     /// Scores a point and learns from it; returns (score, expected, σ).
@@ -962,7 +962,7 @@ impl Profile {
         let expected = self.offset + shape;
         let dev = circular_lerp(&self.spread, phase / self.spread_ms);
         let floor = cfg.relative_floor * expected.abs() + cfg.absolute_floor;
-        let sigma = (MAD_TO_SIGMA * dev).max(floor);
+        let sigma = (MEAN_ABS_TO_SIGMA * dev).max(floor);
         let residual = value - expected;
         let score = calibrated_score(residual.abs() / sigma);
 
@@ -1088,20 +1088,6 @@ pub(crate) fn duration(ms: Millis) -> String {
         format!("{v:.0} {unit}")
     } else {
         format!("{v:.1} {unit}")
-    }
-}
-
-/// A number with about four significant digits.
-pub(crate) fn num(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 || (a < 1e-3 && a > 0.0) {
-        format!("{v:.3e}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.4}")
     }
 }
 

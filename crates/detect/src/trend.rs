@@ -2,6 +2,7 @@
 //! series usually shows, with a forecast of when a known limit is reached at the current rate.
 
 use crate::detector::{Sanitise, check_point};
+use crate::window::MEDIAN_ABS_TO_SIGMA;
 use crate::window::{ABS_FLOOR, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful};
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
@@ -11,8 +12,6 @@ use std::collections::VecDeque;
 /// Most blocks a window may hold: the slope fit keeps their pairwise slopes on the stack.
 const MAX_BLOCKS: usize = 32;
 const MAX_PAIRS: usize = MAX_BLOCKS * (MAX_BLOCKS - 1) / 2;
-/// Median absolute deviation to standard deviation under a normal law.
-const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
 /// Ceiling on the significance, so a perfectly straight series (no scatter at all) keeps a
 /// finite, serialisable number.
 const MAX_SIGNIFICANCE: f64 = 1e6;
@@ -336,7 +335,7 @@ impl TrendDetector {
         // freedom went into the line, and a MAD of few values runs low (Williams' n / (n − 0.8)).
         let nf = n as f64;
         let small_sample = (nf / (nf - 2.0)).sqrt() * nf / (nf - 0.8);
-        let scale_now = MAD_TO_SIGMA * small_sample * median(&mut resid[..n]);
+        let scale_now = MEDIAN_ABS_TO_SIGMA * small_sample * median(&mut resid[..n]);
         self.fits = self.fits.saturating_add(1);
         let a = (1.0 / f64::from(self.fits)).max(1.0 / SCALE_MEMORY);
         self.scale += a * (scale_now - self.scale);

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// arrival order is 1 KiB, half the per-series budget.
 pub(crate) const MAX_RING: usize = 64;
 
+/// Mean absolute deviation to standard deviation under a normal law: sqrt(pi / 2).
+pub(crate) const MEAN_ABS_TO_SIGMA: f64 = 1.253_314_137_315_500_1;
+/// Median absolute deviation to standard deviation under a normal law: 1 / Φ⁻¹(3/4).
+pub(crate) const MEDIAN_ABS_TO_SIGMA: f64 = 1.482_602_218_505_602;
+
 /// Absolute part of the floors under every spread, so series sitting at exactly zero still
 /// divide by something.
 pub(crate) const ABS_FLOOR: f64 = 1e-9;
