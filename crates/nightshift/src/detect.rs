@@ -1,8 +1,8 @@
 //! `nightshift detect FILE.csv`: anomaly events in the user's own series, with explanations.
 
+use crate::render;
 use crate::series_csv::{format_timestamp, read_table};
 use anyhow::Result;
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use nightshift_core::Millis;
 use nightshift_detect::{Detector, Ensemble, EventPhase, ensemble::MEMBERS};
 use serde::Serialize;
@@ -104,8 +104,7 @@ pub fn render(reports: &[SeriesReport]) -> String {
         if r.events.is_empty() {
             continue;
         }
-        let mut t = Table::new();
-        t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        let mut t = render::table(vec![
             "start",
             "end",
             "score",

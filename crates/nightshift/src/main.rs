@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_core::Incident;
-use nightshift_sim::{Scenario, Simulation};
+use nightshift_sim::Scenario;
 use nightshift_store::{SqliteStore, Store};
 use std::io::IsTerminal;
 use std::time::Instant;
@@ -129,7 +129,7 @@ fn run() -> Result<()> {
         Command::Detect(args) => {
             let reports = detect::detect_file(&args.file)?;
             if args.json {
-                emit(&format!("{}\n", serde_json::to_string_pretty(&reports)?))
+                emit_json(&reports)
             } else {
                 emit(&detect::render(&reports))
             }
@@ -140,20 +140,23 @@ fn run() -> Result<()> {
 }
 
 fn progress(scenarios: &[Scenario], quiet: bool) -> ProgressBar {
-    let total: usize = scenarios
-        .iter()
-        .map(|s| Simulation::new(s).total_ticks())
-        .sum();
-    let bar = ProgressBar::new(total as u64);
+    let total: usize = scenarios.iter().map(Scenario::total_ticks).sum();
+    progress_bar(total as u64, "ticks", quiet)
+}
+
+/// A progress bar on stderr counting `unit`s, hidden when `quiet` or stderr is no terminal.
+pub(crate) fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     if quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
+    let template = format!(
+        "{{spinner}} {{msg:32}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:32} [{bar:30}] {pos}/{len} ticks ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     bar
 }
@@ -241,7 +244,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&json_out)?))
+        emit_json(&json_out)
     } else {
         emit(&format!(
             "{} scenario(s) replayed in {:.1}s.\n",
@@ -252,6 +255,11 @@ fn demo(args: DemoArgs) -> Result<()> {
 }
 
 /// Writes to stdout, returning the error (a closed pipe, say) instead of panicking as `print!` does.
+/// Prints `value` as pretty JSON on stdout.
+fn emit_json(value: &impl serde::Serialize) -> Result<()> {
+    emit(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
 fn emit(text: &str) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -280,7 +288,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = eval::report(scores, cases);
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+        emit_json(&report)
     } else {
         emit(&render::report(&report))
     }
@@ -289,7 +297,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
 fn eval_nab(args: EvalNabArgs) -> Result<()> {
     let report = nab::run(&args.data, args.results.as_deref(), args.json)?;
     if args.json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))
+        emit_json(&report)
     } else {
         emit(&nab::render(&report))
     }

@@ -1,17 +1,15 @@
 //! `nightshift eval nab`: scores anomaly detection on the Numenta Anomaly Benchmark with NAB's
 //! v1.0 rules, for Nightshift's own detector or for another tool's results files.
 
+use crate::render;
 use crate::series_csv::{format_timestamp, parse_timestamp};
 use anyhow::{Context, Result, anyhow, bail};
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_core::Millis;
 use nightshift_detect::nab::{self, FileScore, NabError, PROFILES, ProfileResult, ScoredSeries};
 use nightshift_detect::{Ensemble, EventPhase};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -100,7 +98,7 @@ pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport
     let labels_path = data.join(WINDOWS_FILE);
     let files = read_labelled_files(data, &labels_path)?;
     let points: usize = files.iter().map(|f| f.points.len()).sum();
-    let bar = progress(points as u64, quiet);
+    let bar = crate::progress_bar(points as u64, "points", quiet);
     let mut detector_time = Duration::ZERO;
     let mut corpus = Vec::with_capacity(files.len());
     for f in &files {
@@ -210,8 +208,7 @@ fn report(
 /// Renders the report for a terminal: per profile, per file, then throughput.
 pub fn render(r: &NabReport) -> String {
     let mut out = String::new();
-    let mut files = Table::new();
-    files.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut files = render::table(vec![
         "file", "rows", "windows", "standard", "TP", "FP", "FN", "low FP", "low FN",
     ]);
     for f in &r.files {
@@ -236,8 +233,7 @@ pub fn render(r: &NabReport) -> String {
         ]);
     }
     let _ = writeln!(out, "{files}\n");
-    let mut profiles = Table::new();
-    profiles.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut profiles = render::table(vec![
         "profile",
         "NAB score",
         "threshold",
@@ -495,19 +491,4 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
 fn line_of(text: &str, needle: &str) -> usize {
     text.find(needle)
         .map_or(1, |at| text[..at].matches('\n').count() + 1)
-}
-
-fn progress(points: u64, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::new(points);
-    if quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:32} [{bar:30}] {pos}/{len} points ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar
 }

@@ -106,7 +106,14 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
     s
 }
 
-fn pct(v: f64) -> String {
+/// A plain table with `header`, in the style every command prints.
+pub fn table(header: Vec<&str>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header);
+    t
+}
+
+fn ratio(v: f64) -> String {
     format!("{:.2}", v)
 }
 
@@ -117,8 +124,7 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 /// Renders an evaluation report: per case, per scenario, then Nightshift beside the baselines.
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
-    let mut cases = Table::new();
-    cases.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut cases = table(vec![
         "scenario",
         "fault",
         "target",
@@ -145,8 +151,7 @@ pub fn report(r: &Report) -> String {
         ]);
     }
     let _ = writeln!(out, "{cases}\n");
-    let mut sc = Table::new();
-    sc.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut sc = table(vec![
         "scenario",
         "faults",
         "alerts",
@@ -165,8 +170,7 @@ pub fn report(r: &Report) -> String {
         ]);
     }
     let _ = writeln!(out, "{sc}\n");
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut t = table(vec![
         "method",
         "AC@1",
         "AC@3",
@@ -192,9 +196,9 @@ pub fn report(r: &Report) -> String {
         let none = f.incidents == 0;
         t.add_row(vec![
             name.to_string(),
-            pct(f.ac_at_1),
-            pct(f.ac_at_3),
-            pct(f.avg_at_5),
+            ratio(f.ac_at_1),
+            ratio(f.ac_at_3),
+            ratio(f.avg_at_5),
             format!("{}/{}", f.detected, f.cases),
             opt(f.mttd_seconds_median, 0),
             if none {

@@ -246,6 +246,11 @@ impl Scenario {
     }
 
     /// Fault-free history simulated before t=0.
+    /// Evaluation ticks the simulation runs, warm-up included.
+    pub fn total_ticks(&self) -> usize {
+        ((self.warmup_ms + self.duration_ms()) / self.step_ms()) as usize
+    }
+
     pub fn warmup_ms(&self) -> i64 {
         self.warmup_ms
     }

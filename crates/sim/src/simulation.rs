@@ -284,7 +284,7 @@ impl Simulation {
     pub fn new(scenario: &Scenario) -> Simulation {
         let cluster = Cluster::build(scenario);
         let step_ms = scenario.step_ms();
-        let total_ticks = ((scenario.warmup_ms() + scenario.duration_ms()) / step_ms) as usize;
+        let total_ticks = scenario.total_ticks();
         let mut edges = Vec::new();
         let mut out_edges = vec![Vec::new(); cluster.services.len()];
         for (c, svc) in cluster.services.iter().enumerate() {
