@@ -119,6 +119,82 @@ fn bench_ensemble(c: &mut Criterion) {
     g.finish();
 }
 
+/// Milliseconds since the epoch of NAB's `YYYY-MM-DD HH:MM:SS` (UTC), by the civil-from-days
+/// formula: the bench needs no date crate for one fixed format.
+fn nab_millis(s: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60_000 + ss * 1000)
+}
+
+/// Every series of the NAB corpus at `../shared/data/nab` (beside the repository), as
+/// (timestamp, value) rows; `None`, with the reason printed, when it is not there.
+fn nab_corpus() -> Option<Vec<Vec<(i64, f64)>>> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab/data");
+    let Ok(categories) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "ensemble/nab corpus: skipped, no NAB data at {}",
+            dir.display()
+        );
+        return None;
+    };
+    let mut corpus = Vec::new();
+    for category in categories.flatten() {
+        for file in std::fs::read_dir(category.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let text = std::fs::read_to_string(file.path()).ok()?;
+            let rows = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let (ts, v) = l.split_once(',')?;
+                    Some((nab_millis(ts.trim())?, v.trim().parse().ok()?))
+                })
+                .collect();
+            corpus.push(rows);
+        }
+    }
+    Some(corpus)
+}
+
+/// The default ensemble over the whole NAB corpus from a cold start, warm-up included: the
+/// throughput on real series of every shape and step, as `nightshift eval nab` runs it.
+fn bench_nab(c: &mut Criterion) {
+    let Some(corpus) = nab_corpus() else {
+        return;
+    };
+    let points: usize = corpus.iter().map(Vec::len).sum();
+    let mut g = c.benchmark_group("ensemble");
+    g.throughput(Throughput::Elements(points as u64));
+    g.sample_size(10);
+    g.bench_function(format!("nab corpus ({} files)", corpus.len()), |b| {
+        b.iter(|| {
+            let mut onsets = 0usize;
+            for rows in &corpus {
+                let mut e = nightshift_detect::Ensemble::default();
+                for &(ts, v) in rows {
+                    if let Ok(s) = e.assess(ts, v) {
+                        onsets += usize::from(s.phase == nightshift_detect::EventPhase::Onset);
+                    }
+                }
+            }
+            black_box(onsets)
+        });
+    });
+    g.finish();
+}
+
 /// The seasonal, forecast-band and isolation-forest detectors in their steady state.
 fn bench_models(c: &mut Criterion) {
     let values = traffic(3 * 5760);
@@ -301,6 +377,7 @@ criterion_group!(
     bench_baseline,
     bench_bank,
     bench_ensemble,
+    bench_nab,
     bench_derive,
     bench_models,
     bench_shapes
