@@ -4,6 +4,7 @@
 use crate::baseline::AlarmDirection;
 use crate::derive::Signal;
 use crate::ensemble::{Ensemble, EnsembleConfig, EventPhase, MEMBERS};
+use crate::overrides::Overrides;
 use crate::{Detector, FingerprintMap, series_hash};
 use nightshift_core::{Anomaly, Direction, Millis, SeriesKey, SignalClass};
 
@@ -54,6 +55,7 @@ pub const PIPELINE_QUIET_TO_END: u32 = 4;
 #[derive(Debug)]
 pub struct DetectorBank {
     config: EnsembleConfig,
+    overrides: Overrides,
     detectors: FingerprintMap<Ensemble>,
     rejected: u64,
 }
@@ -78,9 +80,17 @@ impl DetectorBank {
     pub fn with_config(config: EnsembleConfig) -> Self {
         Self {
             config,
+            overrides: Overrides::default(),
             detectors: FingerprintMap::default(),
             rejected: 0,
         }
+    }
+
+    /// The same bank with per-series rules applied on top of each series' settings (after the
+    /// alarm direction and floor its signal class gives), when its engine is created.
+    pub fn with_overrides(mut self, overrides: Overrides) -> Self {
+        self.overrides = overrides;
+        self
     }
 
     /// Bytes of detector state held for all series.
@@ -96,20 +106,22 @@ impl DetectorBank {
     /// Like [`observe`](Self::observe), also telling whether this report is the event's onset.
     pub fn observe_event(&mut self, signal: &Signal) -> Option<AnomalyEvent> {
         let fp = series_hash(&signal.key);
-        let config = self.config;
+        let (config, overrides) = (self.config, &self.overrides);
         let detector = self.detectors.entry(fp).or_insert_with(|| {
-            Ensemble::new(EnsembleConfig {
+            let class = EnsembleConfig {
                 alarm: alarm_direction(signal.class, &signal.key.metric),
                 absolute_floor: absolute_floor(&signal.key.metric, config.absolute_floor),
                 ..config
-            })
+            };
+            Ensemble::new(overrides.config_for(&signal.key, class))
         });
+        let hit = detector.config().hit;
         let Ok(e) = detector.assess(signal.ts, signal.value) else {
             self.rejected += 1;
             return None;
         };
         // The quiet points an event waits through before it ends are not anomalies themselves.
-        if e.phase == EventPhase::Normal || (e.phase == EventPhase::Ongoing && e.raw < config.hit) {
+        if e.phase == EventPhase::Normal || (e.phase == EventPhase::Ongoing && e.raw < hit) {
             return None;
         }
         let since = detector.event_since().unwrap_or(signal.ts);
@@ -271,6 +283,38 @@ mod tests {
             500 - *first as usize,
             "reported every tick while it lasts"
         );
+    }
+
+    #[test]
+    fn rules_reach_the_series_they_select() {
+        // Errors only alarm upwards by class; a rule turns the checkout p99 to alarm on drops
+        // instead, and leaves other services' series alone.
+        let rules = Overrides::new(vec![crate::OverrideRule {
+            selector: r#"{__name__=~".*p99", service="checkout"}"#.into(),
+            alarm: Some(AlarmDirection::Down),
+            ..crate::OverrideRule::default()
+        }])
+        .expect("valid rule");
+        let mut bank = DetectorBank::new().with_overrides(rules);
+        let mut noise = crate::testkit::Noise::new(5);
+        let metric = "service:http_request_duration_seconds:p99";
+        let mut up = 0;
+        let mut other = signal(metric, SignalClass::Latency, 0, 0.0);
+        other.key = SeriesKey::new(metric, &[("service", "cart")]);
+        let mut other_up = 0;
+        for i in 0..500 {
+            let v = if i < 450 { 0.2 } else { 0.6 } * (1.0 + 0.02 * noise.gaussian());
+            let ts = 1_000_000 + i * 15_000;
+            up += usize::from(
+                bank.observe(&signal(metric, SignalClass::Latency, ts, v))
+                    .is_some(),
+            );
+            other.ts = ts;
+            other.value = v;
+            other_up += usize::from(bank.observe(&other).is_some());
+        }
+        assert_eq!(up, 0, "a rise is harmless for the rule's series");
+        assert!(other_up > 0, "the rule does not reach another service");
     }
 
     #[test]

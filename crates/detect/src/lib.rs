@@ -12,6 +12,7 @@ pub mod level_shift;
 pub mod likelihood;
 pub mod logpattern;
 pub mod nab;
+pub mod overrides;
 pub mod persist;
 pub mod range_breach;
 pub mod seasonal;
@@ -35,6 +36,7 @@ pub use isolation_forest::{
 };
 pub use level_shift::{LevelShiftConfig, LevelShiftDetector};
 pub use likelihood::AnomalyLikelihood;
+pub use overrides::{OverrideError, OverrideRule, Overrides, SeriesSelector};
 pub use persist::{PersistConfig, PersistDetector};
 pub use range_breach::{RangeBreachConfig, RangeBreachDetector};
 pub use seasonal::{SeasonalConfig, SeasonalDetector, Seasonality};

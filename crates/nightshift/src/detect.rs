@@ -3,8 +3,10 @@
 use crate::render;
 use crate::series_csv::{format_timestamp, read_table};
 use anyhow::Result;
-use nightshift_core::Millis;
-use nightshift_detect::{Detector, Ensemble, EventPhase, ensemble::MEMBERS};
+use nightshift_core::{Millis, SeriesKey};
+use nightshift_detect::{
+    Detector, Ensemble, EnsembleConfig, EventPhase, Overrides, ensemble::MEMBERS,
+};
 use serde::Serialize;
 use std::path::Path;
 
@@ -35,12 +37,22 @@ pub struct SeriesReport {
     pub events: Vec<DetectedEvent>,
 }
 
-/// Runs the default ensemble over every series of the file.
-pub fn detect_file(path: &Path) -> Result<Vec<SeriesReport>> {
+/// The series a column header names: `name` or `name{label="value", ...}` (as Prometheus
+/// prints a series); any other header is taken whole as the name.
+pub fn header_series(header: &str) -> SeriesKey {
+    nightshift_detect::SeriesSelector::parse(header)
+        .ok()
+        .and_then(|s| s.as_series())
+        .unwrap_or_else(|| SeriesKey::new(header.trim(), &[]))
+}
+
+/// Runs the default ensemble, with the rules of `overrides`, over every series of the file.
+pub fn detect_file(path: &Path, overrides: &Overrides) -> Result<Vec<SeriesReport>> {
     let table = read_table(path)?;
     let mut out = Vec::new();
     for (col, name) in table.names.iter().enumerate() {
-        let mut ensemble = Ensemble::default();
+        let key = header_series(name);
+        let mut ensemble = Ensemble::new(overrides.config_for(&key, EnsembleConfig::default()));
         let mut events: Vec<DetectedEvent> = Vec::new();
         let (mut points, mut skipped) = (0, 0);
         for (ts, values) in &table.rows {

@@ -1,5 +1,6 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
+mod config;
 mod detect;
 mod eval;
 mod nab;
@@ -13,6 +14,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_core::Incident;
+use nightshift_detect::Overrides;
 use nightshift_sim::Scenario;
 use nightshift_store::{SqliteStore, Store};
 use std::io::IsTerminal;
@@ -54,6 +56,9 @@ struct DemoArgs {
     /// SQLite database to record incidents, alerts and anomalies in (default: in memory).
     #[arg(long, value_name = "PATH")]
     db: Option<String>,
+    /// Configuration file with per-series detection rules (`detect.overrides`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -63,6 +68,10 @@ struct DetectArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Configuration file with per-series detection rules (`detect.overrides`); a column's
+    /// header is its series (`name` or `name{label="value"}`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -127,7 +136,8 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::Detect(args) => {
-            let reports = detect::detect_file(&args.file)?;
+            let config = config::Config::load_or_default(args.config.as_deref())?;
+            let reports = detect::detect_file(&args.file, &config.overrides)?;
             if args.json {
                 emit_json(&reports)
             } else {
@@ -177,6 +187,7 @@ fn demo(args: DemoArgs) -> Result<()> {
             "--speed {speed}: give a positive number of simulated seconds per wall-clock second, e.g. --speed 60"
         );
     }
+    let config = config::Config::load_or_default(args.config.as_deref())?;
     let scenarios = scenarios::resolve(&args.scenario)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -197,7 +208,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar, args.speed);
+        let r = replay::replay(scenario, &bar, args.speed, &config.overrides);
         runtime
             .block_on(async {
                 for i in &r.incidents {
@@ -280,7 +291,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     let mut cases = Vec::new();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar, None);
+        let r = replay::replay(scenario, &bar, None, &Overrides::default());
         let (s, c) = eval::score_scenario(scenario, &r);
         scores.push(s);
         cases.extend(c);

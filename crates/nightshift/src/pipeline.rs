@@ -4,7 +4,7 @@
 use nightshift_core::{Alert, Anomaly, Change, Event, LogRecord, Millis, SeriesKey, SpanEdge};
 use nightshift_correlate::{AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate};
 use nightshift_detect::logpattern::LogTemplateTracker;
-use nightshift_detect::{DetectorBank, SignalDeriver};
+use nightshift_detect::{DetectorBank, Overrides, SignalDeriver};
 
 /// Counters of what the pipeline has processed.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -53,6 +53,12 @@ impl Pipeline {
             correlator: Correlator::new(cfg),
             stats: PipelineStats::default(),
         }
+    }
+
+    /// The same pipeline with per-series detection rules.
+    pub fn with_overrides(mut self, overrides: Overrides) -> Self {
+        self.detectors = self.detectors.with_overrides(overrides);
+        self
     }
 
     pub fn ingest_sample(&mut self, key: &SeriesKey, ts: Millis, value: f64) {

@@ -3,6 +3,7 @@
 use crate::pipeline::{Pipeline, PipelineStats};
 use indicatif::ProgressBar;
 use nightshift_core::{Alert, Anomaly, Incident, Millis, Topology};
+use nightshift_detect::Overrides;
 use nightshift_sim::{Scenario, Simulation};
 
 /// Everything a replay produced, for display, storage and scoring.
@@ -21,10 +22,16 @@ pub struct Replay {
 /// Runs the whole scenario. The pipeline sees only telemetry, never the scenario's faults.
 /// With `speed`, simulated time runs that many times faster than the wall clock (warm-up
 /// history is replayed at full speed, as a back-fill would be); without it, as fast as it can.
-pub fn replay(scenario: &Scenario, progress: &ProgressBar, speed: Option<f64>) -> Replay {
+/// `overrides` are the per-series detection rules of the configuration.
+pub fn replay(
+    scenario: &Scenario,
+    progress: &ProgressBar,
+    speed: Option<f64>,
+    overrides: &Overrides,
+) -> Replay {
     let mut sim = Simulation::new(scenario);
     let series = sim.series().to_vec();
-    let mut pipeline = Pipeline::default();
+    let mut pipeline = Pipeline::default().with_overrides(overrides.clone());
     let mut alerts = Vec::new();
     let mut anomalies = Vec::new();
     let mut changes = Vec::new();

@@ -244,3 +244,59 @@ fn eval_rca_holds_on_generated_systems_nobody_tuned_for() {
         f("mttd_seconds_median")
     );
 }
+
+#[test]
+fn detect_applies_per_series_rules_from_a_config_file() {
+    let mut csv = String::from("timestamp,requests{job=\"web\"},requests{job=\"api\"}\n");
+    for i in 0..1200u64 {
+        let wiggle = ((i * 7919) % 13) as f64 - 6.0;
+        let level = if i < 1000 { 200.0 } else { 300.0 } + wiggle;
+        csv.push_str(&format!("{},{level},{level}\n", 1_700_000_000 + i * 60));
+    }
+    let path = temp_file("labelled.csv", &csv);
+    // Every detector off for the web series only.
+    let config = temp_file(
+        "rules.yaml",
+        "detect:\n  overrides:\n    - match: 'requests{job=\"web\"}'\n      off: [robust_baseline, seasonal, level_shift, volatility_shift, persist, trend, forecast_band, range_breach]\n",
+    );
+    let out = nightshift(&[
+        "detect",
+        path.to_str().expect("utf-8"),
+        "--json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let events = |i: usize| v[i]["events"].as_array().map_or(0, Vec::len);
+    assert_eq!(v[0]["series"], "requests{job=\"web\"}");
+    assert_eq!(events(0), 0, "the rule silenced the web series");
+    assert!(events(1) > 0, "the api series is still watched");
+
+    // A misspelt key is named with its line; a bad value with its rule.
+    for (yaml, want) in [
+        (
+            "detect:\n  overrides:\n    - match: x\n      limt: 1\n",
+            "rules-bad.yaml: line 4",
+        ),
+        (
+            "detect:\n  overrides:\n    - match: x\n      off: [seasonl]\n",
+            "override rule 1 (match: x): unknown detector 'seasonl'",
+        ),
+    ] {
+        let bad = temp_file("rules-bad.yaml", yaml);
+        let out = nightshift(&[
+            "detect",
+            path.to_str().expect("utf-8"),
+            "--config",
+            bad.to_str().expect("utf-8"),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{err}");
+    }
+}
