@@ -1,8 +1,8 @@
 //! One [`Ensemble`] per derived series, created on first sight, turning [`Signal`]s into
 //! [`Anomaly`] reports.
 
-use crate::baseline::AlarmDirection;
 use crate::derive::Signal;
+use crate::detector::AlarmDirection;
 use crate::ensemble::{Ensemble, EnsembleConfig, EventPhase, MEMBERS};
 use crate::overrides::Overrides;
 use crate::{Detector, FingerprintMap, series_hash};

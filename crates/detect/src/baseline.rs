@@ -3,7 +3,7 @@
 
 use crate::detector::check_point;
 use crate::window::MEAN_ABS_TO_SIGMA;
-use crate::{Band, DetectError, Detector, Score};
+use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Direction, Millis};
 use serde::{Deserialize, Serialize};
 
@@ -46,30 +46,6 @@ const HITS_FOR_EVENT: u32 = 3;
 /// A point is learned only once it has left the persistence window without an event starting,
 /// so the first points of an anomaly never reach the baseline.
 const PENDING: usize = 3;
-
-/// Which deviations are harmful for a series. Harmless ones are scored 0 and never become
-/// events: a recovering error ratio or an idle service must not page anyone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlarmDirection {
-    /// Only rises are bad (errors, latency, saturation, restarts, log errors).
-    Up,
-    /// Only drops are bad (availability, available-capacity ratios).
-    Down,
-    /// Both ways (traffic).
-    Both,
-}
-
-impl AlarmDirection {
-    /// The z-score's magnitude in the harmful direction, 0 in the harmless one.
-    fn harm(self, z: f64) -> f64 {
-        match self {
-            AlarmDirection::Up => z.max(0.0),
-            AlarmDirection::Down => (-z).max(0.0),
-            AlarmDirection::Both => z.abs(),
-        }
-    }
-}
 
 /// Tuning of [`RobustBaselineDetector`]. The defaults need no per-metric adjustment: every
 /// threshold is relative to what the series itself has shown.

@@ -5,6 +5,30 @@ use crate::DetectError;
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
 
+/// Which deviations are harmful for a series. Harmless ones are scored 0 and never become
+/// events: a recovering error ratio or an idle service must not page anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlarmDirection {
+    /// Only rises are bad (errors, latency, saturation, restarts, log errors).
+    Up,
+    /// Only drops are bad (availability, available-capacity ratios).
+    Down,
+    /// Both ways (traffic).
+    Both,
+}
+
+impl AlarmDirection {
+    /// The z-score's magnitude in the harmful direction, 0 in the harmless one.
+    pub(crate) fn harm(self, z: f64) -> f64 {
+        match self {
+            AlarmDirection::Up => z.max(0.0),
+            AlarmDirection::Down => (-z).max(0.0),
+            AlarmDirection::Both => z.abs(),
+        }
+    }
+}
+
 /// The range a detector expected a point in, for charts and evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Band {

@@ -35,7 +35,14 @@ pub const MEMBERS: [&str; 8] = [
     "range_breach",
 ];
 
-/// Index of the range breach in [`MEMBERS`]: a record high or low starts an event on its own.
+/// Indices into [`MEMBERS`] (and every per-member array of the ensemble).
+const ROBUST: usize = 0;
+const SEASONAL: usize = 1;
+const LEVEL_SHIFT: usize = 2;
+const VOLATILITY_SHIFT: usize = 3;
+const PERSIST: usize = 4;
+const FORECAST: usize = 6;
+/// The range breach: a record high or low starts an event on its own.
 const BREACH: usize = 7;
 
 /// Weight of each point in a member's flag rate: a memory of about 4,000 points.
@@ -192,6 +199,33 @@ impl Ensemble {
         &self.cfg
     }
 
+    /// The members, in [`MEMBERS`] order.
+    fn members(&self) -> [&dyn Detector; 8] {
+        [
+            &self.robust,
+            &self.seasonal,
+            &self.level,
+            &self.volatility,
+            &self.persist,
+            &self.trend,
+            &self.forecast,
+            &self.breach,
+        ]
+    }
+
+    fn members_mut(&mut self) -> [&mut dyn Detector; 8] {
+        [
+            &mut self.robust,
+            &mut self.seasonal,
+            &mut self.level,
+            &mut self.volatility,
+            &mut self.persist,
+            &mut self.trend,
+            &mut self.forecast,
+            &mut self.breach,
+        ]
+    }
+
     /// Scores one point with every member and advances the event state.
     pub fn assess(&mut self, ts: Millis, value: f64) -> Result<EnsembleScore, DetectError> {
         // Members check each point themselves; check once here so a refused point leaves
@@ -201,16 +235,7 @@ impl Ensemble {
         let w = self.cfg.weights;
         let mut scores = [0.0; 8];
         let mut bands: [Option<crate::Band>; 8] = [None; 8];
-        let members: [&mut dyn Detector; 8] = [
-            &mut self.robust,
-            &mut self.seasonal,
-            &mut self.level,
-            &mut self.volatility,
-            &mut self.persist,
-            &mut self.trend,
-            &mut self.forecast,
-            &mut self.breach,
-        ];
+        let members = self.members_mut();
         for (i, m) in members.into_iter().enumerate() {
             if w[i] <= 0.0 {
                 continue;
@@ -240,12 +265,12 @@ impl Ensemble {
             // The daily shape has regular steps and swings that the non-seasonal members would
             // read as shifts: in a seasonal series they speak only where the seasonal residual
             // agrees something is off.
-            scores[0] = 0.0;
-            for i in [2, 3, 4, 6] {
-                scores[i] = scores[i].min(scores[1]);
+            scores[ROBUST] = 0.0;
+            for i in [LEVEL_SHIFT, VOLATILITY_SHIFT, PERSIST, FORECAST] {
+                scores[i] = scores[i].min(scores[SEASONAL]);
             }
         } else {
-            scores[1] = 0.0;
+            scores[SEASONAL] = 0.0;
         }
         // How often each member flags this series is part of what is normal for it, as NAB's
         // anomaly likelihood discounts a detector's usual level of surprise: a member that flags
@@ -265,9 +290,9 @@ impl Ensemble {
                 |best, (i, s)| if s > best.1 { (i, s) } else { best },
             );
         let band = if seasonal {
-            bands[1].or(bands[0])
+            bands[SEASONAL].or(bands[ROBUST])
         } else {
-            bands[0].or(bands[6])
+            bands[ROBUST].or(bands[FORECAST])
         };
 
         let hit = raw >= self.cfg.hit;
@@ -328,16 +353,7 @@ impl Ensemble {
         let Some(last) = self.last else {
             return "no points yet".into();
         };
-        let member: &dyn Detector = match last.top {
-            0 => &self.robust,
-            1 => &self.seasonal,
-            2 => &self.level,
-            3 => &self.volatility,
-            4 => &self.persist,
-            5 => &self.trend,
-            6 => &self.forecast,
-            _ => &self.breach,
-        };
+        let member = self.members()[last.top.min(BREACH)];
         format!(
             "{}: {}; {}",
             MEMBERS[last.top],
@@ -364,23 +380,12 @@ impl Detector for Ensemble {
     }
 
     fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            - std::mem::size_of::<RobustBaselineDetector>()
-            - std::mem::size_of::<SeasonalDetector>()
-            - std::mem::size_of::<LevelShiftDetector>()
-            - std::mem::size_of::<VolatilityShiftDetector>()
-            - std::mem::size_of::<PersistDetector>()
-            - std::mem::size_of::<TrendDetector>()
-            - std::mem::size_of::<ForecastBandDetector>()
-            - std::mem::size_of::<RangeBreachDetector>()
-            + self.robust.state_bytes()
-            + self.seasonal.state_bytes()
-            + self.level.state_bytes()
-            + self.volatility.state_bytes()
-            + self.persist.state_bytes()
-            + self.trend.state_bytes()
-            + self.forecast.state_bytes()
-            + self.breach.state_bytes()
+        // Each member's own figure replaces its inline size within the ensemble's.
+        self.members()
+            .iter()
+            .map(|m| m.state_bytes() - std::mem::size_of_val(*m))
+            .sum::<usize>()
+            + std::mem::size_of::<Self>()
     }
 }
 
@@ -473,16 +478,7 @@ mod tests {
         let mut noise = Noise::new(3);
         let mut e = Ensemble::default();
         run(&mut e, 0, &noisy(800, 50.0, 1.0, &mut noise));
-        let members = [
-            e.robust.state_bytes(),
-            e.seasonal.state_bytes(),
-            e.level.state_bytes(),
-            e.volatility.state_bytes(),
-            e.persist.state_bytes(),
-            e.trend.state_bytes(),
-            e.forecast.state_bytes(),
-            e.breach.state_bytes(),
-        ];
+        let members = e.members().map(Detector::state_bytes);
         assert!(
             e.state_bytes() <= 16 * 1024,
             "{} bytes of state: {members:?}",

@@ -23,11 +23,9 @@ pub mod volatility_shift;
 mod window;
 
 pub use bank::{AnomalyEvent, DetectorBank, alarm_direction};
-pub use baseline::{
-    AlarmDirection, Assessment, Phase, RobustBaselineConfig, RobustBaselineDetector,
-};
+pub use baseline::{Assessment, Phase, RobustBaselineConfig, RobustBaselineDetector};
 pub use derive::{Signal, SignalDeriver, histogram_quantile};
-pub use detector::{Band, Detector, Score};
+pub use detector::{AlarmDirection, Band, Detector, Score};
 pub use ensemble::{Ensemble, EnsembleConfig, EnsembleScore, EventPhase};
 pub use error::DetectError;
 pub use forecast::{ForecastBandConfig, ForecastBandDetector, InvalidSeasonLength};

@@ -16,7 +16,7 @@
 //!   hits_for_event: 4
 //! ```
 
-use crate::baseline::AlarmDirection;
+use crate::detector::AlarmDirection;
 use crate::ensemble::{EnsembleConfig, MEMBERS};
 use nightshift_core::SeriesKey;
 use promql_parser::label::Matcher;

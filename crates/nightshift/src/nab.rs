@@ -2,7 +2,7 @@
 //! v1.0 rules, for Nightshift's own detector or for another tool's results files.
 
 use crate::render;
-use crate::series_csv::{format_timestamp, parse_timestamp};
+use crate::series_csv::{CsvRows, format_timestamp, parse_timestamp, read_csv_rows};
 use anyhow::{Context, Result, anyhow, bail};
 use nightshift_core::Millis;
 use nightshift_detect::nab::{self, FileScore, NabError, PROFILES, ProfileResult, ScoredSeries};
@@ -421,18 +421,10 @@ fn results_file(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<PathBuf
 /// Reads the `timestamp` column and one numeric column of a NAB CSV file; other columns are
 /// ignored. Errors name the file and line.
 fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = lines
-        .next()
-        .map(|(_, h)| {
-            h.trim_start_matches('\u{feff}')
-                .split(',')
-                .map(str::trim)
-                .collect()
-        })
-        .unwrap_or_default();
+    let CsvRows {
+        header,
+        rows: records,
+    } = read_csv_rows(path)?;
     let column = |name: &str| {
         header.iter().position(|h| *h == name).ok_or_else(|| {
             anyhow!(
@@ -443,15 +435,11 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
         })
     };
     let (ts_col, value_col) = (column(columns[0])?, column(columns[1])?);
-    let mut rows: Vec<(Millis, f64)> = Vec::new();
-    for (i, line) in lines {
-        let at = || format!("{}:{}", path.display(), i + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let mut rows: Vec<(Millis, f64)> = Vec::with_capacity(records.len());
+    for (line, fields) in &records {
+        let at = || format!("{}:{line}", path.display());
         let field = |k: usize, name: &str| {
-            fields.get(k).copied().ok_or_else(|| {
+            fields.get(k).ok_or_else(|| {
                 anyhow!(
                     "{}: no `{name}` field ({} fields; the header has {})",
                     at(),

@@ -43,24 +43,68 @@ pub fn parse_timestamp(s: &str) -> Result<Millis> {
     Ok(ts.as_millisecond())
 }
 
+/// A CSV file's header and data rows, each row with its 1-based line number. Fields may be
+/// quoted (RFC 4180), so a header such as `"requests{job=""web"",code=""200""}"` keeps its
+/// commas; surrounding spaces are trimmed and blank lines skipped.
+pub struct CsvRows {
+    pub header: Vec<String>,
+    pub rows: Vec<(usize, csv::StringRecord)>,
+}
+
+/// Reads `path` as CSV; errors name the file and line.
+pub fn read_csv_rows(path: &Path) -> Result<CsvRows> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| csv_error(path, &e))?
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if i == 0 {
+                h.trim_start_matches('\u{feff}')
+            } else {
+                h
+            }
+            .to_string()
+        })
+        .collect();
+    if header.iter().all(String::is_empty) {
+        bail!(
+            "{}: the file is empty; expected a header such as `timestamp,value`",
+            path.display()
+        );
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| csv_error(path, &e))?;
+        if record.iter().all(str::is_empty) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        rows.push((line, record));
+    }
+    Ok(CsvRows { header, rows })
+}
+
+fn csv_error(path: &Path, e: &csv::Error) -> anyhow::Error {
+    match e.position() {
+        Some(p) => anyhow!("{}:{}: {e}", path.display(), p.line()),
+        None => anyhow!("{}: {e}", path.display()),
+    }
+}
+
 /// Reads `timestamp,value` or a wide CSV (`timestamp,a,b,...`): the first column whose header
 /// is `timestamp`, `time`, `ts` or `date` (else the first column) holds the time; every other
 /// column is a series. Rows must be in time order.
 pub fn read_table(path: &Path) -> Result<SeriesTable> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = text.lines().enumerate();
-    let header: Vec<String> = match lines.next() {
-        Some((_, h)) => h
-            .trim_start_matches('\u{feff}')
-            .split(',')
-            .map(|c| c.trim().trim_matches('"').to_string())
-            .collect(),
-        None => bail!(
-            "{}: the file is empty; expected a header such as `timestamp,value`",
-            path.display()
-        ),
-    };
+    let CsvRows {
+        header,
+        rows: records,
+    } = read_csv_rows(path)?;
     let ts_col = header
         .iter()
         .position(|h| {
@@ -83,13 +127,9 @@ pub fn read_table(path: &Path) -> Result<SeriesTable> {
         .filter(|(i, _)| *i != ts_col)
         .map(|(_, h)| h.clone())
         .collect();
-    let mut rows: Vec<(Millis, Vec<Option<f64>>)> = Vec::new();
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let mut rows: Vec<(Millis, Vec<Option<f64>>)> = Vec::with_capacity(records.len());
+    for (line, fields) in &records {
+        let at = || format!("{}:{line}", path.display());
         if fields.len() != header.len() {
             bail!(
                 "{}: {} fields, but the header has {}",
@@ -98,7 +138,7 @@ pub fn read_table(path: &Path) -> Result<SeriesTable> {
                 header.len()
             );
         }
-        let ts = parse_timestamp(fields[ts_col]).with_context(at)?;
+        let ts = parse_timestamp(&fields[ts_col]).with_context(at)?;
         if let Some(&(last, _)) = rows.last()
             && ts < last
         {
@@ -114,7 +154,6 @@ pub fn read_table(path: &Path) -> Result<SeriesTable> {
                 continue;
             }
             let v: f64 = f
-                .trim_matches('"')
                 .parse()
                 .map_err(|_| anyhow!("{}: column `{}` is {f:?}, not a number", at(), header[k]))?;
             values.push(v.is_finite().then_some(v));
@@ -147,5 +186,32 @@ mod tests {
             Some(1_392_807_000_000)
         );
         assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn quoted_headers_keep_their_commas_and_lines_are_counted() {
+        let dir = std::env::temp_dir().join(format!("nightshift-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("wide.csv");
+        std::fs::write(
+            &path,
+            "\u{feff}timestamp,\"requests{job=\"\"web\"\",code=\"\"200\"\"}\",errors\n\n1700000000,5,\n1700000060,6,x\n",
+        )
+        .expect("write");
+        let err = read_table(&path)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(err.contains("wide.csv:4") && err.contains("\"x\""), "{err}");
+        std::fs::write(
+            &path,
+            "timestamp,\"requests{job=\"\"web\"\",code=\"\"200\"\"}\"\n1700000000,5\n",
+        )
+        .expect("write");
+        let table = read_table(&path).expect("reads");
+        assert_eq!(table.names, vec![r#"requests{job="web",code="200"}"#]);
+        let key = crate::detect::header_series(&table.names[0]);
+        assert_eq!(key.metric, "requests");
+        assert_eq!(key.labels.get("code").map(String::as_str), Some("200"));
     }
 }
