@@ -96,14 +96,6 @@ if [[ $build -eq 1 ]]; then
   (cd "$repo" && cargo build --release)
 fi
 [[ -x "$bin" ]] || { echo "run.sh: $bin not found: run 'cargo build --release' at the repo root" >&2; exit 1; }
-if ! "$bin" eval nab --help >/dev/null 2>&1; then
-  cat >&2 <<EOF
-run.sh: this nightshift build has no 'eval nab' command yet, so the peers cannot be scored.
-        The peers' results and timings are in $out (results per detector, timings.json, notes.json).
-        Re-run with --skip-build (or without, to rebuild) once 'nightshift eval nab' exists.
-EOF
-  exit 1
-fi
 
 mkdir -p "$out/scores"
 say "nightshift eval nab (Nightshift's own detector)"
