@@ -58,6 +58,58 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Parses `90s`, `15m`, `2h`, `1h30m`, `500ms` or `1d` into milliseconds.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err("empty duration (expected e.g. 90s, 15m, 2h, 1h30m)".to_string());
+    }
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    let mut total: i64 = 0;
+    while i < bytes.len() {
+        let num_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if num_start == i {
+            return Err(format!(
+                "bad duration {text:?}: expected a number at {:?}",
+                &s[num_start..]
+            ));
+        }
+        let value: i64 = s[num_start..i]
+            .parse()
+            .map_err(|_| format!("bad duration {text:?}: number too large"))?;
+        let unit_start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let unit_ms = match &s[unit_start..i] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => {
+                return Err(format!(
+                    "bad duration {text:?}: missing unit (expected ms, s, m, h or d, as in 90s or 15m)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "bad duration {text:?}: unknown unit {other:?} (expected ms, s, m, h or d)"
+                ));
+            }
+        };
+        total = value
+            .checked_mul(unit_ms)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("bad duration {text:?}: too large"))?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ pub mod seasonal;
 mod testkit;
 pub mod trend;
 pub mod volatility_shift;
+pub mod watch;
 mod window;
 
 pub use bank::{AnomalyEvent, DetectorBank, alarm_direction};
@@ -40,6 +41,7 @@ pub use range_breach::{RangeBreachConfig, RangeBreachDetector};
 pub use seasonal::{SeasonalConfig, SeasonalDetector, Seasonality};
 pub use trend::{TrendConfig, TrendDetector};
 pub use volatility_shift::{VolatilityShiftConfig, VolatilityShiftDetector};
+pub use watch::{SeriesWatch, Watched};
 
 use nightshift_core::SeriesKey;
 use std::collections::HashMap;

@@ -1,27 +1,33 @@
-//! The configuration file (`nightshift.yaml`). Today it holds the per-series detection rules;
-//! every section is optional and an unknown key is refused, so a typo does not silently turn a
-//! rule off.
-//!
-//! ```yaml
-//! detect:
-//!   overrides:
-//!     - match: 'node_filesystem_used_ratio{mountpoint="/data"}'
-//!       limit: 1
-//!       alarm: up
-//!     - match: '{job=~"batch-.*"}'
-//!       off: [seasonal, level_shift]
-//! ```
+//! The configuration file (`nightshift.yaml`; every key is described in
+//! `nightshift.example.yaml`). Every section is optional and an unknown key is refused, so a
+//! typo does not silently turn a setting off. `${NAME}` is replaced by the environment variable
+//! `NAME` before the file is read (for secrets); `$$` is a literal `$`.
 
-use anyhow::{Context, Result, anyhow};
-use nightshift_detect::{OverrideRule, Overrides};
+use anyhow::{Context, Result, anyhow, bail};
+use nightshift_core::parse_duration;
+use nightshift_detect::{OverrideRule, Overrides, SeriesSelector};
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::Path;
+
+/// Where `serve` listens unless told otherwise (DESIGN's default).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
+    serve: RawServe,
+    #[serde(default)]
     detect: RawDetect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    listen: Option<String>,
+    interval: Option<String>,
+    queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,16 +36,43 @@ struct RawDetect {
     /// Rules applied in order to every series they select; see [`nightshift_detect::overrides`].
     #[serde(default)]
     overrides: Vec<OverrideRule>,
+    /// Raw series to score as they arrive, by selector.
+    #[serde(default)]
+    watch: Vec<String>,
+    max_series: Option<usize>,
+}
+
+/// `serve`'s own settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// How often derived signals are computed and the correlator advances.
+    pub interval_ms: i64,
+    /// Write requests waiting for the detectors before the server answers 503.
+    pub queue: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
+            interval_ms: 15_000,
+            queue: 64,
+        }
+    }
 }
 
 /// A checked configuration.
 #[derive(Debug, Default)]
 pub struct Config {
+    pub serve: ServeConfig,
     pub overrides: Overrides,
+    pub watch: Vec<SeriesSelector>,
+    pub max_series: Option<usize>,
 }
 
 impl Config {
-    /// Reads and checks `path`; errors name the file and the line, or the rule, at fault.
+    /// Reads and checks `path`; errors name the file and the line, key or rule at fault.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
@@ -48,19 +81,97 @@ impl Config {
 
     /// Like [`load`](Self::load), on text already read; errors do not name a file.
     pub fn parse(text: &str) -> Result<Self> {
+        let text = substitute_env(text, |name| std::env::var(name).ok())?;
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| syntax_error(&e))?
+            serde_saphyr::from_str(&text).map_err(|e| syntax_error(&e))?
         };
+        let mut serve = ServeConfig::default();
+        if let Some(listen) = raw.serve.listen {
+            serve.listen = listen.trim().parse().map_err(|_| {
+                anyhow!(
+                    "serve.listen: {listen:?} is not an address and port such as {DEFAULT_LISTEN}"
+                )
+            })?;
+        }
+        if let Some(interval) = raw.serve.interval {
+            let ms = parse_duration(&interval).map_err(|e| anyhow!("serve.interval: {e}"))?;
+            if !(100..=3_600_000).contains(&ms) {
+                bail!("serve.interval: {interval} is outside 100ms to 1h");
+            }
+            serve.interval_ms = ms;
+        }
+        if let Some(queue) = raw.serve.queue {
+            if !(1..=65_536).contains(&queue) {
+                bail!("serve.queue: {queue} is outside 1 to 65536 requests");
+            }
+            serve.queue = queue;
+        }
+        let watch = raw
+            .detect
+            .watch
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                SeriesSelector::parse(s).map_err(|e| anyhow!("detect.watch[{i}] ({s}): {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if raw.detect.max_series == Some(0) {
+            bail!("detect.max_series: must be at least 1");
+        }
         let overrides = Overrides::new(raw.detect.overrides)?;
-        Ok(Self { overrides })
+        Ok(Self {
+            serve,
+            overrides,
+            watch,
+            max_series: raw.detect.max_series,
+        })
     }
 
     /// `--config` if given, else the defaults.
     pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
         path.map_or_else(|| Ok(Self::default()), Self::load)
     }
+}
+
+/// `text` with every `${NAME}` replaced by `lookup(NAME)` and `$$` by `$`, comment lines
+/// aside; a variable that is not set is an error naming it and its line.
+fn substitute_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.lines().enumerate() {
+        // A comment line is left as written: it may well mention `${NAME}`.
+        if line.trim_start().starts_with('#') {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find('$') {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            if let Some(tail) = after.strip_prefix('$') {
+                out.push('$');
+                rest = tail;
+            } else if let Some(body) = after.strip_prefix('{') {
+                let Some(end) = body.find('}') else {
+                    bail!("line {}: `${{` without a closing `}}`", i + 1);
+                };
+                let name = &body[..end];
+                let value = lookup(name).ok_or_else(|| {
+                    anyhow!("line {}: the environment variable {name} is not set", i + 1)
+                })?;
+                out.push_str(&value);
+                rest = &body[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// The parser's message on one line, led by the line and column it points at.
@@ -106,13 +217,70 @@ detect:
     }
 
     #[test]
+    fn serve_settings_are_read() {
+        let cfg = Config::parse(
+            "serve:\n  listen: 127.0.0.1:19797\n  interval: 1s\n  queue: 8\ndetect:\n  watch: ['up', '{job=\"api\"}']\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.serve.listen.port(), 19797);
+        assert_eq!((cfg.serve.interval_ms, cfg.serve.queue), (1000, 8));
+        assert_eq!(cfg.watch.len(), 2);
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_says_the_defaults() {
+        let text = include_str!("../../../nightshift.example.yaml");
+        let cfg = Config::parse(text).expect("the example parses");
+        let d = ServeConfig::default();
+        assert_eq!(cfg.serve.listen, d.listen);
+        assert_eq!(
+            (cfg.serve.interval_ms, cfg.serve.queue),
+            (d.interval_ms, d.queue)
+        );
+        assert_eq!(
+            cfg.max_series,
+            Some(nightshift_detect::watch::DEFAULT_MAX_SERIES)
+        );
+        // The commented rules are valid too.
+        let uncommented: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("  #  ")
+                    .map_or(l.to_string(), |r| format!("    {r}"))
+            })
+            .map(|l| {
+                l.replace("overrides: []", "overrides:")
+                    .replace("watch: []", "watch:")
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let all = Config::parse(&uncommented).expect("the commented examples parse");
+        assert_eq!((all.watch.len(), all.overrides.len()), (2, 2));
+    }
+
+    #[test]
     fn empty_file_is_the_defaults() {
-        assert!(Config::parse("").expect("empty").overrides.is_empty());
+        let cfg = Config::parse("").expect("empty");
+        assert!(cfg.overrides.is_empty() && cfg.watch.is_empty());
+        assert_eq!(cfg.serve.listen.to_string(), DEFAULT_LISTEN);
         assert!(
             Config::parse("detect: {}\n")
                 .expect("no rules")
                 .overrides
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn environment_variables_are_substituted() {
+        let env = |name: &str| (name == "PORT").then(|| "9999".to_string());
+        let text = substitute_env("listen: 127.0.0.1:${PORT}\ncost: $$5\n  # ${NOPE}\n", env)
+            .expect("set");
+        assert_eq!(text, "listen: 127.0.0.1:9999\ncost: $5\n  # ${NOPE}\n");
+        let err = substitute_env("a: 1\nb: ${NOPE}\n", env).expect_err("unset");
+        assert!(
+            err.to_string().contains("line 2") && err.to_string().contains("NOPE"),
+            "{err}"
         );
     }
 
@@ -125,12 +293,13 @@ detect:
                 "line 4",
             ),
             ("detect:\n  overide: []\n", "line 2"),
+            ("serve:\n  listn: x\n", "line 2"),
             // Not a number, with its line.
             (
                 "detect:\n  overrides:\n    - match: x\n      hit: high\n",
                 "line 4",
             ),
-            // A value out of range, with the rule.
+            // A value out of range, with the rule or key.
             (
                 "detect:\n  overrides:\n    - match: x\n      hit: 2\n",
                 "override rule 1 (match: x): hit",
@@ -139,6 +308,10 @@ detect:
                 "detect:\n  overrides:\n    - match: 'rate(x[5m])'\n",
                 "override rule 1",
             ),
+            ("serve:\n  listen: nowhere\n", "serve.listen"),
+            ("serve:\n  interval: 5x\n", "serve.interval"),
+            ("serve:\n  queue: 0\n", "serve.queue"),
+            ("detect:\n  watch: ['sum(x)']\n", "detect.watch[0]"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Config::parse(text).expect_err(text));

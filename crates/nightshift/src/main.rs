@@ -9,6 +9,7 @@ mod render;
 mod replay;
 mod scenarios;
 mod series_csv;
+mod serve;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Run simulated clusters through the whole pipeline and show the incidents it finds.
     Demo(DemoArgs),
+    /// Run against your stack: receive Prometheus remote-write, detect, expose /metrics.
+    Serve(ServeArgs),
     /// Find anomalies in your own series: a `timestamp,value` CSV or a wide CSV with one column per series.
     Detect(DetectArgs),
     /// Measure quality against ground truth.
@@ -57,6 +60,14 @@ struct DemoArgs {
     #[arg(long, value_name = "PATH")]
     db: Option<String>,
     /// Configuration file with per-series detection rules (`detect.overrides`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Configuration file (see nightshift.example.yaml); without one, the defaults: listen on
+    /// 127.0.0.1:9797, derived golden signals only.
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
 }
@@ -135,6 +146,9 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo(args),
+        Command::Serve(args) => {
+            serve::serve(config::Config::load_or_default(args.config.as_deref())?)
+        }
         Command::Detect(args) => {
             let config = config::Config::load_or_default(args.config.as_deref())?;
             let reports = detect::detect_file(&args.file, &config.overrides)?;

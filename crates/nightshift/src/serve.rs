@@ -1,0 +1,374 @@
+//! `nightshift serve`: the daemon against a real stack. An HTTP server takes what the stack sends
+//! (Prometheus remote-write today) and hands it, through a bounded queue, to one worker thread
+//! that owns the pipeline `demo` runs; `/metrics` exposes what the worker finds.
+//!
+//! Backpressure: a write request is decoded on the server's threads, then queued for the
+//! worker. When the queue is full the request is answered 503 with `Retry-After`, which
+//! Prometheus retries with backoff, so memory stays bounded under any burst and nothing that
+//! was answered 2xx is dropped.
+
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nightshift_core::Millis;
+use nightshift_detect::{SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_ingest::{WriteBatch, decode_write_request};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+/// Compressed request bodies above this are refused with 413 before they are read whole.
+const MAX_BODY_BYTES: usize = 16 << 20;
+/// What a sender is told to wait when the queue is full, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+type Labels = Vec<(String, String)>;
+
+/// What `/metrics` exposes about the server itself and the series it watches.
+#[derive(Default)]
+struct Metrics {
+    anomaly_score: Family<Labels, Gauge<f64, AtomicU64>>,
+    samples: Counter,
+    stale: Counter,
+    rejected: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    watched_series: Gauge,
+    derived_series: Gauge,
+    anomalies: Counter,
+    incidents_open: Gauge,
+    detector_state_bytes: Gauge,
+}
+
+impl Metrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_anomaly_score",
+            "Calibrated anomaly score in [0, 1] of each watched series (1 at a record high or low)",
+            self.anomaly_score.clone(),
+        );
+        r.register(
+            "nightshift_ingest_samples",
+            "Samples accepted from remote-write",
+            self.samples.clone(),
+        );
+        r.register(
+            "nightshift_ingest_stale_markers",
+            "Staleness markers received (series that went away)",
+            self.stale.clone(),
+        );
+        r.register(
+            "nightshift_ingest_rejected_requests",
+            "Write requests refused, by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "nightshift_ingest_queue_depth",
+            "Write requests waiting for the detectors",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "nightshift_watched_series",
+            "Raw series scored under detect.watch",
+            self.watched_series.clone(),
+        );
+        r.register(
+            "nightshift_derived_series",
+            "Derived golden-signal series under detection",
+            self.derived_series.clone(),
+        );
+        r.register(
+            "nightshift_anomaly_reports",
+            "Anomaly reports on derived signals",
+            self.anomalies.clone(),
+        );
+        r.register(
+            "nightshift_incidents_open",
+            "Incidents currently open",
+            self.incidents_open.clone(),
+        );
+        r.register(
+            "nightshift_detector_state_bytes",
+            "Bytes of detector state held",
+            self.detector_state_bytes.clone(),
+        );
+    }
+
+    fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+}
+
+struct App {
+    queue: SyncSender<WriteBatch>,
+    metrics: Arc<Metrics>,
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+}
+
+fn now_ms() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.
+pub fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
+    let ready = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let metrics = metrics.clone();
+        let ready = ready.clone();
+        let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
+            .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
+        let pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+        let interval = Duration::from_millis(config.serve.interval_ms as u64);
+        std::thread::Builder::new()
+            .name("nightshift-pipeline".into())
+            .spawn(move || work(rx, pipeline, watch, interval, &metrics, &ready))
+            .context("cannot start the pipeline thread")?
+    };
+    let app = Arc::new(App {
+        queue: tx,
+        metrics,
+        registry,
+        ready,
+    });
+    let router = Router::new()
+        .route("/api/v1/write", post(remote_write))
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind(config.serve.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; set serve.listen in the configuration to a free address",
+                config.serve.listen
+            )
+        })?;
+    tracing::info!(listen = %config.serve.listen, "serving");
+    eprintln!(
+        "nightshift serve: listening on http://{}",
+        config.serve.listen
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server stopped")?;
+    // The server has stopped taking requests; closing the queue lets the worker drain it.
+    drop(app);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    eprintln!("nightshift serve: stopped after draining the queue");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let h = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let decoded = decode_write_request(
+        h(header::CONTENT_ENCODING),
+        h(header::CONTENT_TYPE),
+        &body,
+        now_ms(),
+    );
+    let (batch, partial) = match decoded {
+        Ok(ok) => ok,
+        Err(e) => {
+            app.metrics.reject("invalid");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, format!("remote-write: {e}"));
+        }
+    };
+    if !batch.samples.is_empty() || batch.stale > 0 {
+        match app.queue.try_send(batch) {
+            Ok(()) => {
+                app.metrics.queue_depth.inc();
+            }
+            Err(TrySendError::Full(_)) => {
+                app.metrics.reject("overloaded");
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "remote-write: the detectors are behind; retry later".into(),
+                );
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+                return r;
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "remote-write: shutting down".into(),
+                );
+            }
+        }
+    }
+    match partial {
+        // The valid series are queued; the sender must not retry the rest.
+        Some(e) => {
+            app.metrics.reject("invalid_series");
+            text(StatusCode::BAD_REQUEST, format!("remote-write: {e}"))
+        }
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn metrics_page(State(app): State<Arc<App>>) -> Response {
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &app.registry) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}"),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is starting".into(),
+        )
+    }
+}
+
+/// The labels of a watched series on `nightshift_anomaly_score`: its own labels and its name as
+/// `metric` (a label of its own called `metric` becomes `exported_metric`, as Prometheus
+/// renames clashing labels).
+fn score_labels(key: &nightshift_core::SeriesKey) -> Labels {
+    let mut labels: Labels = Vec::with_capacity(key.labels.len() + 1);
+    labels.push(("metric".to_string(), key.metric.clone()));
+    for (k, v) in &key.labels {
+        let k = if k == "metric" {
+            "exported_metric".to_string()
+        } else {
+            k.clone()
+        };
+        labels.push((k, v.clone()));
+    }
+    labels
+}
+
+/// The worker: owns the pipeline and the watched series, applies queued batches in arrival
+/// order, and evaluates the derived signals every `interval` of wall time.
+fn work(
+    rx: Receiver<WriteBatch>,
+    mut pipeline: Pipeline,
+    mut watch: SeriesWatch,
+    interval: Duration,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+) {
+    // Each watched series' gauge, kept so a sample costs one atomic store, not a label lookup.
+    let mut gauges: HashMap<nightshift_core::SeriesKey, Gauge<f64, AtomicU64>> = HashMap::new();
+    let mut next_eval = Instant::now() + interval;
+    ready.store(true, Ordering::Relaxed);
+    loop {
+        match rx.recv_timeout(next_eval.saturating_duration_since(Instant::now())) {
+            Ok(batch) => {
+                metrics.queue_depth.dec();
+                metrics.stale.inc_by(batch.stale as u64);
+                metrics.samples.inc_by(batch.samples.len() as u64);
+                for (key, ts, value) in &batch.samples {
+                    pipeline.ingest_sample(key, *ts, *value);
+                    if let Some(score) = watch.observe(key, *ts, *value) {
+                        gauges
+                            .entry(key.clone())
+                            .or_insert_with(|| {
+                                metrics
+                                    .anomaly_score
+                                    .get_or_create(&score_labels(key))
+                                    .clone()
+                            })
+                            .set(score.score);
+                    }
+                }
+                metrics.watched_series.set(watch.len() as i64);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_eval {
+            let eval = pipeline.evaluate(now_ms(), false);
+            metrics.anomalies.inc_by(eval.anomalies.len() as u64);
+            let stats = pipeline.stats();
+            metrics.derived_series.set(stats.detected_series as i64);
+            metrics
+                .detector_state_bytes
+                .set((stats.detector_state_bytes as usize + watch.state_bytes()) as i64);
+            metrics.incidents_open.set(
+                pipeline
+                    .correlator()
+                    .incidents()
+                    .filter(|i| i.status == nightshift_core::IncidentStatus::Open)
+                    .count() as i64,
+            );
+            next_eval += interval;
+            if next_eval < Instant::now() {
+                next_eval = Instant::now() + interval;
+            }
+        }
+    }
+    ready.store(false, Ordering::Relaxed);
+}

@@ -1,0 +1,305 @@
+//! `nightshift serve` against a real Prometheus (Debian's 2.42, installed by `scripts/test`):
+//! Prometheus remote-writes its own series to Nightshift and scrapes Nightshift's `/metrics`;
+//! then every kind of bad write request is tried against the same server.
+
+use nightshift_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use prost::Message;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process killed when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nightshift-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    // A server may answer (413) and stop reading before the body is sent: read the answer even
+    // when the write is cut short.
+    let _ = s.write_all(req.as_bytes()).and_then(|()| s.write_all(body));
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    http(port, "GET", path, &[], b"")
+}
+
+/// Polls `check` every 250 ms until it gives a value or `limit` passes.
+fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+/// The value of the first sample of `name` on a /metrics page.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn start_nightshift(dir: &Path, port: u16) -> Running {
+    let config = dir.join("nightshift.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\ndetect:\n  watch: ['up', 'prometheus_tsdb_head_series']\n"
+        ),
+    )
+    .expect("write config");
+    let child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nightshift serve starts");
+    let running = Running(child);
+    wait_for(Duration::from_secs(20), || {
+        (get(port, "/readyz").0 == 200).then_some(())
+    })
+    .expect("nightshift serve becomes ready");
+    running
+}
+
+fn prometheus_binary() -> Option<&'static str> {
+    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+#[test]
+fn a_real_prometheus_writes_to_nightshift_and_scrapes_its_scores() {
+    let Some(prometheus) = prometheus_binary() else {
+        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+        return;
+    };
+    let dir = temp_dir("serve-prom");
+    let (ns, prom) = (free_port(), free_port());
+    let _nightshift = start_nightshift(&dir, ns);
+    let prom_config = dir.join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n  - job_name: nightshift\n    static_configs: [{{targets: ['127.0.0.1:{ns}']}}]\nremote_write:\n  - url: http://127.0.0.1:{ns}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let _prometheus = Running(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+
+    // Remote-write reaches the detectors: samples counted, and a score per watched series.
+    let page = wait_for(Duration::from_secs(60), || {
+        let (status, page) = get(ns, "/metrics");
+        (status == 200
+            && metric(&page, "nightshift_ingest_samples_total").is_some_and(|n| n > 0.0)
+            && page.contains(r#"nightshift_anomaly_score{metric="up",instance="127.0.0.1:"#)
+            && page.contains(r#"nightshift_anomaly_score{metric="prometheus_tsdb_head_series""#))
+        .then_some(page)
+    })
+    .expect("Prometheus's samples scored by Nightshift");
+    for line in page
+        .lines()
+        .filter(|l| l.starts_with("nightshift_anomaly_score{"))
+    {
+        let v: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a number");
+        assert!((0.0..=1.0).contains(&v), "{line}");
+    }
+
+    // Prometheus scrapes /metrics and can query the scores with PromQL.
+    let result = wait_for(Duration::from_secs(60), || {
+        let (status, body) = get(
+            prom,
+            "/api/v1/query?query=nightshift_anomaly_score%7Bmetric%3D%22up%22%7D",
+        );
+        (status == 200 && body.contains(r#""metric":"up""#)).then_some(body)
+    })
+    .expect("Prometheus scraped nightshift_anomaly_score");
+    assert!(result.contains(r#""job":"nightshift""#), "{result}");
+}
+
+fn body(req: &WriteRequest) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("compresses")
+}
+
+fn series(labels: &[(&str, &str)], ts: i64, value: f64) -> TimeSeries {
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: (*n).into(),
+                value: (*v).into(),
+            })
+            .collect(),
+        samples: vec![Sample {
+            value,
+            timestamp: ts,
+        }],
+    }
+}
+
+const PROTO: [(&str, &str); 2] = [
+    ("Content-Type", "application/x-protobuf"),
+    ("Content-Encoding", "snappy"),
+];
+
+#[test]
+fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
+    let dir = temp_dir("serve-bad");
+    let ns = free_port();
+    let _nightshift = start_nightshift(&dir, ns);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("clock");
+    let write = |headers: &[(&str, &str)], b: &[u8]| http(ns, "POST", "/api/v1/write", headers, b);
+    let good = body(&WriteRequest {
+        timeseries: vec![series(&[("__name__", "up"), ("job", "a")], now, 1.0)],
+    });
+    assert_eq!(write(&PROTO, &good).0, 204);
+
+    let junk_proto = snap::raw::Encoder::new()
+        .compress_vec(&[0x0a, 0x7f, 0x01])
+        .expect("compresses");
+    let oversized = vec![0u8; 17 << 20];
+    // (what, headers, body, status, what the answer says)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong content type",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "snappy"),
+            ],
+            good.clone(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "no content encoding",
+            vec![("Content-Type", "application/x-protobuf")],
+            good.clone(),
+            415,
+            "Content-Encoding",
+        ),
+        (
+            "bad snappy",
+            PROTO.to_vec(),
+            b"\xff\xff\xff\xff\xff\xff".to_vec(),
+            400,
+            "snappy",
+        ),
+        (
+            "malformed protobuf",
+            PROTO.to_vec(),
+            junk_proto,
+            400,
+            "protobuf",
+        ),
+        ("oversized body", PROTO.to_vec(), oversized, 413, ""),
+    ];
+    for (what, headers, b, status, says) in cases {
+        let (got, text) = write(&headers, &b);
+        assert_eq!(got, status, "{what}: {text}");
+        assert!(text.contains(says), "{what}: {text}");
+    }
+
+    // One request, one good series and two bad ones: 400 naming the first problem, and the
+    // good series accepted.
+    let mixed = body(&WriteRequest {
+        timeseries: vec![
+            series(&[("__name__", "up"), ("job", "b")], now, 1.0),
+            series(&[("__name__", "up"), ("bad-name", "x")], now, 1.0),
+            series(&[("__name__", "up"), ("job", "c")], now + 3_600_000, 1.0),
+        ],
+    });
+    let (got, text) = write(&PROTO, &mixed);
+    assert_eq!(got, 400, "{text}");
+    assert!(
+        text.contains("\"bad-name\"") && text.contains("2 of 3 series refused"),
+        "{text}"
+    );
+
+    // Every accepted sample arrived: one from the first request, one from the mixed one.
+    let samples = wait_for(Duration::from_secs(10), || {
+        let page = get(ns, "/metrics").1;
+        metric(&page, "nightshift_ingest_samples_total").filter(|n| *n >= 2.0)
+    });
+    assert_eq!(samples, Some(2.0));
+    assert_eq!(get(ns, "/healthz").0, 200, "the server is still healthy");
+}
