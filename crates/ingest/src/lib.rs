@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alertmanager;
 pub mod remote_write;
 
+pub use alertmanager::{AlertError, decode_postable, decode_webhook};
 pub use remote_write::{RemoteWriteError, WriteBatch, decode_write_request};

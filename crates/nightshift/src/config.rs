@@ -12,6 +12,8 @@ use std::path::Path;
 
 /// Where `serve` listens unless told otherwise (DESIGN's default).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+/// Where `serve` keeps its database unless told otherwise (relative to the working directory).
+pub const DEFAULT_STORE: &str = "nightshift.db";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +22,14 @@ struct RawConfig {
     serve: RawServe,
     #[serde(default)]
     detect: RawDetect,
+    #[serde(default)]
+    store: RawStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +60,8 @@ pub struct ServeConfig {
     pub interval_ms: i64,
     /// Write requests waiting for the detectors before the server answers 503.
     pub queue: usize,
+    /// The SQLite database alerts, anomalies and incidents are recorded in.
+    pub store: String,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +70,7 @@ impl Default for ServeConfig {
             listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
             interval_ms: 15_000,
             queue: 64,
+            store: DEFAULT_STORE.to_string(),
         }
     }
 }
@@ -107,6 +120,12 @@ impl Config {
                 bail!("serve.queue: {queue} is outside 1 to 65536 requests");
             }
             serve.queue = queue;
+        }
+        if let Some(path) = raw.store.path {
+            if path.trim().is_empty() {
+                bail!("store.path: give a file path for the SQLite database, e.g. {DEFAULT_STORE}");
+            }
+            serve.store = path;
         }
         let watch = raw
             .detect

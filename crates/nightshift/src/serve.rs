@@ -12,13 +12,16 @@ use crate::pipeline::Pipeline;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use nightshift_core::Millis;
+use nightshift_core::{Alert, AlertStatus, Millis};
 use nightshift_detect::{SeriesWatch, watch::DEFAULT_MAX_SERIES};
-use nightshift_ingest::{WriteBatch, decode_write_request};
+use nightshift_ingest::{
+    AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
+};
+use nightshift_store::{AlertFilter, SqliteStore, Store};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,6 +40,13 @@ const RETRY_AFTER_SECONDS: &str = "1";
 
 type Labels = Vec<(String, String)>;
 
+/// What the HTTP handlers hand to the pipeline thread, in arrival order.
+enum Work {
+    Samples(WriteBatch),
+    /// Alerts already stored.
+    Alerts(Vec<Alert>),
+}
+
 /// What `/metrics` exposes about the server itself and the series it watches.
 #[derive(Default)]
 struct Metrics {
@@ -45,6 +55,7 @@ struct Metrics {
     stale: Counter,
     rejected: Family<Labels, Counter>,
     queue_depth: Gauge,
+    alerts: Family<Labels, Counter>,
     watched_series: Gauge,
     derived_series: Gauge,
     anomalies: Counter,
@@ -73,6 +84,11 @@ impl Metrics {
             "nightshift_ingest_rejected_requests",
             "Write requests refused, by reason",
             self.rejected.clone(),
+        );
+        r.register(
+            "nightshift_ingest_alerts",
+            "Alerts received and stored, by status",
+            self.alerts.clone(),
         );
         r.register(
             "nightshift_ingest_queue_depth",
@@ -114,7 +130,8 @@ impl Metrics {
 }
 
 struct App {
-    queue: SyncSender<WriteBatch>,
+    queue: SyncSender<Work>,
+    store: SqliteStore,
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
@@ -137,6 +154,14 @@ async fn run(config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    let store = SqliteStore::open(&config.serve.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}; set store.path in the configuration",
+                config.serve.store
+            )
+        })?;
     let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
     let ready = Arc::new(AtomicBool::new(false));
     let worker = {
@@ -153,12 +178,15 @@ async fn run(config: Config) -> Result<()> {
     };
     let app = Arc::new(App {
         queue: tx,
+        store,
         metrics,
         registry,
         ready,
     });
     let router = Router::new()
         .route("/api/v1/write", post(remote_write))
+        .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
+        .route("/api/v1/alerts", post(postable_alerts).get(list_alerts))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -182,10 +210,12 @@ async fn run(config: Config) -> Result<()> {
         .await
         .context("the HTTP server stopped")?;
     // The server has stopped taking requests; closing the queue lets the worker drain it.
+    let store = app.store.clone();
     drop(app);
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    store.close().await;
     eprintln!("nightshift serve: stopped after draining the queue");
     Ok(())
 }
@@ -229,30 +259,10 @@ async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
             return text(status, format!("remote-write: {e}"));
         }
     };
-    if !batch.samples.is_empty() || batch.stale > 0 {
-        match app.queue.try_send(batch) {
-            Ok(()) => {
-                app.metrics.queue_depth.inc();
-            }
-            Err(TrySendError::Full(_)) => {
-                app.metrics.reject("overloaded");
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "remote-write: the detectors are behind; retry later".into(),
-                );
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-                return r;
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "remote-write: shutting down".into(),
-                );
-            }
-        }
+    if (!batch.samples.is_empty() || batch.stale > 0)
+        && let Some(busy) = enqueue(&app, Work::Samples(batch), "remote-write")
+    {
+        return busy;
     }
     match partial {
         // The valid series are queued; the sender must not retry the rest.
@@ -261,6 +271,119 @@ async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
             text(StatusCode::BAD_REQUEST, format!("remote-write: {e}"))
         }
         None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// Queues work for the pipeline thread; when it cannot, the answer to give instead (a full
+/// queue is answered 503 with `Retry-After`).
+fn enqueue(app: &App, work: Work, what: &str) -> Option<Response> {
+    match app.queue.try_send(work) {
+        Ok(()) => {
+            app.metrics.queue_depth.inc();
+            None
+        }
+        Err(TrySendError::Full(_)) => {
+            app.metrics.reject("overloaded");
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what}: the detectors are behind; retry later"),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+            Some(r)
+        }
+        Err(TrySendError::Disconnected(_)) => Some(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what}: shutting down"),
+        )),
+    }
+}
+
+/// Stores the alerts, then queues them for the correlator: a 2xx means they are on disk.
+async fn accept_alerts(app: &App, decoded: Result<Vec<Alert>, AlertError>, what: &str) -> Response {
+    let alerts = match decoded {
+        Ok(a) => a,
+        Err(e) => {
+            app.metrics.reject("invalid_alerts");
+            return text(StatusCode::BAD_REQUEST, format!("{what}: {e}"));
+        }
+    };
+    for a in &alerts {
+        if let Err(e) = app.store.record_alert(a).await {
+            tracing::error!(error = %e, "cannot store an alert");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what}: cannot store the alerts ({e}); retry later"),
+            );
+        }
+    }
+    for a in &alerts {
+        let status = match a.status {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        };
+        app.metrics
+            .alerts
+            .get_or_create(&vec![("status".to_string(), status.to_string())])
+            .inc();
+    }
+    if !alerts.is_empty()
+        && let Some(busy) = enqueue(app, Work::Alerts(alerts), what)
+    {
+        return busy;
+    }
+    StatusCode::OK.into_response()
+}
+
+async fn alertmanager_webhook(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    accept_alerts(&app, decode_webhook(&body), "alertmanager webhook").await
+}
+
+async fn postable_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    accept_alerts(&app, decode_postable(&body, now_ms()), "alerts").await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertQuery {
+    status: Option<String>,
+    since: Option<Millis>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/alerts?status=firing|resolved&since=MS&limit=N`: stored alerts, newest first.
+async fn list_alerts(
+    State(app): State<Arc<App>>,
+    query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(q) = match query {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("alerts: {e}")),
+    };
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("firing") => Some(AlertStatus::Firing),
+        Some("resolved") => Some(AlertStatus::Resolved),
+        Some(other) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("alerts: status {other:?} is neither firing nor resolved"),
+            );
+        }
+    };
+    let filter = AlertFilter {
+        status,
+        since: q.since,
+        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
+    };
+    match app.store.alerts(&filter).await {
+        Ok(alerts) => axum::Json(alerts).into_response(),
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("alerts: cannot read the database ({e})"),
+        ),
     }
 }
 
@@ -313,7 +436,7 @@ fn score_labels(key: &nightshift_core::SeriesKey) -> Labels {
 /// The worker: owns the pipeline and the watched series, applies queued batches in arrival
 /// order, and evaluates the derived signals every `interval` of wall time.
 fn work(
-    rx: Receiver<WriteBatch>,
+    rx: Receiver<Work>,
     mut pipeline: Pipeline,
     mut watch: SeriesWatch,
     interval: Duration,
@@ -326,7 +449,13 @@ fn work(
     ready.store(true, Ordering::Relaxed);
     loop {
         match rx.recv_timeout(next_eval.saturating_duration_since(Instant::now())) {
-            Ok(batch) => {
+            Ok(Work::Alerts(alerts)) => {
+                metrics.queue_depth.dec();
+                for a in &alerts {
+                    pipeline.ingest_alert(a);
+                }
+            }
+            Ok(Work::Samples(batch)) => {
                 metrics.queue_depth.dec();
                 metrics.stale.inc_by(batch.stale as u64);
                 metrics.samples.inc_by(batch.samples.len() as u64);
