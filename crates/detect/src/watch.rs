@@ -91,6 +91,11 @@ impl SeriesWatch {
         }
     }
 
+    /// The watched series `key`, if it is watched.
+    pub fn get(&self, key: &SeriesKey) -> Option<&Watched> {
+        self.series.get(&series_hash(key))
+    }
+
     /// Every watched series.
     pub fn series(&self) -> impl Iterator<Item = &Watched> {
         self.series.values()

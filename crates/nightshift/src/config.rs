@@ -24,6 +24,24 @@ struct RawConfig {
     detect: RawDetect,
     #[serde(default)]
     store: RawStore,
+    alertmanager: Option<RawAlertmanager>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlertmanager {
+    url: String,
+    resend: Option<String>,
+    timeout: Option<String>,
+}
+
+/// Where Nightshift posts its own alerts.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9093` (`/api/v2/alerts` is added).
+    pub url: String,
+    pub resend_ms: i64,
+    pub timeout_ms: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +100,7 @@ pub struct Config {
     pub overrides: Overrides,
     pub watch: Vec<SeriesSelector>,
     pub max_series: Option<usize>,
+    pub alertmanager: Option<AlertmanagerConfig>,
 }
 
 impl Config {
@@ -140,11 +159,13 @@ impl Config {
             bail!("detect.max_series: must be at least 1");
         }
         let overrides = Overrides::new(raw.detect.overrides)?;
+        let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
         Ok(Self {
             serve,
             overrides,
             watch,
             max_series: raw.detect.max_series,
+            alertmanager,
         })
     }
 
@@ -152,6 +173,32 @@ impl Config {
     pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
         path.map_or_else(|| Ok(Self::default()), Self::load)
     }
+}
+
+fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
+    let url = raw.url.trim().trim_end_matches('/').to_string();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| {
+            anyhow!("alertmanager.url: {url:?} must start with http:// or https://, e.g. http://127.0.0.1:9093")
+        })?;
+    if rest.is_empty() {
+        bail!("alertmanager.url: {url:?} names no host");
+    }
+    let duration = |key: &str, text: Option<String>, default: i64| -> Result<i64> {
+        let Some(text) = text else { return Ok(default) };
+        let ms = parse_duration(&text).map_err(|e| anyhow!("alertmanager.{key}: {e}"))?;
+        if !(1_000..=3_600_000).contains(&ms) {
+            bail!("alertmanager.{key}: {text} is outside 1s to 1h");
+        }
+        Ok(ms)
+    };
+    Ok(AlertmanagerConfig {
+        url,
+        resend_ms: duration("resend", raw.resend, 60_000)?,
+        timeout_ms: duration("timeout", raw.timeout, 10_000)?,
+    })
 }
 
 /// `text` with every `${NAME}` replaced by `lookup(NAME)` and `$$` by `$`, comment lines
@@ -261,12 +308,21 @@ detect:
             Some(nightshift_detect::watch::DEFAULT_MAX_SERIES)
         );
         // The commented rules are valid too.
+        // Commented examples: `  #  key` inside a list, `#key` or `#  key` for a whole section.
+        let uncomment = |l: &str| -> String {
+            if let Some(r) = l.strip_prefix("  #  ") {
+                format!("    {r}")
+            } else if l.starts_with("#  ")
+                || (l.len() > 1 && l.starts_with('#') && !l.starts_with("# "))
+            {
+                l[1..].to_string()
+            } else {
+                l.to_string()
+            }
+        };
         let uncommented: String = text
             .lines()
-            .map(|l| {
-                l.strip_prefix("  #  ")
-                    .map_or(l.to_string(), |r| format!("    {r}"))
-            })
+            .map(uncomment)
             .map(|l| {
                 l.replace("overrides: []", "overrides:")
                     .replace("watch: []", "watch:")
@@ -275,6 +331,11 @@ detect:
             .join("\n");
         let all = Config::parse(&uncommented).expect("the commented examples parse");
         assert_eq!((all.watch.len(), all.overrides.len()), (2, 2));
+        let am = all.alertmanager.expect("the alertmanager section");
+        assert_eq!(
+            (am.url.as_str(), am.resend_ms, am.timeout_ms),
+            ("http://127.0.0.1:9093", 60_000, 10_000)
+        );
     }
 
     #[test]
@@ -331,6 +392,12 @@ detect:
             ("serve:\n  interval: 5x\n", "serve.interval"),
             ("serve:\n  queue: 0\n", "serve.queue"),
             ("detect:\n  watch: ['sum(x)']\n", "detect.watch[0]"),
+            ("alertmanager:\n  url: am:9093\n", "alertmanager.url"),
+            (
+                "alertmanager:\n  url: http://am:9093\n  resend: 1ms\n",
+                "alertmanager.resend",
+            ),
+            ("alertmanager: {}\n", "url"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Config::parse(text).expect_err(text));

@@ -4,6 +4,7 @@ mod config;
 mod detect;
 mod eval;
 mod nab;
+mod notify;
 mod pipeline;
 mod render;
 mod replay;

@@ -8,6 +8,7 @@
 //! was answered 2xx is dropped.
 
 use crate::config::Config;
+use crate::notify::{self, Notice, NotifyMetrics, anomaly_alert, incident_notice};
 use crate::pipeline::Pipeline;
 use anyhow::{Context, Result};
 use axum::Router;
@@ -17,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nightshift_core::{Alert, AlertStatus, Millis};
-use nightshift_detect::{SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
 use nightshift_ingest::{
     AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
 };
@@ -61,6 +62,7 @@ struct Metrics {
     anomalies: Counter,
     incidents_open: Gauge,
     detector_state_bytes: Gauge,
+    notify: NotifyMetrics,
 }
 
 impl Metrics {
@@ -122,6 +124,19 @@ impl Metrics {
         );
     }
 
+    fn register_notify(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_alertmanager_posts",
+            "Posts of Nightshift's alerts that Alertmanager accepted",
+            self.notify.sent.clone(),
+        );
+        r.register(
+            "nightshift_alertmanager_post_failures",
+            "Posts of Nightshift's alerts that failed (retried on the next second)",
+            self.notify.failed.clone(),
+        );
+    }
+
     fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
@@ -164,6 +179,28 @@ async fn run(config: Config) -> Result<()> {
         })?;
     let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
     let ready = Arc::new(AtomicBool::new(false));
+    let notices = match &config.alertmanager {
+        Some(am) => {
+            metrics.register_notify(&mut registry);
+            // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_millis(am.timeout_ms as u64))
+                .build()
+                .context("cannot build the HTTP client for Alertmanager")?;
+            let (ntx, nrx) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(notify::run(
+                client,
+                am.url.clone(),
+                Duration::from_millis(am.resend_ms as u64),
+                nrx,
+                metrics.notify.clone(),
+            ));
+            Some(ntx)
+        }
+        None => None,
+    };
+    let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
     let worker = {
         let metrics = metrics.clone();
         let ready = ready.clone();
@@ -173,7 +210,10 @@ async fn run(config: Config) -> Result<()> {
         let interval = Duration::from_millis(config.serve.interval_ms as u64);
         std::thread::Builder::new()
             .name("nightshift-pipeline".into())
-            .spawn(move || work(rx, pipeline, watch, interval, &metrics, &ready))
+            .spawn(move || {
+                let out = Outbox { notices, link_base };
+                work(rx, pipeline, watch, interval, &metrics, &ready, &out)
+            })
             .context("cannot start the pipeline thread")?
     };
     let app = Arc::new(App {
@@ -433,6 +473,24 @@ fn score_labels(key: &nightshift_core::SeriesKey) -> Labels {
     labels
 }
 
+/// Where the worker sends what Nightshift alerts on, when an Alertmanager is configured.
+struct Outbox {
+    notices: Option<tokio::sync::mpsc::Sender<Notice>>,
+    link_base: String,
+}
+
+impl Outbox {
+    /// Hands a notice to the notifier; if it is 4,096 notices behind, the notice is dropped with
+    /// a warning rather than stalling detection.
+    fn send(&self, notice: Notice) {
+        if let Some(tx) = &self.notices
+            && tx.try_send(notice).is_err()
+        {
+            tracing::warn!("the Alertmanager notifier is behind; a notice was dropped");
+        }
+    }
+}
+
 /// The worker: owns the pipeline and the watched series, applies queued batches in arrival
 /// order, and evaluates the derived signals every `interval` of wall time.
 fn work(
@@ -442,9 +500,12 @@ fn work(
     interval: Duration,
     metrics: &Metrics,
     ready: &AtomicBool,
+    out: &Outbox,
 ) {
     // Each watched series' gauge, kept so a sample costs one atomic store, not a label lookup.
     let mut gauges: HashMap<nightshift_core::SeriesKey, Gauge<f64, AtomicU64>> = HashMap::new();
+    // Watched series in an anomaly event, whose alert is firing.
+    let mut in_event: std::collections::HashSet<nightshift_core::SeriesKey> = Default::default();
     let mut next_eval = Instant::now() + interval;
     ready.store(true, Ordering::Relaxed);
     loop {
@@ -471,6 +532,24 @@ fn work(
                                     .clone()
                             })
                             .set(score.score);
+                        match score.phase {
+                            EventPhase::Onset => {
+                                let why = watch
+                                    .get(key)
+                                    .map(|w| w.ensemble.explain_top())
+                                    .unwrap_or_default();
+                                let summary = format!("{key} is anomalous: {why}");
+                                out.send(Notice::Firing(anomaly_alert(key, *ts, summary)));
+                                in_event.insert(key.clone());
+                            }
+                            EventPhase::Normal if in_event.remove(key) => {
+                                out.send(Notice::Resolved {
+                                    key: format!("anomaly:{key}"),
+                                    at: *ts,
+                                });
+                            }
+                            _ => {}
+                        }
                     }
                 }
                 metrics.watched_series.set(watch.len() as i64);
@@ -481,6 +560,11 @@ fn work(
         if Instant::now() >= next_eval {
             let eval = pipeline.evaluate(now_ms(), false);
             metrics.anomalies.inc_by(eval.anomalies.len() as u64);
+            for (id, _) in &eval.updates {
+                if let Some(i) = pipeline.correlator().incidents().find(|i| i.id == *id) {
+                    out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
+                }
+            }
             let stats = pipeline.stats();
             metrics.derived_series.set(stats.detected_series as i64);
             metrics

@@ -173,3 +173,115 @@ fn bad_alert_payloads_are_answered_400_and_good_ones_stored() {
     );
     assert_eq!(get(ns, "/healthz").0, 200);
 }
+
+/// Remote-writes one series' samples to Nightshift.
+fn write_series(ns: u16, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+    use nightshift_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+    use prost::Message;
+    let req = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+        }],
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("compresses");
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+    ];
+    let (code, text) = http(ns, "POST", "/api/v1/write", &headers, &body);
+    assert_eq!(code, 204, "{text}");
+}
+
+/// Alertmanager's active alerts named `alertname`.
+fn am_alerts(am: u16, alertname: &str) -> Vec<serde_json::Value> {
+    let (_, body) = get(
+        am,
+        &format!("/api/v2/alerts?filter=alertname%3D%22{alertname}%22"),
+    );
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn nightshift_raises_and_resolves_its_anomaly_alerts_in_a_real_alertmanager() {
+    let Some(alertmanager) = alertmanager_binary() else {
+        eprintln!(
+            "skipped: no alertmanager binary (scripts/test installs Debian's `prometheus-alertmanager`)"
+        );
+        return;
+    };
+    let dir = temp_dir("serve-am-out");
+    let (ns, am) = (free_port(), free_port());
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+    )
+    .expect("write alertmanager.yml");
+    let _alertmanager = Running(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{am}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager starts"),
+    );
+    wait_for(Duration::from_secs(30), || {
+        (get(am, "/-/ready").0 == 200).then_some(())
+    })
+    .expect("alertmanager becomes ready");
+    let extra = format!(
+        "alertmanager:\n  url: http://127.0.0.1:{am}\n  resend: 1m\ndetect:\n  watch: ['checkout_latency_seconds']\n"
+    );
+    let _nightshift = common::start_nightshift_with(&dir, ns, &extra);
+
+    // Two days of a steady series at 5-minute steps, then a value far above anything seen.
+    let labels = [
+        ("__name__", "checkout_latency_seconds"),
+        ("service", "checkout"),
+    ];
+    let now = jiff::Timestamp::now().as_millisecond();
+    let start = now - 600 * 300_000;
+    let history: Vec<(i64, f64)> = (0..598)
+        .map(|i| (start + i * 300_000, 0.2 + 0.01 * ((i * 7919) % 13) as f64))
+        .collect();
+    write_series(ns, &labels, &history);
+    write_series(ns, &labels, &[(now - 30_000, 5.0)]);
+    let firing = wait_for(Duration::from_secs(30), || {
+        let a = am_alerts(am, "NightshiftAnomaly");
+        (!a.is_empty()).then_some(a)
+    })
+    .expect("Nightshift's anomaly alert reached Alertmanager");
+    let labels_seen = &firing[0]["labels"];
+    assert_eq!(labels_seen["metric"], "checkout_latency_seconds");
+    assert_eq!(labels_seen["service"], "checkout");
+    assert_eq!(labels_seen["severity"], "warning");
+    let summary = firing[0]["annotations"]["summary"].as_str().unwrap_or("");
+    assert!(summary.contains("checkout_latency_seconds"), "{summary}");
+
+    // Back to normal: the event ends and the alert resolves. (A firing alert is sent ending four
+    // resends, four minutes, ahead: only Nightshift's resolution ends it within the wait.)
+    let after: Vec<(i64, f64)> = (1..=20).map(|i| (now - 30_000 + i * 1000, 0.2)).collect();
+    write_series(ns, &labels, &after);
+    wait_for(Duration::from_secs(30), || {
+        am_alerts(am, "NightshiftAnomaly").is_empty().then_some(())
+    })
+    .expect("the alert resolved in Alertmanager");
+}

@@ -95,11 +95,20 @@ pub fn metric(page: &str, name: &str) -> Option<f64> {
 }
 
 pub fn start_nightshift(dir: &Path, port: u16) -> Running {
+    start_nightshift_with(
+        dir,
+        port,
+        "detect:\n  watch: ['up', 'prometheus_tsdb_head_series']\n",
+    )
+}
+
+/// `nightshift serve` on `port`, its database in `dir`, with `extra` configuration sections.
+pub fn start_nightshift_with(dir: &Path, port: u16, extra: &str) -> Running {
     let config = dir.join("nightshift.yaml");
     std::fs::write(
         &config,
         format!(
-            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\nstore:\n  path: {}\ndetect:\n  watch: ['up', 'prometheus_tsdb_head_series']\n",
+            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\nstore:\n  path: {}\n{extra}",
             dir.join("nightshift.db").display()
         ),
     )
