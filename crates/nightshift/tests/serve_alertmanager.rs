@@ -4,20 +4,11 @@
 
 mod common;
 
-use common::{Running, free_port, get, http, start_nightshift, temp_dir, wait_for};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use common::{
+    RW_HEADERS, alertmanager_binary, free_port, get, http, rw_body, rw_series, start_alertmanager,
+    start_nightshift, temp_dir, wait_for,
+};
 use std::time::Duration;
-
-fn alertmanager_binary() -> Option<&'static str> {
-    [
-        "/usr/bin/prometheus-alertmanager",
-        "/usr/bin/alertmanager",
-        "/usr/local/bin/alertmanager",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-}
 
 fn rfc3339(offset_ms: i64) -> String {
     let now = jiff::Timestamp::now().as_millisecond() + offset_ms;
@@ -56,29 +47,14 @@ fn a_real_alertmanager_delivers_firing_then_resolved_alerts() {
     let dir = temp_dir("serve-am");
     let (ns, am) = (free_port(), free_port());
     let _nightshift = start_nightshift(&dir, ns);
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        format!(
+    let _alertmanager = start_alertmanager(
+        alertmanager,
+        &dir,
+        am,
+        &format!(
             "route:\n  receiver: nightshift\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: nightshift\n    webhook_configs:\n      - url: http://127.0.0.1:{ns}/api/v1/alerts/alertmanager\n        send_resolved: true\n"
         ),
-    )
-    .expect("write alertmanager.yml");
-    let _alertmanager = Running(
-        Command::new(alertmanager)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
     );
-    wait_for(Duration::from_secs(30), || {
-        (get(am, "/-/ready").0 == 200).then_some(())
-    })
-    .expect("alertmanager becomes ready");
 
     let alert = |ends: Option<String>| {
         let ends = ends.map_or(String::new(), |e| format!(r#", "endsAt": "{e}""#));
@@ -176,31 +152,8 @@ fn bad_alert_payloads_are_answered_400_and_good_ones_stored() {
 
 /// Remote-writes one series' samples to Nightshift.
 fn write_series(ns: u16, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
-    use nightshift_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
-    use prost::Message;
-    let req = WriteRequest {
-        timeseries: vec![TimeSeries {
-            labels: labels
-                .iter()
-                .map(|(n, v)| Label {
-                    name: (*n).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            samples: samples
-                .iter()
-                .map(|&(timestamp, value)| Sample { value, timestamp })
-                .collect(),
-        }],
-    };
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("compresses");
-    let headers = [
-        ("Content-Type", "application/x-protobuf"),
-        ("Content-Encoding", "snappy"),
-    ];
-    let (code, text) = http(ns, "POST", "/api/v1/write", &headers, &body);
+    let body = rw_body(vec![rw_series(labels, samples)]);
+    let (code, text) = http(ns, "POST", "/api/v1/write", &RW_HEADERS, &body);
     assert_eq!(code, 204, "{text}");
 }
 
@@ -226,27 +179,12 @@ fn nightshift_raises_and_resolves_its_anomaly_alerts_in_a_real_alertmanager() {
     };
     let dir = temp_dir("serve-am-out");
     let (ns, am) = (free_port(), free_port());
-    let config = dir.join("alertmanager.yml");
-    std::fs::write(
-        &config,
+    let _alertmanager = start_alertmanager(
+        alertmanager,
+        &dir,
+        am,
         "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
-    )
-    .expect("write alertmanager.yml");
-    let _alertmanager = Running(
-        Command::new(alertmanager)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join("am").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("alertmanager starts"),
     );
-    wait_for(Duration::from_secs(30), || {
-        (get(am, "/-/ready").0 == 200).then_some(())
-    })
-    .expect("alertmanager becomes ready");
     let extra = format!(
         "alertmanager:\n  url: http://127.0.0.1:{am}\n  resend: 1m\ndetect:\n  watch: ['checkout_latency_seconds']\n"
     );

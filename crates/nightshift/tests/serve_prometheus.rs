@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{Running, free_port, get, http, metric, start_nightshift, temp_dir, wait_for};
-use nightshift_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
-use prost::Message;
+use common::{
+    RW_HEADERS, Running, free_port, get, http, metric, rw_body, rw_series, start_nightshift,
+    temp_dir, wait_for,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -82,33 +83,6 @@ fn a_real_prometheus_writes_to_nightshift_and_scrapes_its_scores() {
     assert!(result.contains(r#""job":"nightshift""#), "{result}");
 }
 
-fn body(req: &WriteRequest) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(&req.encode_to_vec())
-        .expect("compresses")
-}
-
-fn series(labels: &[(&str, &str)], ts: i64, value: f64) -> TimeSeries {
-    TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| Label {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect(),
-        samples: vec![Sample {
-            value,
-            timestamp: ts,
-        }],
-    }
-}
-
-const PROTO: [(&str, &str); 2] = [
-    ("Content-Type", "application/x-protobuf"),
-    ("Content-Encoding", "snappy"),
-];
-
 #[test]
 fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
     let dir = temp_dir("serve-bad");
@@ -119,10 +93,11 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
         .map(|d| d.as_millis() as i64)
         .expect("clock");
     let write = |headers: &[(&str, &str)], b: &[u8]| http(ns, "POST", "/api/v1/write", headers, b);
-    let good = body(&WriteRequest {
-        timeseries: vec![series(&[("__name__", "up"), ("job", "a")], now, 1.0)],
-    });
-    assert_eq!(write(&PROTO, &good).0, 204);
+    let good = rw_body(vec![rw_series(
+        &[("__name__", "up"), ("job", "a")],
+        &[(now, 1.0)],
+    )]);
+    assert_eq!(write(&RW_HEADERS, &good).0, 204);
 
     let junk_proto = snap::raw::Encoder::new()
         .compress_vec(&[0x0a, 0x7f, 0x01])
@@ -150,19 +125,19 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
         ),
         (
             "bad snappy",
-            PROTO.to_vec(),
+            RW_HEADERS.to_vec(),
             b"\xff\xff\xff\xff\xff\xff".to_vec(),
             400,
             "snappy",
         ),
         (
             "malformed protobuf",
-            PROTO.to_vec(),
+            RW_HEADERS.to_vec(),
             junk_proto,
             400,
             "protobuf",
         ),
-        ("oversized body", PROTO.to_vec(), oversized, 413, ""),
+        ("oversized body", RW_HEADERS.to_vec(), oversized, 413, ""),
     ];
     for (what, headers, b, status, says) in cases {
         let (got, text) = write(&headers, &b);
@@ -172,14 +147,15 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
 
     // One request, one good series and two bad ones: 400 naming the first problem, and the
     // good series accepted.
-    let mixed = body(&WriteRequest {
-        timeseries: vec![
-            series(&[("__name__", "up"), ("job", "b")], now, 1.0),
-            series(&[("__name__", "up"), ("bad-name", "x")], now, 1.0),
-            series(&[("__name__", "up"), ("job", "c")], now + 3_600_000, 1.0),
-        ],
-    });
-    let (got, text) = write(&PROTO, &mixed);
+    let mixed = rw_body(vec![
+        rw_series(&[("__name__", "up"), ("job", "b")], &[(now, 1.0)]),
+        rw_series(&[("__name__", "up"), ("bad-name", "x")], &[(now, 1.0)]),
+        rw_series(
+            &[("__name__", "up"), ("job", "c")],
+            &[(now + 3_600_000, 1.0)],
+        ),
+    ]);
+    let (got, text) = write(&RW_HEADERS, &mixed);
     assert_eq!(got, 400, "{text}");
     assert!(
         text.contains("\"bad-name\"") && text.contains("2 of 3 series refused"),

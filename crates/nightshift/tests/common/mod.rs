@@ -127,3 +127,72 @@ pub fn start_nightshift_with(dir: &Path, port: u16, extra: &str) -> Running {
     .expect("nightshift serve becomes ready");
     running
 }
+
+/// A remote-write series with its samples, as (timestamp ms, value).
+pub fn rw_series(
+    labels: &[(&str, &str)],
+    samples: &[(i64, f64)],
+) -> nightshift_ingest::remote_write::TimeSeries {
+    use nightshift_ingest::remote_write::{Label, Sample, TimeSeries};
+    TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: (*n).into(),
+                value: (*v).into(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| Sample { value, timestamp })
+            .collect(),
+    }
+}
+
+/// A remote-write body: the request as protobuf, snappy block-compressed.
+pub fn rw_body(series: Vec<nightshift_ingest::remote_write::TimeSeries>) -> Vec<u8> {
+    use prost::Message;
+    let req = nightshift_ingest::remote_write::WriteRequest { timeseries: series };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("compresses")
+}
+
+/// The headers of a remote-write 1.0 request.
+pub const RW_HEADERS: [(&str, &str); 2] = [
+    ("Content-Type", "application/x-protobuf"),
+    ("Content-Encoding", "snappy"),
+];
+
+/// Debian's Alertmanager, if installed.
+pub fn alertmanager_binary() -> Option<&'static str> {
+    [
+        "/usr/bin/prometheus-alertmanager",
+        "/usr/bin/alertmanager",
+        "/usr/local/bin/alertmanager",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+}
+
+/// A real Alertmanager on `port` with `config` (YAML), its state in `dir`, once it is ready.
+pub fn start_alertmanager(binary: &str, dir: &Path, port: u16, config: &str) -> Running {
+    let file = dir.join("alertmanager.yml");
+    std::fs::write(&file, config).expect("write alertmanager.yml");
+    let running = Running(
+        Command::new(binary)
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!("--storage.path={}", dir.join("am").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager starts"),
+    );
+    wait_for(Duration::from_secs(30), || {
+        (get(port, "/-/ready").0 == 200).then_some(())
+    })
+    .expect("alertmanager becomes ready");
+    running
+}
