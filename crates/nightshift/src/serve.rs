@@ -7,31 +7,32 @@
 //! Prometheus retries with backoff, so memory stays bounded under any burst and nothing that
 //! was answered 2xx is dropped.
 
+use crate::api;
 use crate::config::Config;
 use crate::notify::{self, Notice, NotifyMetrics, anomaly_alert, incident_notice};
 use crate::pipeline::Pipeline;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use nightshift_core::{Alert, AlertStatus, Millis};
+use nightshift_core::{Alert, AlertStatus, Anomaly, Incident, Millis, Topology};
 use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
 use nightshift_ingest::{
     AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
 };
-use nightshift_store::{AlertFilter, SqliteStore, Store};
+use nightshift_store::{SqliteStore, Store};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Compressed request bodies above this are refused with 413 before they are read whole.
@@ -40,6 +41,25 @@ const MAX_BODY_BYTES: usize = 16 << 20;
 const RETRY_AFTER_SECONDS: &str = "1";
 
 type Labels = Vec<(String, String)>;
+
+/// What the pipeline thread has the recorder write to the store.
+enum Record {
+    Incident(Box<Incident>),
+    Anomalies(Vec<Anomaly>),
+}
+
+/// Writes what the pipeline thread finds to the store, in order, until the thread is done.
+async fn record(store: SqliteStore, mut rx: tokio::sync::mpsc::Receiver<Record>) {
+    while let Some(r) = rx.recv().await {
+        let result = match &r {
+            Record::Incident(i) => store.upsert_incident(i).await,
+            Record::Anomalies(a) => store.record_anomalies(a).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot record a finding in the database");
+        }
+    }
+}
 
 /// What the HTTP handlers hand to the pipeline thread, in arrival order.
 enum Work {
@@ -144,9 +164,11 @@ impl Metrics {
     }
 }
 
-struct App {
+pub(crate) struct App {
     queue: SyncSender<Work>,
-    store: SqliteStore,
+    pub(crate) store: SqliteStore,
+    /// The topology as of the last evaluation.
+    pub(crate) topology: Arc<Mutex<Topology>>,
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
@@ -201,8 +223,14 @@ async fn run(config: Config) -> Result<()> {
         None => None,
     };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
+    let topology = Arc::new(Mutex::new(Topology::default()));
+    // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
+    // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
+    let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
+    let recorder = tokio::spawn(record(store.clone(), rec_rx));
     let worker = {
         let metrics = metrics.clone();
+        let worker_topology = topology.clone();
         let ready = ready.clone();
         let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
             .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
@@ -211,7 +239,12 @@ async fn run(config: Config) -> Result<()> {
         std::thread::Builder::new()
             .name("nightshift-pipeline".into())
             .spawn(move || {
-                let out = Outbox { notices, link_base };
+                let out = Outbox {
+                    notices,
+                    link_base,
+                    records: rec_tx,
+                    topology: worker_topology,
+                };
                 work(rx, pipeline, watch, interval, &metrics, &ready, &out)
             })
             .context("cannot start the pipeline thread")?
@@ -219,6 +252,7 @@ async fn run(config: Config) -> Result<()> {
     let app = Arc::new(App {
         queue: tx,
         store,
+        topology,
         metrics,
         registry,
         ready,
@@ -226,7 +260,11 @@ async fn run(config: Config) -> Result<()> {
     let router = Router::new()
         .route("/api/v1/write", post(remote_write))
         .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
-        .route("/api/v1/alerts", post(postable_alerts).get(list_alerts))
+        .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
+        .route("/api/v1/incidents", get(api::incidents))
+        .route("/api/v1/incidents/{id}", get(api::incident))
+        .route("/api/v1/anomalies", get(api::anomalies))
+        .route("/api/v1/topology", get(api::topology))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -255,6 +293,8 @@ async fn run(config: Config) -> Result<()> {
     worker
         .join()
         .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    // The thread is done; the recorder writes what it still holds.
+    let _ = recorder.await;
     store.close().await;
     eprintln!("nightshift serve: stopped after draining the queue");
     Ok(())
@@ -279,7 +319,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn text(status: StatusCode, message: String) -> Response {
+pub(crate) fn text(status: StatusCode, message: String) -> Response {
     (status, format!("{message}\n")).into_response()
 }
 
@@ -385,48 +425,6 @@ async fn postable_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
     accept_alerts(&app, decode_postable(&body, now_ms()), "alerts").await
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertQuery {
-    status: Option<String>,
-    since: Option<Millis>,
-    limit: Option<u32>,
-}
-
-/// `GET /api/v1/alerts?status=firing|resolved&since=MS&limit=N`: stored alerts, newest first.
-async fn list_alerts(
-    State(app): State<Arc<App>>,
-    query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Query(q) = match query {
-        Ok(q) => q,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("alerts: {e}")),
-    };
-    let status = match q.status.as_deref() {
-        None => None,
-        Some("firing") => Some(AlertStatus::Firing),
-        Some("resolved") => Some(AlertStatus::Resolved),
-        Some(other) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("alerts: status {other:?} is neither firing nor resolved"),
-            );
-        }
-    };
-    let filter = AlertFilter {
-        status,
-        since: q.since,
-        limit: Some(q.limit.unwrap_or(1000).min(10_000)),
-    };
-    match app.store.alerts(&filter).await {
-        Ok(alerts) => axum::Json(alerts).into_response(),
-        Err(e) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("alerts: cannot read the database ({e})"),
-        ),
-    }
-}
-
 async fn metrics_page(State(app): State<Arc<App>>) -> Response {
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &app.registry) {
@@ -477,11 +475,20 @@ fn score_labels(key: &nightshift_core::SeriesKey) -> Labels {
 struct Outbox {
     notices: Option<tokio::sync::mpsc::Sender<Notice>>,
     link_base: String,
+    records: tokio::sync::mpsc::Sender<Record>,
+    topology: Arc<Mutex<Topology>>,
 }
 
 impl Outbox {
     /// Hands a notice to the notifier; if it is 4,096 notices behind, the notice is dropped with
     /// a warning rather than stalling detection.
+    /// Hands a finding to the recorder, waiting while it is behind.
+    fn record(&self, r: Record) {
+        if self.records.blocking_send(r).is_err() {
+            tracing::error!("the recorder stopped; a finding was not stored");
+        }
+    }
+
     fn send(&self, notice: Notice) {
         if let Some(tx) = &self.notices
             && tx.try_send(notice).is_err()
@@ -560,10 +567,17 @@ fn work(
         if Instant::now() >= next_eval {
             let eval = pipeline.evaluate(now_ms(), false);
             metrics.anomalies.inc_by(eval.anomalies.len() as u64);
+            if !eval.anomalies.is_empty() {
+                out.record(Record::Anomalies(eval.anomalies));
+            }
             for (id, _) in &eval.updates {
                 if let Some(i) = pipeline.correlator().incidents().find(|i| i.id == *id) {
+                    out.record(Record::Incident(Box::new(i.clone())));
                     out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
                 }
+            }
+            if let Ok(mut t) = out.topology.lock() {
+                t.clone_from(pipeline.correlator().topology());
             }
             let stats = pipeline.stats();
             metrics.derived_series.set(stats.detected_series as i64);

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    RW_HEADERS, alertmanager_binary, free_port, get, http, rw_body, rw_series, start_alertmanager,
-    start_nightshift, temp_dir, wait_for,
+    RW_HEADERS, Running, alertmanager_binary, free_port, get, http, rw_body, rw_series,
+    start_alertmanager, start_nightshift, temp_dir, wait_for,
 };
 use std::time::Duration;
 
@@ -169,26 +169,40 @@ fn am_alerts(am: u16, alertname: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-#[test]
-fn nightshift_raises_and_resolves_its_anomaly_alerts_in_a_real_alertmanager() {
+/// A real Alertmanager that routes nowhere, and `nightshift serve` posting its alerts to it
+/// with `extra` configuration: (the two processes, Nightshift's port, Alertmanager's port).
+/// `None`, with the reason printed, when Alertmanager is not installed.
+fn nightshift_posting_to_alertmanager(
+    name: &str,
+    extra: &str,
+) -> Option<(Running, Running, u16, u16)> {
     let Some(alertmanager) = alertmanager_binary() else {
         eprintln!(
             "skipped: no alertmanager binary (scripts/test installs Debian's `prometheus-alertmanager`)"
         );
-        return;
+        return None;
     };
-    let dir = temp_dir("serve-am-out");
+    let dir = temp_dir(name);
     let (ns, am) = (free_port(), free_port());
-    let _alertmanager = start_alertmanager(
+    let am_proc = start_alertmanager(
         alertmanager,
         &dir,
         am,
         "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
     );
-    let extra = format!(
-        "alertmanager:\n  url: http://127.0.0.1:{am}\n  resend: 1m\ndetect:\n  watch: ['checkout_latency_seconds']\n"
-    );
-    let _nightshift = common::start_nightshift_with(&dir, ns, &extra);
+    let config = format!("alertmanager:\n  url: http://127.0.0.1:{am}\n  resend: 1m\n{extra}");
+    let ns_proc = common::start_nightshift_with(&dir, ns, &config);
+    Some((am_proc, ns_proc, ns, am))
+}
+
+#[test]
+fn nightshift_raises_and_resolves_its_anomaly_alerts_in_a_real_alertmanager() {
+    let Some((_am, _nightshift, ns, am)) = nightshift_posting_to_alertmanager(
+        "serve-am-out",
+        "detect:\n  watch: ['checkout_latency_seconds']\n",
+    ) else {
+        return;
+    };
 
     // Two days of a steady series at 5-minute steps, then a value far above anything seen.
     let labels = [
@@ -222,4 +236,66 @@ fn nightshift_raises_and_resolves_its_anomaly_alerts_in_a_real_alertmanager() {
         am_alerts(am, "NightshiftAnomaly").is_empty().then_some(())
     })
     .expect("the alert resolved in Alertmanager");
+}
+
+#[test]
+fn an_alert_storm_becomes_a_stored_incident_raised_in_alertmanager() {
+    let Some((_am, _nightshift, ns, am)) = nightshift_posting_to_alertmanager("serve-incident", "")
+    else {
+        return;
+    };
+    for name in [
+        "CheckoutErrorsHigh",
+        "CheckoutLatencyHigh",
+        "CheckoutPodRestarting",
+    ] {
+        let body = format!(
+            r#"[{{"labels": {{"alertname": "{name}", "service": "checkout", "severity": "critical"}}}}]"#
+        );
+        assert_eq!(
+            http(ns, "POST", "/api/v1/alerts", &JSON, body.as_bytes()).0,
+            200
+        );
+    }
+
+    // The incident is stored and readable, with its ranked hypotheses and evidence.
+    let id = wait_for(Duration::from_secs(30), || {
+        let (_, body) = get(ns, "/api/v1/incidents?status=open");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v[0]["id"].as_str().map(str::to_string)
+    })
+    .expect("an incident opened");
+    let (code, body) = get(ns, &format!("/api/v1/incidents/{id}"));
+    assert_eq!(code, 200, "{body}");
+    let incident: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(incident["alerts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(incident["hypotheses"][0]["entity"]["name"], "checkout");
+    assert!(
+        incident["hypotheses"][0]["evidence"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert_eq!(get(ns, "/api/v1/incidents/inc-none").0, 404);
+    assert_eq!(get(ns, "/api/v1/incidents?status=sideways").0, 400);
+    assert_eq!(get(ns, "/api/v1/anomalies?limit=nope").0, 400);
+
+    // And Alertmanager has it, with the root cause and a link back.
+    let raised = wait_for(Duration::from_secs(30), || {
+        let a = am_alerts(am, "NightshiftIncident");
+        (!a.is_empty()).then_some(a)
+    })
+    .expect("the incident alert reached Alertmanager");
+    assert_eq!(raised[0]["labels"]["incident_id"], id.as_str());
+    assert_eq!(raised[0]["labels"]["service"], "checkout");
+    let annotations = &raised[0]["annotations"];
+    assert!(
+        annotations["root_cause"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("checkout"))
+    );
+    assert!(
+        annotations["link"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!("/api/v1/incidents/{id}")))
+    );
 }
