@@ -25,6 +25,54 @@ struct RawConfig {
     #[serde(default)]
     store: RawStore,
     alertmanager: Option<RawAlertmanager>,
+    prometheus: Option<RawPrometheus>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    #[serde(default)]
+    queries: Vec<RawQuery>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    query: String,
+    name: Option<String>,
+    interval: Option<String>,
+    step: Option<String>,
+    lookback: Option<String>,
+    #[serde(default)]
+    instant: bool,
+}
+
+/// A Prometheus-compatible API to pull series from with PromQL.
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (`/api/v1/query_range` is added).
+    pub url: String,
+    pub timeout_ms: i64,
+    /// Further tries after a failed query, one and then two seconds apart, and so on.
+    pub retries: u32,
+    pub queries: Vec<PullQuery>,
+}
+
+/// One query run every `interval_ms`.
+#[derive(Debug, Clone)]
+pub struct PullQuery {
+    pub query: String,
+    /// The name of results without `__name__` (expressions).
+    pub name: String,
+    pub interval_ms: i64,
+    pub step_ms: i64,
+    /// History fetched on the first run, so baselines start warm.
+    pub lookback_ms: i64,
+    /// An instant query (`/api/v1/query`) instead of a range query.
+    pub instant: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +149,7 @@ pub struct Config {
     pub watch: Vec<SeriesSelector>,
     pub max_series: Option<usize>,
     pub alertmanager: Option<AlertmanagerConfig>,
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 impl Config {
@@ -160,12 +209,14 @@ impl Config {
         }
         let overrides = Overrides::new(raw.detect.overrides)?;
         let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
+        let prometheus = raw.prometheus.map(check_prometheus).transpose()?;
         Ok(Self {
             serve,
             overrides,
             watch,
             max_series: raw.detect.max_series,
             alertmanager,
+            prometheus,
         })
     }
 
@@ -175,29 +226,121 @@ impl Config {
     }
 }
 
-fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
-    let url = raw.url.trim().trim_end_matches('/').to_string();
+/// An `http://` or `https://` base URL without a trailing slash; `key` names it in errors.
+fn check_url(key: &str, url: &str, example: &str) -> Result<String> {
+    let url = url.trim().trim_end_matches('/').to_string();
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| {
-            anyhow!("alertmanager.url: {url:?} must start with http:// or https://, e.g. http://127.0.0.1:9093")
+            anyhow!("{key}: {url:?} must start with http:// or https://, e.g. {example}")
         })?;
     if rest.is_empty() {
-        bail!("alertmanager.url: {url:?} names no host");
+        bail!("{key}: {url:?} names no host");
     }
-    let duration = |key: &str, text: Option<String>, default: i64| -> Result<i64> {
-        let Some(text) = text else { return Ok(default) };
-        let ms = parse_duration(&text).map_err(|e| anyhow!("alertmanager.{key}: {e}"))?;
-        if !(1_000..=3_600_000).contains(&ms) {
-            bail!("alertmanager.{key}: {text} is outside 1s to 1h");
-        }
-        Ok(ms)
-    };
+    Ok(url)
+}
+
+/// A duration within `range` ms, or `default` when not given; `key` names it in errors.
+fn check_duration(
+    key: &str,
+    text: Option<&str>,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64> {
+    let Some(text) = text else { return Ok(default) };
+    let ms = parse_duration(text).map_err(|e| anyhow!("{key}: {e}"))?;
+    if !range.contains(&ms) {
+        bail!(
+            "{key}: {text} is outside {} to {}",
+            nightshift_core::format_duration(*range.start()),
+            nightshift_core::format_duration(*range.end())
+        );
+    }
+    Ok(ms)
+}
+
+const SECOND: i64 = 1_000;
+const HOUR: i64 = 3_600_000;
+
+fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
     Ok(AlertmanagerConfig {
+        url: check_url("alertmanager.url", &raw.url, "http://127.0.0.1:9093")?,
+        resend_ms: check_duration(
+            "alertmanager.resend",
+            raw.resend.as_deref(),
+            60_000,
+            SECOND..=HOUR,
+        )?,
+        timeout_ms: check_duration(
+            "alertmanager.timeout",
+            raw.timeout.as_deref(),
+            10_000,
+            SECOND..=HOUR,
+        )?,
+    })
+}
+
+fn check_prometheus(raw: RawPrometheus) -> Result<PrometheusConfig> {
+    let url = check_url("prometheus.url", &raw.url, "http://127.0.0.1:9090")?;
+    let timeout_ms = check_duration(
+        "prometheus.timeout",
+        raw.timeout.as_deref(),
+        10_000,
+        SECOND..=HOUR,
+    )?;
+    let retries = raw.retries.unwrap_or(2);
+    if retries > 10 {
+        bail!("prometheus.retries: {retries} is more than 10");
+    }
+    let queries = raw
+        .queries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let key = format!("prometheus.queries[{i}]");
+            let expr = promql_parser::parser::parse(&q.query)
+                .map_err(|e| anyhow!("{key}.query ({}): not valid PromQL: {e}", q.query))?;
+            // A plain selector's results keep their names; an expression's need one.
+            let selector_name = match &expr {
+                promql_parser::parser::Expr::VectorSelector(v) => v.name.clone(),
+                _ => None,
+            };
+            let name = match (q.name, selector_name) {
+                (Some(n), _) => n,
+                (None, Some(n)) => n,
+                (None, None) => bail!(
+                    "{key}.name: the results of {:?} have no metric name; give one, e.g. name: job:requests:rate5m",
+                    q.query
+                ),
+            };
+            if !nightshift_ingest::remote_write::valid_metric_name(&name) {
+                bail!("{key}.name: {name:?} is not a valid metric name");
+            }
+            let interval_ms = check_duration(&format!("{key}.interval"), q.interval.as_deref(), 30_000, SECOND..=HOUR)?;
+            let step_ms = check_duration(&format!("{key}.step"), q.step.as_deref(), 15_000, SECOND..=HOUR)?;
+            let lookback_ms = check_duration(&format!("{key}.lookback"), q.lookback.as_deref(), HOUR, 0..=7 * 24 * HOUR)?;
+            if lookback_ms / step_ms > 11_000 {
+                bail!("{key}.lookback: {} at a step of {} is more than Prometheus' 11,000 points per series", nightshift_core::format_duration(lookback_ms), nightshift_core::format_duration(step_ms));
+            }
+            Ok(PullQuery {
+                query: q.query,
+                name,
+                interval_ms,
+                step_ms,
+                lookback_ms,
+                instant: q.instant,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if queries.is_empty() {
+        bail!("prometheus.queries: list at least one query, e.g. - query: up");
+    }
+    Ok(PrometheusConfig {
         url,
-        resend_ms: duration("resend", raw.resend, 60_000)?,
-        timeout_ms: duration("timeout", raw.timeout, 10_000)?,
+        timeout_ms,
+        retries,
+        queries,
     })
 }
 
@@ -308,13 +451,20 @@ detect:
             Some(nightshift_detect::watch::DEFAULT_MAX_SERIES)
         );
         // The commented rules are valid too.
-        // Commented examples: `  #  key` inside a list, `#key` or `#  key` for a whole section.
-        let uncomment = |l: &str| -> String {
+        // Commented examples: `  #  key` inside a list; a whole section from `#name:` down to
+        // the next uncommented line.
+        let mut in_section = false;
+        let mut uncomment = |l: &str| -> String {
             if let Some(r) = l.strip_prefix("  #  ") {
-                format!("    {r}")
-            } else if l.starts_with("#  ")
-                || (l.len() > 1 && l.starts_with('#') && !l.starts_with("# "))
-            {
+                return format!("    {r}");
+            }
+            in_section =
+                if l.starts_with('#') && l[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+                    true
+                } else {
+                    in_section && l.starts_with('#')
+                };
+            if in_section {
                 l[1..].to_string()
             } else {
                 l.to_string()
@@ -322,7 +472,7 @@ detect:
         };
         let uncommented: String = text
             .lines()
-            .map(uncomment)
+            .map(&mut uncomment)
             .map(|l| {
                 l.replace("overrides: []", "overrides:")
                     .replace("watch: []", "watch:")
@@ -331,6 +481,9 @@ detect:
             .join("\n");
         let all = Config::parse(&uncommented).expect("the commented examples parse");
         assert_eq!((all.watch.len(), all.overrides.len()), (2, 2));
+        let prom = all.prometheus.expect("the prometheus section");
+        assert_eq!((prom.queries.len(), prom.retries), (2, 2));
+        assert_eq!(prom.queries[1].name, "service:http_errors:rate5m");
         let am = all.alertmanager.expect("the alertmanager section");
         assert_eq!(
             (am.url.as_str(), am.resend_ms, am.timeout_ms),
@@ -398,6 +551,23 @@ detect:
                 "alertmanager.resend",
             ),
             ("alertmanager: {}\n", "url"),
+            ("prometheus:\n  url: http://p:9090\n", "prometheus.queries"),
+            (
+                "prometheus:\n  url: http://p:9090\n  queries:\n    - query: 'rate(x[5m]'\n",
+                "prometheus.queries[0].query",
+            ),
+            (
+                "prometheus:\n  url: http://p:9090\n  queries:\n    - query: 'rate(x[5m])'\n",
+                "prometheus.queries[0].name",
+            ),
+            (
+                "prometheus:\n  url: http://p:9090\n  queries:\n    - query: up\n      step: 0s\n",
+                "prometheus.queries[0].step",
+            ),
+            (
+                "prometheus:\n  url: http://p:9090\n  queries:\n    - query: up\n      step: 1s\n      lookback: 7d\n",
+                "11,000 points",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Config::parse(text).expect_err(text));

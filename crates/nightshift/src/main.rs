@@ -7,6 +7,7 @@ mod eval;
 mod nab;
 mod notify;
 mod pipeline;
+mod pull;
 mod render;
 mod replay;
 mod scenarios;

@@ -83,6 +83,7 @@ struct Metrics {
     incidents_open: Gauge,
     detector_state_bytes: Gauge,
     notify: NotifyMetrics,
+    pull: crate::pull::PullMetrics,
 }
 
 impl Metrics {
@@ -157,6 +158,19 @@ impl Metrics {
         );
     }
 
+    fn register_pull(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_pull_samples",
+            "Samples pulled with PromQL",
+            self.pull.samples.clone(),
+        );
+        r.register(
+            "nightshift_pull_failures",
+            "PromQL queries that failed (each try counts)",
+            self.pull.failures.clone(),
+        );
+    }
+
     fn reject(&self, reason: &str) {
         self.rejected
             .get_or_create(&vec![("reason".to_string(), reason.to_string())])
@@ -201,15 +215,12 @@ async fn run(config: Config) -> Result<()> {
         })?;
     let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
     let ready = Arc::new(AtomicBool::new(false));
+    // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let notices = match &config.alertmanager {
         Some(am) => {
             metrics.register_notify(&mut registry);
-            // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_millis(am.timeout_ms as u64))
-                .build()
-                .context("cannot build the HTTP client for Alertmanager")?;
+            let client = http_client(am.timeout_ms, "Alertmanager")?;
             let (ntx, nrx) = tokio::sync::mpsc::channel(4096);
             tokio::spawn(notify::run(
                 client,
@@ -221,6 +232,28 @@ async fn run(config: Config) -> Result<()> {
             Some(ntx)
         }
         None => None,
+    };
+    let pull = if let Some(prom) = config.prometheus.clone() {
+        metrics.register_pull(&mut registry);
+        let client = http_client(prom.timeout_ms, "the PromQL pull")?;
+        let (queue, depth) = (tx.clone(), metrics.queue_depth.clone());
+        let submit: crate::pull::Submit =
+            Arc::new(move |batch| match queue.try_send(Work::Samples(batch)) {
+                Ok(()) => {
+                    depth.inc();
+                    Ok(())
+                }
+                Err(TrySendError::Full(Work::Samples(b))) => Err(Some(b)),
+                Err(_) => Err(None),
+            });
+        Some(tokio::spawn(crate::pull::run(
+            client,
+            prom,
+            metrics.pull.clone(),
+            submit,
+        )))
+    } else {
+        None
     };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
     let topology = Arc::new(Mutex::new(Topology::default()));
@@ -287,7 +320,12 @@ async fn run(config: Config) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server stopped")?;
-    // The server has stopped taking requests; closing the queue lets the worker drain it.
+    // The server has stopped taking requests and the pull stops; closing the queue lets the
+    // worker drain it.
+    if let Some(pull) = pull {
+        pull.abort();
+        let _ = pull.await;
+    }
     let store = app.store.clone();
     drop(app);
     worker
@@ -298,6 +336,14 @@ async fn run(config: Config) -> Result<()> {
     store.close().await;
     eprintln!("nightshift serve: stopped after draining the queue");
     Ok(())
+}
+
+/// An HTTP client for calls to the user's stack, with a timeout per request.
+fn http_client(timeout_ms: i64, what: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms as u64))
+        .build()
+        .with_context(|| format!("cannot build the HTTP client for {what}"))
 }
 
 async fn shutdown_signal() {
@@ -339,10 +385,13 @@ async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
             return text(status, format!("remote-write: {e}"));
         }
     };
-    if (!batch.samples.is_empty() || batch.stale > 0)
-        && let Some(busy) = enqueue(&app, Work::Samples(batch), "remote-write")
-    {
-        return busy;
+    let (samples, stale) = (batch.samples.len() as u64, batch.stale as u64);
+    if samples + stale > 0 {
+        if let Some(busy) = enqueue(&app, Work::Samples(batch), "remote-write") {
+            return busy;
+        }
+        app.metrics.samples.inc_by(samples);
+        app.metrics.stale.inc_by(stale);
     }
     match partial {
         // The valid series are queued; the sender must not retry the rest.
@@ -525,8 +574,6 @@ fn work(
             }
             Ok(Work::Samples(batch)) => {
                 metrics.queue_depth.dec();
-                metrics.stale.inc_by(batch.stale as u64);
-                metrics.samples.inc_by(batch.samples.len() as u64);
                 for (key, ts, value) in &batch.samples {
                     pipeline.ingest_sample(key, *ts, *value);
                     if let Some(score) = watch.observe(key, *ts, *value) {

@@ -5,18 +5,10 @@
 mod common;
 
 use common::{
-    RW_HEADERS, Running, free_port, get, http, metric, rw_body, rw_series, start_nightshift,
-    temp_dir, wait_for,
+    RW_HEADERS, free_port, get, http, metric, prometheus_binary, rw_body, rw_series,
+    start_nightshift, start_prometheus, temp_dir, wait_for,
 };
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn prometheus_binary() -> Option<&'static str> {
-    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-}
 
 #[test]
 fn a_real_prometheus_writes_to_nightshift_and_scrapes_its_scores() {
@@ -27,26 +19,13 @@ fn a_real_prometheus_writes_to_nightshift_and_scrapes_its_scores() {
     let dir = temp_dir("serve-prom");
     let (ns, prom) = (free_port(), free_port());
     let _nightshift = start_nightshift(&dir, ns);
-    let prom_config = dir.join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
+    let _prometheus = start_prometheus(
+        prometheus,
+        &dir,
+        prom,
+        &format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n  - job_name: nightshift\n    static_configs: [{{targets: ['127.0.0.1:{ns}']}}]\nremote_write:\n  - url: http://127.0.0.1:{ns}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms, max_backoff: 1s}}\n"
         ),
-    )
-    .expect("write prometheus.yml");
-    let _prometheus = Running(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus starts"),
     );
 
     // Remote-write reaches the detectors: samples counted, and a score per watched series.
@@ -169,4 +148,55 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
     });
     assert_eq!(samples, Some(2.0));
     assert_eq!(get(ns, "/healthz").0, 200, "the server is still healthy");
+}
+
+#[test]
+fn nightshift_pulls_with_promql_from_a_real_prometheus_and_stops_cleanly() {
+    let Some(prometheus) = prometheus_binary() else {
+        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+        return;
+    };
+    let dir = temp_dir("serve-pull");
+    let (ns, prom) = (free_port(), free_port());
+    let _prometheus = start_prometheus(
+        prometheus,
+        &dir,
+        prom,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n"
+        ),
+    );
+    let extra = format!(
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries:\n    - {{query: up, interval: 1s, step: 1s, lookback: 1m}}\n    - {{query: 'sum(rate(prometheus_http_requests_total[1m]))', name: 'prometheus:http_requests:rate1m', interval: 1s, step: 1s}}\ndetect:\n  watch: ['up', 'prometheus:http_requests:rate1m']\n"
+    );
+    let mut nightshift = common::start_nightshift_with(&dir, ns, &extra);
+
+    // Pulled samples reach the detectors: both queries' series are scored.
+    wait_for(Duration::from_secs(60), || {
+        let page = get(ns, "/metrics").1;
+        (metric(&page, "nightshift_pull_samples_total").is_some_and(|n| n > 0.0)
+            && page.contains(r#"nightshift_anomaly_score{metric="up",instance="127.0.0.1:"#)
+            && page
+                .contains(r#"nightshift_anomaly_score{metric="prometheus:http_requests:rate1m"}"#))
+        .then_some(())
+    })
+    .expect("series pulled with PromQL are scored");
+    // Nothing arrived by remote-write: this Prometheus has none configured.
+    assert!(metric(&get(ns, "/metrics").1, "nightshift_ingest_samples_total") == Some(0.0));
+
+    // SIGTERM: the pull stops, the queue drains, the process exits.
+    let pid = nightshift.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .arg(&pid)
+            .status()
+            .is_ok_and(|s| s.success())
+    );
+    let exited = wait_for(Duration::from_secs(20), || {
+        nightshift.0.try_wait().ok().flatten()
+    });
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {exited:?}"
+    );
 }

@@ -196,3 +196,34 @@ pub fn start_alertmanager(binary: &str, dir: &Path, port: u16, config: &str) -> 
     .expect("alertmanager becomes ready");
     running
 }
+
+/// Debian's Prometheus, if installed.
+pub fn prometheus_binary() -> Option<&'static str> {
+    ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+}
+
+/// A real Prometheus on `port` with `config` (YAML), its TSDB in `dir`, once it is ready.
+pub fn start_prometheus(binary: &str, dir: &Path, port: u16, config: &str) -> Running {
+    let file = dir.join("prometheus.yml");
+    std::fs::write(&file, config).expect("write prometheus.yml");
+    let running = Running(
+        Command::new(binary)
+            .arg(format!("--config.file={}", file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    wait_for(Duration::from_secs(30), || {
+        (get(port, "/-/ready").0 == 200).then_some(())
+    })
+    .expect("prometheus becomes ready");
+    running
+}
