@@ -29,6 +29,26 @@ pub mod semconv {
     pub const HOST_NAME: &str = "host.name";
 }
 
+/// The module docs' table: each Prometheus label and the OTel attribute it maps to (`hostname`
+/// is read as `host` too).
+pub const LABEL_ATTRIBUTES: [(&str, &str); 7] = [
+    ("service", semconv::SERVICE_NAME),
+    ("instance", semconv::SERVICE_INSTANCE_ID),
+    ("namespace", semconv::K8S_NAMESPACE_NAME),
+    ("pod", semconv::K8S_POD_NAME),
+    ("container", semconv::K8S_CONTAINER_NAME),
+    ("node", semconv::K8S_NODE_NAME),
+    ("host", semconv::HOST_NAME),
+];
+
+/// The Prometheus label an OTel resource attribute maps to, if the table has it.
+pub fn prometheus_label(attribute: &str) -> Option<&'static str> {
+    LABEL_ATTRIBUTES
+        .iter()
+        .find(|(_, a)| *a == attribute)
+        .map(|(l, _)| *l)
+}
+
 /// `job` values that name the scraper rather than the workload.
 pub const INFRA_JOBS: &[&str] = &[
     "node",
@@ -87,19 +107,13 @@ impl Resource {
             if v.is_empty() {
                 continue;
             }
-            let attr = match k {
-                "service" => semconv::SERVICE_NAME,
-                "instance" => semconv::SERVICE_INSTANCE_ID,
-                "namespace" => semconv::K8S_NAMESPACE_NAME,
-                "pod" => semconv::K8S_POD_NAME,
-                "container" => semconv::K8S_CONTAINER_NAME,
-                "node" => semconv::K8S_NODE_NAME,
-                "host" | "hostname" => semconv::HOST_NAME,
-                "job" => {
-                    job = Some(v);
-                    continue;
-                }
-                _ => continue,
+            if k == "job" {
+                job = Some(v);
+                continue;
+            }
+            let label = if k == "hostname" { "host" } else { k };
+            let Some(&(_, attr)) = LABEL_ATTRIBUTES.iter().find(|(l, _)| *l == label) else {
+                continue;
             };
             r.attributes.insert(attr.to_string(), v.to_string());
         }

@@ -18,8 +18,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use nightshift_core::{Alert, AlertStatus, Anomaly, Incident, Millis, Topology};
+use nightshift_core::{
+    Alert, AlertStatus, Anomaly, Incident, LogRecord, Millis, SpanEdge, Topology,
+};
 use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_ingest::otlp::{self, DeltaToCumulative, Encoding, OtlpError};
 use nightshift_ingest::{
     AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
 };
@@ -66,6 +69,8 @@ enum Work {
     Samples(WriteBatch),
     /// Alerts already stored.
     Alerts(Vec<Alert>),
+    Spans(Vec<SpanEdge>),
+    Logs(Vec<LogRecord>),
 }
 
 /// What `/metrics` exposes about the server itself and the series it watches.
@@ -77,6 +82,7 @@ struct Metrics {
     rejected: Family<Labels, Counter>,
     queue_depth: Gauge,
     alerts: Family<Labels, Counter>,
+    otlp: Family<Labels, Counter>,
     watched_series: Gauge,
     derived_series: Gauge,
     anomalies: Counter,
@@ -112,6 +118,11 @@ impl Metrics {
             "nightshift_ingest_alerts",
             "Alerts received and stored, by status",
             self.alerts.clone(),
+        );
+        r.register(
+            "nightshift_ingest_otlp_items",
+            "OTLP items accepted, by signal (samples, spans, logs)",
+            self.otlp.clone(),
         );
         r.register(
             "nightshift_ingest_queue_depth",
@@ -183,6 +194,8 @@ pub(crate) struct App {
     pub(crate) store: SqliteStore,
     /// The topology as of the last evaluation.
     pub(crate) topology: Arc<Mutex<Topology>>,
+    /// Running totals of OTLP delta series.
+    deltas: Mutex<DeltaToCumulative>,
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
@@ -286,6 +299,9 @@ async fn run(config: Config) -> Result<()> {
         queue: tx,
         store,
         topology,
+        deltas: Mutex::new(DeltaToCumulative::new(
+            config.max_series.unwrap_or(DEFAULT_MAX_SERIES),
+        )),
         metrics,
         registry,
         ready,
@@ -293,6 +309,9 @@ async fn run(config: Config) -> Result<()> {
     let router = Router::new()
         .route("/api/v1/write", post(remote_write))
         .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
+        .route("/v1/metrics", post(otlp_metrics))
+        .route("/v1/traces", post(otlp_traces))
+        .route("/v1/logs", post(otlp_logs))
         .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
@@ -474,6 +493,127 @@ async fn postable_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
     accept_alerts(&app, decode_postable(&body, now_ms()), "alerts").await
 }
 
+/// An OTLP answer: the message encoded as the request was, with its content type.
+fn otlp_answer(status: StatusCode, body: Vec<u8>, encoding: Encoding) -> Response {
+    let ct = match encoding {
+        Encoding::Protobuf => "application/x-protobuf",
+        Encoding::Json => "application/json",
+    };
+    (status, [(header::CONTENT_TYPE, ct)], body).into_response()
+}
+
+/// An OTLP error: a `google.rpc.Status` in the request's encoding (JSON when it is unknown).
+fn otlp_error(app: &App, what: &str, e: &OtlpError, headers: &HeaderMap) -> Response {
+    app.metrics.reject("invalid_otlp");
+    let encoding = otlp::encoding_of(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .unwrap_or(Encoding::Json);
+    let status = otlp::Status {
+        code: otlp::INVALID_ARGUMENT,
+        message: format!("{what}: {e}"),
+    };
+    let code = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    otlp_answer(code, otlp::encode(&status, encoding), encoding)
+}
+
+fn otlp_decode<T: prost::Message + serde::de::DeserializeOwned + Default>(
+    what: &'static str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(T, Encoding), OtlpError> {
+    let h = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    otlp::decode(
+        what,
+        h(header::CONTENT_TYPE),
+        h(header::CONTENT_ENCODING),
+        body,
+    )
+}
+
+fn count_otlp(app: &App, signal: &str, n: usize) {
+    app.metrics
+        .otlp
+        .get_or_create(&vec![("signal".to_string(), signal.to_string())])
+        .inc_by(n as u64);
+}
+
+async fn otlp_metrics(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, encoding) = match otlp_decode::<otlp::ExportMetricsServiceRequest>(
+        "metrics request",
+        &headers,
+        &body,
+    ) {
+        Ok(ok) => ok,
+        Err(e) => return otlp_error(&app, "otlp metrics", &e, &headers),
+    };
+    let mut decoded = otlp::metric_samples(&req);
+    let (cumulative, refused) = match app.deltas.lock() {
+        Ok(mut d) => d.accumulate(std::mem::take(&mut decoded.deltas)),
+        Err(_) => (Vec::new(), decoded.deltas.len()),
+    };
+    decoded.samples.extend(cumulative);
+    let n = decoded.samples.len();
+    if n > 0 {
+        let batch = WriteBatch {
+            samples: decoded.samples,
+            ..WriteBatch::default()
+        };
+        if let Some(busy) = enqueue(&app, Work::Samples(batch), "otlp metrics") {
+            return busy;
+        }
+        count_otlp(&app, "samples", n);
+    }
+    let mut answer = otlp::ExportMetricsServiceResponse::default();
+    if refused > 0 {
+        answer.partial_success = Some(
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess {
+                rejected_data_points: refused as i64,
+                error_message: "delta series beyond detect.max_series were not kept".into(),
+            },
+        );
+    }
+    otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
+}
+
+async fn otlp_traces(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, encoding) =
+        match otlp_decode::<otlp::ExportTraceServiceRequest>("traces request", &headers, &body) {
+            Ok(ok) => ok,
+            Err(e) => return otlp_error(&app, "otlp traces", &e, &headers),
+        };
+    let edges = otlp::span_edges(&req);
+    let n = edges.len();
+    if n > 0 {
+        if let Some(busy) = enqueue(&app, Work::Spans(edges), "otlp traces") {
+            return busy;
+        }
+        count_otlp(&app, "spans", n);
+    }
+    let answer = otlp::ExportTraceServiceResponse::default();
+    otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
+}
+
+async fn otlp_logs(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (req, encoding) =
+        match otlp_decode::<otlp::ExportLogsServiceRequest>("logs request", &headers, &body) {
+            Ok(ok) => ok,
+            Err(e) => return otlp_error(&app, "otlp logs", &e, &headers),
+        };
+    let logs = otlp::log_records(&req);
+    let n = logs.len();
+    if n > 0 {
+        if let Some(busy) = enqueue(&app, Work::Logs(logs), "otlp logs") {
+            return busy;
+        }
+        count_otlp(&app, "logs", n);
+    }
+    let answer = otlp::ExportLogsServiceResponse::default();
+    otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
+}
+
 async fn metrics_page(State(app): State<Arc<App>>) -> Response {
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &app.registry) {
@@ -570,6 +710,18 @@ fn work(
                 metrics.queue_depth.dec();
                 for a in &alerts {
                     pipeline.ingest_alert(a);
+                }
+            }
+            Ok(Work::Spans(edges)) => {
+                metrics.queue_depth.dec();
+                for e in &edges {
+                    pipeline.ingest_span(e);
+                }
+            }
+            Ok(Work::Logs(logs)) => {
+                metrics.queue_depth.dec();
+                for l in &logs {
+                    pipeline.ingest_log(l);
                 }
             }
             Ok(Work::Samples(batch)) => {
