@@ -121,7 +121,7 @@ impl Metrics {
         );
         r.register(
             "nightshift_ingest_otlp_items",
-            "OTLP items accepted, by signal (samples, spans, logs)",
+            "OTLP and Loki items accepted, by signal (samples, spans, logs, loki_logs)",
             self.otlp.clone(),
         );
         r.register(
@@ -312,6 +312,7 @@ async fn run(config: Config) -> Result<()> {
         .route("/v1/metrics", post(otlp_metrics))
         .route("/v1/traces", post(otlp_traces))
         .route("/v1/logs", post(otlp_logs))
+        .route("/loki/api/v1/push", post(loki_push))
         .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
@@ -612,6 +613,32 @@ async fn otlp_logs(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     }
     let answer = otlp::ExportLogsServiceResponse::default();
     otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
+}
+
+/// `POST /loki/api/v1/push`: 204 once the records are queued, as Loki answers.
+async fn loki_push(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let logs = match nightshift_ingest::loki::decode_push(ct, &body) {
+        Ok(l) => l,
+        Err(e) => {
+            app.metrics.reject("invalid_loki");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, format!("loki push: {e}"));
+        }
+    };
+    let n = logs.len();
+    if n > 0 {
+        if let Some(busy) = enqueue(&app, Work::Logs(logs), "loki push") {
+            return busy;
+        }
+        app.metrics
+            .otlp
+            .get_or_create(&vec![("signal".to_string(), "loki_logs".to_string())])
+            .inc_by(n as u64);
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn metrics_page(State(app): State<Arc<App>>) -> Response {
