@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alertmanager;
+pub mod changes;
 pub mod loki;
 pub mod otlp;
 pub mod promql;

@@ -154,3 +154,18 @@ pub(crate) async fn topology(State(app): State<Arc<App>>) -> Response {
         .unwrap_or_else(|poisoned| poisoned.into_inner().clone());
     Json(snapshot).into_response()
 }
+
+/// `GET /api/v1/changes?since=MS&limit=N`: recorded deploys and other changes.
+pub(crate) async fn changes(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad("changes", e),
+    };
+    if q.status.is_some() || q.entity.is_some() {
+        return bad("changes", "only `since` and `limit` apply to changes");
+    }
+    listed("changes", app.store.changes(q.since, limit(&q)).await)
+}

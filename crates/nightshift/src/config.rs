@@ -26,6 +26,22 @@ struct RawConfig {
     store: RawStore,
     alertmanager: Option<RawAlertmanager>,
     prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    hooks: Hooks,
+}
+
+/// Secrets of the change webhooks; a hook without its secret is not served (404).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Bearer token `POST /api/v1/changes` requires; without it the endpoint is open.
+    pub changes_token: Option<String>,
+    /// The secret GitHub signs deliveries with (`X-Hub-Signature-256`).
+    pub github_secret: Option<String>,
+    /// The token GitLab sends as `X-Gitlab-Token`.
+    pub gitlab_token: Option<String>,
+    /// The bearer token Argo CD Notifications sends.
+    pub argocd_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,6 +166,7 @@ pub struct Config {
     pub max_series: Option<usize>,
     pub alertmanager: Option<AlertmanagerConfig>,
     pub prometheus: Option<PrometheusConfig>,
+    pub hooks: Hooks,
 }
 
 impl Config {
@@ -217,6 +234,7 @@ impl Config {
             max_series: raw.detect.max_series,
             alertmanager,
             prometheus,
+            hooks: check_hooks(raw.hooks)?,
         })
     }
 
@@ -279,6 +297,20 @@ fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
             SECOND..=HOUR,
         )?,
     })
+}
+
+fn check_hooks(h: Hooks) -> Result<Hooks> {
+    for (key, v) in [
+        ("hooks.changes_token", &h.changes_token),
+        ("hooks.github_secret", &h.github_secret),
+        ("hooks.gitlab_token", &h.gitlab_token),
+        ("hooks.argocd_token", &h.argocd_token),
+    ] {
+        if v.as_deref().is_some_and(|s| s.trim().len() < 8) {
+            bail!("{key}: use at least 8 characters (e.g. ${{MY_SECRET}} from the environment)");
+        }
+    }
+    Ok(h)
 }
 
 fn check_prometheus(raw: RawPrometheus) -> Result<PrometheusConfig> {
@@ -474,8 +506,10 @@ detect:
             .lines()
             .map(&mut uncomment)
             .map(|l| {
+                // Secrets come from the environment: stand-ins here.
                 l.replace("overrides: []", "overrides:")
                     .replace("watch: []", "watch:")
+                    .replace("${", "env-")
             })
             .collect::<Vec<_>>()
             .join("\n");
@@ -484,6 +518,7 @@ detect:
         let prom = all.prometheus.expect("the prometheus section");
         assert_eq!((prom.queries.len(), prom.retries), (2, 2));
         assert_eq!(prom.queries[1].name, "service:http_errors:rate5m");
+        assert!(all.hooks.github_secret.is_some() && all.hooks.changes_token.is_some());
         let am = all.alertmanager.expect("the alertmanager section");
         assert_eq!(
             (am.url.as_str(), am.resend_ms, am.timeout_ms),
@@ -551,6 +586,8 @@ detect:
                 "alertmanager.resend",
             ),
             ("alertmanager: {}\n", "url"),
+            ("hooks:\n  github_secret: abc\n", "hooks.github_secret"),
+            ("hooks:\n  jenkins_token: abcdefghij\n", "line 2"),
             ("prometheus:\n  url: http://p:9090\n", "prometheus.queries"),
             (
                 "prometheus:\n  url: http://p:9090\n  queries:\n    - query: 'rate(x[5m]'\n",

@@ -19,9 +19,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nightshift_core::{
-    Alert, AlertStatus, Anomaly, Incident, LogRecord, Millis, SpanEdge, Topology,
+    Alert, AlertStatus, Anomaly, Change, Incident, LogRecord, Millis, SpanEdge, Topology,
 };
 use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_ingest::changes::{self, HookError, HookOutcome};
 use nightshift_ingest::otlp::{self, DeltaToCumulative, Encoding, OtlpError};
 use nightshift_ingest::{
     AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
@@ -71,6 +72,8 @@ enum Work {
     Alerts(Vec<Alert>),
     Spans(Vec<SpanEdge>),
     Logs(Vec<LogRecord>),
+    /// Changes already stored.
+    Changes(Vec<Change>),
 }
 
 /// What `/metrics` exposes about the server itself and the series it watches.
@@ -196,6 +199,7 @@ pub(crate) struct App {
     pub(crate) topology: Arc<Mutex<Topology>>,
     /// Running totals of OTLP delta series.
     deltas: Mutex<DeltaToCumulative>,
+    hooks: crate::config::Hooks,
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
@@ -299,6 +303,7 @@ async fn run(config: Config) -> Result<()> {
         queue: tx,
         store,
         topology,
+        hooks: config.hooks.clone(),
         deltas: Mutex::new(DeltaToCumulative::new(
             config.max_series.unwrap_or(DEFAULT_MAX_SERIES),
         )),
@@ -313,6 +318,10 @@ async fn run(config: Config) -> Result<()> {
         .route("/v1/traces", post(otlp_traces))
         .route("/v1/logs", post(otlp_logs))
         .route("/loki/api/v1/push", post(loki_push))
+        .route("/api/v1/changes", post(generic_changes).get(api::changes))
+        .route("/hooks/github", post(github_hook))
+        .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/hooks/argocd", post(argocd_hook))
         .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
@@ -641,6 +650,105 @@ async fn loki_push(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// Stores the changes, then queues them for the correlator; answers what became of them.
+async fn accept_hook(app: &App, what: &str, outcome: Result<HookOutcome, HookError>) -> Response {
+    let changes = match outcome {
+        Ok(HookOutcome::Changes(c)) => c,
+        Ok(HookOutcome::Ignored(why)) => {
+            return (
+                StatusCode::ACCEPTED,
+                axum::Json(serde_json::json!({"ignored": why})),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            app.metrics.reject("invalid_change");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, format!("{what}: {e}"));
+        }
+    };
+    for c in &changes {
+        if let Err(e) = app.store.record_change(c).await {
+            tracing::error!(error = %e, "cannot store a change");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what}: cannot store the change ({e}); retry later"),
+            );
+        }
+    }
+    let ids: Vec<String> = changes.iter().map(|c| c.id.clone()).collect();
+    if !changes.is_empty()
+        && let Some(busy) = enqueue(app, Work::Changes(changes), what)
+    {
+        return busy;
+    }
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"recorded": ids})),
+    )
+        .into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header_str(headers, "authorization").and_then(|a| a.strip_prefix("Bearer "))
+}
+
+fn not_configured(what: &str, key: &str) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("{what}: this hook is off; set hooks.{key} in the configuration to turn it on"),
+    )
+}
+
+async fn generic_changes(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(token) = &app.hooks.changes_token
+        && let Err(e) = changes::verify_token(token, bearer(&headers), "Authorization: Bearer")
+    {
+        return accept_hook(&app, "changes", Err(e)).await;
+    }
+    let outcome = changes::decode_generic(&body, now_ms()).map(HookOutcome::Changes);
+    accept_hook(&app, "changes", outcome).await
+}
+
+async fn github_hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(secret) = &app.hooks.github_secret else {
+        return not_configured("github hook", "github_secret");
+    };
+    let outcome = changes::verify_github_signature(
+        secret,
+        header_str(&headers, "x-hub-signature-256"),
+        &body,
+    )
+    .and_then(|()| changes::decode_github(header_str(&headers, "x-github-event"), &body));
+    accept_hook(&app, "github hook", outcome).await
+}
+
+async fn gitlab_hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = &app.hooks.gitlab_token else {
+        return not_configured("gitlab hook", "gitlab_token");
+    };
+    let outcome = changes::verify_token(
+        token,
+        header_str(&headers, "x-gitlab-token"),
+        "X-Gitlab-Token",
+    )
+    .and_then(|()| changes::decode_gitlab(header_str(&headers, "x-gitlab-event"), &body, now_ms()));
+    accept_hook(&app, "gitlab hook", outcome).await
+}
+
+async fn argocd_hook(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(token) = &app.hooks.argocd_token else {
+        return not_configured("argocd hook", "argocd_token");
+    };
+    let outcome = changes::verify_token(token, bearer(&headers), "Authorization: Bearer")
+        .and_then(|()| changes::decode_argocd(&body, now_ms()));
+    accept_hook(&app, "argocd hook", outcome).await
+}
+
 async fn metrics_page(State(app): State<Arc<App>>) -> Response {
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &app.registry) {
@@ -743,6 +851,12 @@ fn work(
                 metrics.queue_depth.dec();
                 for e in &edges {
                     pipeline.ingest_span(e);
+                }
+            }
+            Ok(Work::Changes(list)) => {
+                metrics.queue_depth.dec();
+                for c in &list {
+                    pipeline.ingest_change(c);
                 }
             }
             Ok(Work::Logs(logs)) => {

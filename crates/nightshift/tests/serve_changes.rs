@@ -1,0 +1,118 @@
+//! `nightshift serve`'s change webhooks: GitHub's signature, GitLab's and Argo CD's tokens are
+//! enforced as the senders' documentation says (the services themselves cannot be reached from
+//! here), and recorded changes are stored and readable.
+
+mod common;
+
+use common::{free_port, get, http, start_nightshift_with, temp_dir};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn github_signature(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key size");
+    mac.update(body);
+    let bytes = mac.finalize().into_bytes();
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
+}
+
+fn recorded(ns: u16) -> Vec<String> {
+    let (code, body) = get(ns, "/api/v1/changes");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn change_hooks_enforce_their_secrets_and_record_changes() {
+    let dir = temp_dir("serve-changes");
+    let ns = free_port();
+    let _nightshift = start_nightshift_with(
+        &dir,
+        ns,
+        &format!("hooks:\n  github_secret: \"{SECRET}\"\n  gitlab_token: gitlab-token-1\n"),
+    );
+    let json = ("Content-Type", "application/json");
+
+    // GitHub: a signed deployment is recorded; a bad or missing signature is 401.
+    let deployment = br#"{"action":"created","deployment":{"id":42,"sha":"a1b2c3d4e5f6a7b8","ref":"main","environment":"production","created_at":"2026-11-21T10:00:00Z"},"repository":{"name":"checkout"}}"#;
+    let sig = github_signature(deployment);
+    let signed = [
+        json,
+        ("X-GitHub-Event", "deployment"),
+        ("X-Hub-Signature-256", sig.as_str()),
+    ];
+    let (code, answer) = http(ns, "POST", "/hooks/github", &signed, deployment);
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("github-deployment-42"), "{answer}");
+    let forged = [
+        json,
+        ("X-GitHub-Event", "deployment"),
+        ("X-Hub-Signature-256", "sha256=00ff"),
+    ];
+    assert_eq!(
+        http(ns, "POST", "/hooks/github", &forged, deployment).0,
+        401
+    );
+    let unsigned = [json, ("X-GitHub-Event", "deployment")];
+    assert_eq!(
+        http(ns, "POST", "/hooks/github", &unsigned, deployment).0,
+        401
+    );
+    let ping_sig = github_signature(b"{}");
+    let ping = [
+        json,
+        ("X-GitHub-Event", "ping"),
+        ("X-Hub-Signature-256", ping_sig.as_str()),
+    ];
+    assert_eq!(http(ns, "POST", "/hooks/github", &ping, b"{}").0, 202);
+
+    // GitLab: the token decides.
+    let gl = br#"{"object_kind":"deployment","status":"success","deployment_id":15,"environment":"production","short_sha":"279484c0","status_changed_at":"2026-11-21 10:00:00 UTC","project":{"name":"payments"}}"#;
+    let good = [
+        json,
+        ("X-Gitlab-Event", "Deployment Hook"),
+        ("X-Gitlab-Token", "gitlab-token-1"),
+    ];
+    assert_eq!(http(ns, "POST", "/hooks/gitlab", &good, gl).0, 200);
+    let wrong = [
+        json,
+        ("X-Gitlab-Event", "Deployment Hook"),
+        ("X-Gitlab-Token", "guess"),
+    ];
+    assert_eq!(http(ns, "POST", "/hooks/gitlab", &wrong, gl).0, 401);
+
+    // Argo CD is not configured here: 404 saying how to turn it on.
+    let (code, answer) = http(ns, "POST", "/hooks/argocd", &[json], b"{}");
+    assert_eq!(code, 404);
+    assert!(answer.contains("hooks.argocd_token"), "{answer}");
+
+    // Nightshift's own JSON, and a bad one.
+    let mine = br#"{"kind":"config","target":"cart","description":"raised the pool size","ts":"2026-11-21T10:01:00Z","id":"cfg-1"}"#;
+    assert_eq!(http(ns, "POST", "/api/v1/changes", &[json], mine).0, 200);
+    let (code, answer) = http(
+        ns,
+        "POST",
+        "/api/v1/changes",
+        &[json],
+        br#"{"kind":"explode","target":"x"}"#,
+    );
+    assert_eq!(code, 400);
+    assert!(answer.contains("kind \"explode\""), "{answer}");
+
+    let mut ids = recorded(ns);
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec!["cfg-1", "github-deployment-42", "gitlab-deployment-15"]
+    );
+    assert_eq!(get(ns, "/healthz").0, 200);
+}
