@@ -152,11 +152,21 @@ pub fn normalise(req: WriteRequest, now: Millis) -> (WriteBatch, Option<RemoteWr
     for (i, ts) in req.timeseries.into_iter().enumerate() {
         match series_key(ts.labels).and_then(|key| check_samples(&ts.samples, now).map(|()| key)) {
             Ok(key) => {
-                for s in &ts.samples {
+                // Most series carry one sample: the key moves into the last one, not a copy.
+                let mut key = Some(key);
+                let n = ts.samples.len();
+                for (j, s) in ts.samples.iter().enumerate() {
                     if s.value.is_nan() {
                         batch.stale += 1;
+                        continue;
+                    }
+                    let k = if j + 1 == n {
+                        key.take()
                     } else {
-                        batch.samples.push((key.clone(), s.timestamp, s.value));
+                        key.clone()
+                    };
+                    if let Some(k) = k {
+                        batch.samples.push((k, s.timestamp, s.value));
                     }
                 }
             }

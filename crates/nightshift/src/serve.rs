@@ -194,6 +194,8 @@ impl Metrics {
 
 pub(crate) struct App {
     queue: SyncSender<Work>,
+    /// The queue's capacity, to refuse a request before decoding it when the queue is full.
+    queue_capacity: usize,
     pub(crate) store: SqliteStore,
     /// The topology as of the last evaluation.
     pub(crate) topology: Arc<Mutex<Topology>>,
@@ -301,6 +303,7 @@ async fn run(config: Config) -> Result<()> {
     };
     let app = Arc::new(App {
         queue: tx,
+        queue_capacity: config.serve.queue,
         store,
         topology,
         hooks: config.hooks.clone(),
@@ -399,6 +402,11 @@ pub(crate) fn text(status: StatusCode, message: String) -> Response {
 }
 
 async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    // Under overload, a request the queue has no room for is refused before it costs a decode.
+    if app.metrics.queue_depth.get() >= app.queue_capacity as i64 {
+        app.metrics.reject("overloaded");
+        return busy("remote-write");
+    }
     let h = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let decoded = decode_write_request(
         h(header::CONTENT_ENCODING),
@@ -432,6 +440,19 @@ async fn remote_write(State(app): State<Arc<App>>, headers: HeaderMap, body: Byt
     }
 }
 
+/// 503 with `Retry-After`: the detectors are behind.
+fn busy(what: &str) -> Response {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what}: the detectors are behind; retry later"),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    r
+}
+
 /// Queues work for the pipeline thread; when it cannot, the answer to give instead (a full
 /// queue is answered 503 with `Retry-After`).
 fn enqueue(app: &App, work: Work, what: &str) -> Option<Response> {
@@ -442,15 +463,7 @@ fn enqueue(app: &App, work: Work, what: &str) -> Option<Response> {
         }
         Err(TrySendError::Full(_)) => {
             app.metrics.reject("overloaded");
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("{what}: the detectors are behind; retry later"),
-            );
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-            Some(r)
+            Some(busy(what))
         }
         Err(TrySendError::Disconnected(_)) => Some(text(
             StatusCode::SERVICE_UNAVAILABLE,

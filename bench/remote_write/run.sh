@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Remote-write ingest, side by side: the same pre-encoded batches sent on loopback to
+# `nightshift serve` (decode, normalise, derive golden signals, detect) and to a real
+# Prometheus (Debian's 2.42, --web.enable-remote-write-receiver, storing only), one after the
+# other in the same run. Writes OUTDIR/summary.md and OUTDIR/results.json.
+#
+# usage: bench/remote_write/run.sh [--out OUTDIR] [--seconds S] [--connections C] [--services N] [--skip-build]
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+out="$repo/bench/out/remote_write"
+seconds=20
+connections=4
+services=400
+build=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --seconds) seconds="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --services) services="$2"; shift 2 ;;
+    --skip-build) build=0; shift ;;
+    -h|--help) sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+command -v prometheus >/dev/null || { echo "run.sh: no prometheus binary; install Debian's 'prometheus' (scripts/test does)" >&2; exit 1; }
+target="${CARGO_TARGET_DIR:-$repo/target}/release"
+if [[ $build -eq 1 ]]; then
+  (cd "$repo" && cargo build --release --bin nightshift --example remote_write_load)
+fi
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_ready() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.2; done; echo "run.sh: port $1 never became ready" >&2; return 1; }
+load() { "$target/examples/remote_write_load" --url "$1" --pid "$2" --seconds "$seconds" --connections "$connections" --services "$services" --json; }
+
+# 1. Nightshift: every golden signal derived and detected, and the memory series of every pod
+#    scored by its own ensemble.
+ns=$(port)
+cat > "$work/nightshift.yaml" <<YAML
+serve:
+  listen: 127.0.0.1:$ns
+  interval: 1s
+store:
+  path: $work/nightshift.db
+detect:
+  watch: ['container_memory_working_set_bytes']
+YAML
+"$target/nightshift" serve --config "$work/nightshift.yaml" 2>"$work/nightshift.log" &
+ns_pid=$!
+wait_ready "$ns" /readyz
+echo "== nightshift serve (pid $ns_pid)" >&2
+load "http://127.0.0.1:$ns/api/v1/write" "$ns_pid" > "$work/nightshift.json"
+sleep 2
+curl -s "http://127.0.0.1:$ns/metrics" | grep -E '^nightshift_(derived_series|watched_series|ingest_samples_total|anomaly_reports_total|detector_state_bytes)' > "$work/nightshift.metrics" || true
+kill "$ns_pid"; wait "$ns_pid" 2>/dev/null || true
+
+# 2. Prometheus, receiving the same batches.
+pr=$(port)
+printf 'global:\n  scrape_interval: 15s\n' > "$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom" \
+  --web.listen-address="127.0.0.1:$pr" --web.enable-remote-write-receiver 2>"$work/prometheus.log" &
+pr_pid=$!
+wait_ready "$pr" /-/ready
+echo "== prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}') (pid $pr_pid)" >&2
+load "http://127.0.0.1:$pr/api/v1/write" "$pr_pid" > "$work/prometheus.json"
+kill "$pr_pid"; wait "$pr_pid" 2>/dev/null || true
+
+python3 - "$work" "$out" <<'PY'
+import json, sys, pathlib
+work, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+ns = json.loads((work / "nightshift.json").read_text())
+pr = json.loads((work / "prometheus.json").read_text())
+metrics = (work / "nightshift.metrics").read_text().strip()
+(out / "results.json").write_text(json.dumps({"nightshift": ns, "prometheus": pr, "nightshift_metrics": metrics}, indent=2) + "\n")
+def row(name, r):
+    mib = "–" if r["peak_rss_kib"] is None else f'{r["peak_rss_kib"] / 1024:,.0f}'
+    return f'| {name} | {r["samples_per_second"]:,.0f} | {r["samples_accepted"]:,} | {r["seconds"]:.1f} | {r["requests_refused"]} | {mib} |'
+ratio = ns["samples_per_second"] / pr["samples_per_second"]
+text = "\n".join([
+    "# Remote-write ingest: Nightshift and Prometheus",
+    "",
+    f'Same pre-encoded batches ({ns["series"]:,} series, 2,000 samples a request), loopback, one receiver at a time.',
+    "",
+    "| receiver | samples/s accepted | samples | seconds | requests refused (503/429, retried) | peak RSS MiB |",
+    "|---|---|---|---|---|---|",
+    row("nightshift serve (decode, derive, detect)", ns),
+    row("Prometheus (store only)", pr),
+    "",
+    f"Nightshift ÷ Prometheus: {ratio:.2f}×.",
+    "",
+    "Nightshift after the run:",
+    "",
+    "```",
+    metrics,
+    "```",
+    "",
+])
+(out / "summary.md").write_text(text)
+print(text)
+PY
