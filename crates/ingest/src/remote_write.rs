@@ -160,11 +160,7 @@ pub fn normalise(req: WriteRequest, now: Millis) -> (WriteBatch, Option<RemoteWr
                         batch.stale += 1;
                         continue;
                     }
-                    let k = if j + 1 == n {
-                        key.take()
-                    } else {
-                        key.clone()
-                    };
+                    let k = if j + 1 == n { key.take() } else { key.clone() };
                     if let Some(k) = k {
                         batch.samples.push((k, s.timestamp, s.value));
                     }

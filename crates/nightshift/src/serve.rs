@@ -332,6 +332,7 @@ async fn run(config: Config) -> Result<()> {
         .route("/api/v1/topology", get(api::topology))
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app.clone());
@@ -780,6 +781,13 @@ async fn metrics_page(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
+/// The API's OpenAPI 3 description (`src/openapi.json`).
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.ready.load(Ordering::Relaxed) {
         (StatusCode::OK, "ready\n").into_response()
@@ -951,4 +959,29 @@ fn work(
         }
     }
     ready.store(false, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route the server mounts is described in the OpenAPI document, and nothing else.
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        let source = include_str!("serve.rs");
+        let mut mounted: Vec<String> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+            .filter_map(|l| l.split('"').next())
+            .map(str::to_string)
+            .collect();
+        documented.sort();
+        mounted.sort();
+        assert_eq!(documented, mounted);
+    }
 }

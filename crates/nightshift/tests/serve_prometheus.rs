@@ -148,6 +148,10 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
     });
     assert_eq!(samples, Some(2.0));
     assert_eq!(get(ns, "/healthz").0, 200, "the server is still healthy");
+    let (code, doc) = get(ns, "/openapi.json");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("OpenAPI JSON");
+    assert!(doc["paths"]["/api/v1/write"]["post"].is_object());
 }
 
 #[test]
