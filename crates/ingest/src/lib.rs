@@ -2,6 +2,7 @@
 
 pub mod alertmanager;
 pub mod changes;
+pub mod kubernetes;
 pub mod loki;
 pub mod otlp;
 pub mod promql;

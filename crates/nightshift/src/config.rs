@@ -28,6 +28,17 @@ struct RawConfig {
     prometheus: Option<RawPrometheus>,
     #[serde(default)]
     hooks: Hooks,
+    kubernetes: Option<KubernetesConfig>,
+}
+
+/// The cluster to watch; present means on.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Only this namespace's pods, events and deployments (nodes are cluster-wide); all when unset.
+    pub namespace: Option<String>,
+    /// A kubeconfig file; by default the in-cluster service account or `$KUBECONFIG`.
+    pub kubeconfig: Option<String>,
 }
 
 /// Secrets of the change webhooks; a hook without its secret is not served (404).
@@ -167,6 +178,7 @@ pub struct Config {
     pub alertmanager: Option<AlertmanagerConfig>,
     pub prometheus: Option<PrometheusConfig>,
     pub hooks: Hooks,
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl Config {
@@ -235,6 +247,7 @@ impl Config {
             alertmanager,
             prometheus,
             hooks: check_hooks(raw.hooks)?,
+            kubernetes: raw.kubernetes,
         })
     }
 
@@ -519,6 +532,7 @@ detect:
         assert_eq!((prom.queries.len(), prom.retries), (2, 2));
         assert_eq!(prom.queries[1].name, "service:http_errors:rate5m");
         assert!(all.hooks.github_secret.is_some() && all.hooks.changes_token.is_some());
+        assert_eq!(all.kubernetes.and_then(|k| k.namespace).as_deref(), Some("shop"));
         let am = all.alertmanager.expect("the alertmanager section");
         assert_eq!(
             (am.url.as_str(), am.resend_ms, am.timeout_ms),

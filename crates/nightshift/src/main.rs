@@ -4,6 +4,7 @@ mod api;
 mod config;
 mod detect;
 mod eval;
+mod kube_watch;
 mod nab;
 mod notify;
 mod pipeline;

@@ -84,6 +84,11 @@ impl Pipeline {
         self.deriver.ingest_span(edge);
     }
 
+    /// A service's pod runs on `node` (from the Kubernetes API).
+    pub fn observe_placement(&mut self, service: &str, node: &str) {
+        self.correlator.topology_mut().add_placement(service, node);
+    }
+
     pub fn ingest_event(&mut self, event: &Event) {
         self.stats.events += 1;
         self.correlator.observe_event(event);

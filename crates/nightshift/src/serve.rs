@@ -74,6 +74,8 @@ enum Work {
     Logs(Vec<LogRecord>),
     /// Changes already stored.
     Changes(Vec<Change>),
+    /// What the Kubernetes watchers found (its changes already stored).
+    Cluster(crate::kube_watch::ClusterNews),
 }
 
 /// What `/metrics` exposes about the server itself and the series it watches.
@@ -86,6 +88,7 @@ struct Metrics {
     queue_depth: Gauge,
     alerts: Family<Labels, Counter>,
     otlp: Family<Labels, Counter>,
+    kubernetes: Family<Labels, Counter>,
     watched_series: Gauge,
     derived_series: Gauge,
     anomalies: Counter,
@@ -126,6 +129,11 @@ impl Metrics {
             "nightshift_ingest_otlp_items",
             "OTLP and Loki items accepted, by signal (samples, spans, logs, loki_logs)",
             self.otlp.clone(),
+        );
+        r.register(
+            "nightshift_ingest_kubernetes",
+            "What the Kubernetes watchers found, by kind (placements, events, changes)",
+            self.kubernetes.clone(),
         );
         r.register(
             "nightshift_ingest_queue_depth",
@@ -274,6 +282,14 @@ async fn run(config: Config) -> Result<()> {
     } else {
         None
     };
+    let cluster = match &config.kubernetes {
+        Some(k) => Some(tokio::spawn(crate::kube_watch::run(
+            kube_client(k).await?,
+            k.namespace.clone(),
+            deliver_news(tx.clone(), store.clone(), metrics.clone()),
+        ))),
+        None => None,
+    };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
     let topology = Arc::new(Mutex::new(Topology::default()));
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
@@ -355,9 +371,9 @@ async fn run(config: Config) -> Result<()> {
         .context("the HTTP server stopped")?;
     // The server has stopped taking requests and the pull stops; closing the queue lets the
     // worker drain it.
-    if let Some(pull) = pull {
-        pull.abort();
-        let _ = pull.await;
+    for task in [pull, cluster].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
     }
     let store = app.store.clone();
     drop(app);
@@ -369,6 +385,66 @@ async fn run(config: Config) -> Result<()> {
     store.close().await;
     eprintln!("nightshift serve: stopped after draining the queue");
     Ok(())
+}
+
+/// A client of the configured cluster: a kubeconfig file, else in-cluster or `$KUBECONFIG`.
+async fn kube_client(k: &crate::config::KubernetesConfig) -> Result<kube::Client> {
+    let config = match &k.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("kubernetes.kubeconfig: cannot read {path}"))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubernetes.kubeconfig: {path} has no usable context"))?
+        }
+        None => kube::Config::infer().await.context(
+            "kubernetes: no in-cluster service account and no $KUBECONFIG; set kubernetes.kubeconfig",
+        )?,
+    };
+    kube::Client::try_from(config).context("kubernetes: cannot build the API client")
+}
+
+/// Stores the watchers' changes, then queues their news for the pipeline thread, waiting while
+/// it is behind.
+fn deliver_news(
+    queue: SyncSender<Work>,
+    store: SqliteStore,
+    metrics: Arc<Metrics>,
+) -> crate::kube_watch::Deliver {
+    Arc::new(move |news| {
+        let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
+        Box::pin(async move {
+            for (kind, n) in [
+                ("placements", news.placements.len()),
+                ("events", news.events.len()),
+                ("changes", news.changes.len()),
+            ] {
+                metrics
+                    .kubernetes
+                    .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+                    .inc_by(n as u64);
+            }
+            for c in &news.changes {
+                if let Err(e) = store.record_change(c).await {
+                    tracing::error!(error = %e, "cannot store a change from Kubernetes");
+                }
+            }
+            let mut work = Work::Cluster(news);
+            loop {
+                match queue.try_send(work) {
+                    Ok(()) => {
+                        metrics.queue_depth.inc();
+                        return true;
+                    }
+                    Err(TrySendError::Full(back)) => {
+                        work = back;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(TrySendError::Disconnected(_)) => return false,
+                }
+            }
+        })
+    })
 }
 
 /// An HTTP client for calls to the user's stack, with a timeout per request.
@@ -872,6 +948,18 @@ fn work(
                 metrics.queue_depth.dec();
                 for e in &edges {
                     pipeline.ingest_span(e);
+                }
+            }
+            Ok(Work::Cluster(news)) => {
+                metrics.queue_depth.dec();
+                for (service, node) in &news.placements {
+                    pipeline.observe_placement(service, node);
+                }
+                for e in &news.events {
+                    pipeline.ingest_event(e);
+                }
+                for c in &news.changes {
+                    pipeline.ingest_change(c);
                 }
             }
             Ok(Work::Changes(list)) => {

@@ -1,0 +1,183 @@
+//! `kubernetes:` in the configuration: watches Pods, Events, Deployments and Nodes through the
+//! cluster's API server (the `kube` crate's watcher, which lists, then watches and re-lists
+//! after a gap) and hands what they say to the pipeline thread: pod placement for the topology,
+//! restarts and node readiness as events, rollouts and scaling as changes (stored first), and
+//! the cluster's own Warning and Normal events. The mapping lives in
+//! `nightshift_ingest::kubernetes`; this is the I/O around it.
+
+use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event as K8sEvent, Node, Pod};
+use kube::runtime::watcher::{self, Event as Watched};
+use kube::{Api, Client};
+use nightshift_core::{Change, Event, Millis};
+use nightshift_ingest::kubernetes as k8s;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What the watchers found, for the pipeline thread.
+#[derive(Debug, Default)]
+pub struct ClusterNews {
+    pub placements: Vec<(String, String)>,
+    pub events: Vec<Event>,
+    pub changes: Vec<Change>,
+}
+
+impl ClusterNews {
+    pub fn is_empty(&self) -> bool {
+        self.placements.is_empty() && self.events.is_empty() && self.changes.is_empty()
+    }
+}
+
+/// Hands news to the pipeline (storing changes first); `false` once the pipeline is gone.
+pub type Deliver =
+    Arc<dyn Fn(ClusterNews) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
+fn now() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs every watcher until the pipeline is gone. A watcher error (the API server away, a
+/// permission missing) is logged and retried by the watcher's own backoff.
+pub async fn run(client: Client, namespace: Option<String>, deliver: Deliver) {
+    let services: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let ns = namespace.as_deref();
+    let pods = watch_pods(api::<Pod>(&client, ns), services.clone(), deliver.clone());
+    let events = watch_events(api::<K8sEvent>(&client, ns), services, deliver.clone());
+    let deployments = watch_deployments(api::<Deployment>(&client, ns), deliver.clone());
+    let nodes = watch_nodes(Api::<Node>::all(client.clone()), deliver);
+    tokio::join!(pods, events, deployments, nodes);
+}
+
+/// A watcher's stream with the backoff kube recommends, logging its errors.
+fn stream<K>(api: Api<K>, what: &'static str) -> impl futures_util::Stream<Item = Watched<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .inspect_err(move |e| tracing::warn!(error = %e, what, "Kubernetes watch failed; retrying"))
+        .filter_map(|r| async move { r.ok() })
+}
+
+fn applied<K>(e: Watched<K>) -> Option<K> {
+    match e {
+        Watched::Apply(k) | Watched::InitApply(k) => Some(k),
+        _ => None,
+    }
+}
+
+fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+async fn watch_pods(
+    api: Api<Pod>,
+    services: Arc<Mutex<HashMap<String, String>>>,
+    deliver: Deliver,
+) {
+    let mut seen: HashMap<String, Pod> = HashMap::new();
+    let mut s = std::pin::pin!(stream(api, "pods"));
+    while let Some(e) = s.next().await {
+        let Some(pod) = applied(e) else { continue };
+        let mut news = ClusterNews::default();
+        if let Some(placement) = k8s::pod_placement(&pod) {
+            if let (Some(name), Ok(mut m)) = (pod.metadata.name.clone(), services.lock()) {
+                m.insert(name, placement.0.clone());
+            }
+            news.placements.push(placement);
+        }
+        let k = key(&pod.metadata);
+        news.events = k8s::pod_restarts(seen.get(&k), &pod, now());
+        seen.insert(k, pod);
+        if !news.is_empty() && !deliver(news).await {
+            return;
+        }
+    }
+}
+
+async fn watch_events(
+    api: Api<K8sEvent>,
+    services: Arc<Mutex<HashMap<String, String>>>,
+    deliver: Deliver,
+) {
+    let started = now();
+    let mut s = std::pin::pin!(stream(api, "events"));
+    while let Some(e) = s.next().await {
+        let Some(ev) = applied(e) else { continue };
+        let lookup = |pod: &str| services.lock().ok().and_then(|m| m.get(pod).cloned());
+        // Events from before start-up are the cluster's history, not news.
+        if let Some(event) = k8s::cluster_event(&ev, lookup).filter(|e| e.ts >= started - 60_000) {
+            let news = ClusterNews {
+                events: vec![event],
+                ..ClusterNews::default()
+            };
+            if !deliver(news).await {
+                return;
+            }
+        }
+    }
+}
+
+async fn watch_deployments(api: Api<Deployment>, deliver: Deliver) {
+    let mut seen: HashMap<String, Deployment> = HashMap::new();
+    let mut s = std::pin::pin!(stream(api, "deployments"));
+    while let Some(e) = s.next().await {
+        let Some(d) = applied(e) else { continue };
+        let k = key(&d.metadata);
+        let changes = seen
+            .get(&k)
+            .map(|before| k8s::deployment_changes(before, &d, now()))
+            .unwrap_or_default();
+        seen.insert(k, d);
+        if !changes.is_empty() {
+            let news = ClusterNews {
+                changes,
+                ..ClusterNews::default()
+            };
+            if !deliver(news).await {
+                return;
+            }
+        }
+    }
+}
+
+async fn watch_nodes(api: Api<Node>, deliver: Deliver) {
+    let mut seen: HashMap<String, Node> = HashMap::new();
+    let mut s = std::pin::pin!(stream(api, "nodes"));
+    while let Some(e) = s.next().await {
+        let Some(n) = applied(e) else { continue };
+        let k = key(&n.metadata);
+        let event = k8s::node_readiness(seen.get(&k), &n, now());
+        seen.insert(k, n);
+        if let Some(event) = event {
+            let news = ClusterNews {
+                events: vec![event],
+                ..ClusterNews::default()
+            };
+            if !deliver(news).await {
+                return;
+            }
+        }
+    }
+}
