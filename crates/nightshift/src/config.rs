@@ -532,7 +532,10 @@ detect:
         assert_eq!((prom.queries.len(), prom.retries), (2, 2));
         assert_eq!(prom.queries[1].name, "service:http_errors:rate5m");
         assert!(all.hooks.github_secret.is_some() && all.hooks.changes_token.is_some());
-        assert_eq!(all.kubernetes.and_then(|k| k.namespace).as_deref(), Some("shop"));
+        assert_eq!(
+            all.kubernetes.and_then(|k| k.namespace).as_deref(),
+            Some("shop")
+        );
         let am = all.alertmanager.expect("the alertmanager section");
         assert_eq!(
             (am.url.as_str(), am.resend_ms, am.timeout_ms),

@@ -32,6 +32,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,7 +80,13 @@ enum Work {
 }
 
 /// What `/metrics` exposes about the server itself and the series it watches.
-#[derive(Default)]
+/// Buckets of the latency histograms: 0.1 ms to about 3 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-4, 2.0, 15,
+    ))
+}
+
 struct Metrics {
     anomaly_score: Family<Labels, Gauge<f64, AtomicU64>>,
     samples: Counter,
@@ -89,6 +96,8 @@ struct Metrics {
     alerts: Family<Labels, Counter>,
     otlp: Family<Labels, Counter>,
     kubernetes: Family<Labels, Counter>,
+    request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    evaluation_seconds: Histogram,
     watched_series: Gauge,
     derived_series: Gauge,
     anomalies: Counter,
@@ -98,8 +107,42 @@ struct Metrics {
     pull: crate::pull::PullMetrics,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            anomaly_score: Family::default(),
+            samples: Counter::default(),
+            stale: Counter::default(),
+            rejected: Family::default(),
+            queue_depth: Gauge::default(),
+            alerts: Family::default(),
+            otlp: Family::default(),
+            kubernetes: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            evaluation_seconds: latency_histogram(),
+            watched_series: Gauge::default(),
+            derived_series: Gauge::default(),
+            anomalies: Counter::default(),
+            incidents_open: Gauge::default(),
+            detector_state_bytes: Gauge::default(),
+            notify: NotifyMetrics::default(),
+            pull: crate::pull::PullMetrics::default(),
+        }
+    }
+}
+
 impl Metrics {
     fn register(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_http_request_duration_seconds",
+            "Time to answer a request, by route",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "nightshift_evaluation_duration_seconds",
+            "Time of one evaluation: derived signals, their detectors, the correlator",
+            self.evaluation_seconds.clone(),
+        );
         r.register(
             "nightshift_anomaly_score",
             "Calibrated anomaly score in [0, 1] of each watched series (1 at a record high or low)",
@@ -351,6 +394,7 @@ async fn run(config: Config) -> Result<()> {
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app.clone());
     let listener = tokio::net::TcpListener::bind(config.serve.listen)
         .await
@@ -445,6 +489,26 @@ fn deliver_news(
             }
         })
     })
+}
+
+/// Times every request into `nightshift_http_request_duration_seconds{route}` (the route's
+/// pattern, so ids in paths do not make new series).
+async fn timed(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.metrics
+        .request_seconds
+        .get_or_create(&vec![("route".to_string(), route)])
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 /// An HTTP client for calls to the user's stack, with a timeout per request.
@@ -1014,7 +1078,11 @@ fn work(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         if Instant::now() >= next_eval {
+            let started = Instant::now();
             let eval = pipeline.evaluate(now_ms(), false);
+            metrics
+                .evaluation_seconds
+                .observe(started.elapsed().as_secs_f64());
             metrics.anomalies.inc_by(eval.anomalies.len() as u64);
             if !eval.anomalies.is_empty() {
                 out.record(Record::Anomalies(eval.anomalies));

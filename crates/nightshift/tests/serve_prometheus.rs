@@ -148,6 +148,13 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
     });
     assert_eq!(samples, Some(2.0));
     assert_eq!(get(ns, "/healthz").0, 200, "the server is still healthy");
+    // Latencies: every route answered so far, and the evaluations.
+    let page = get(ns, "/metrics").1;
+    assert!(
+        page.contains(r#"nightshift_http_request_duration_seconds_count{route="/api/v1/write"}"#),
+        "{page}"
+    );
+    assert!(page.contains("nightshift_evaluation_duration_seconds_count"), "{page}");
     let (code, doc) = get(ns, "/openapi.json");
     assert_eq!(code, 200);
     let doc: serde_json::Value = serde_json::from_str(&doc).expect("OpenAPI JSON");
@@ -171,7 +178,7 @@ fn nightshift_pulls_with_promql_from_a_real_prometheus_and_stops_cleanly() {
         ),
     );
     let extra = format!(
-        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries:\n    - {{query: up, interval: 1s, step: 1s, lookback: 1m}}\n    - {{query: 'sum(rate(prometheus_http_requests_total[1m]))', name: 'prometheus:http_requests:rate1m', interval: 1s, step: 1s}}\ndetect:\n  watch: ['up', 'prometheus:http_requests:rate1m']\n"
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries:\n    - {{query: up, interval: 1s, step: 1s, lookback: 1m}}\n    - {{query: 'sum(rate(prometheus_http_requests_total[1m]))', name: 'prometheus:http_requests:rate1m', interval: 1s, step: 1s}}\n    - {{query: 'count(up)', name: 'targets:up:count', interval: 1s, instant: true}}\ndetect:\n  watch: ['up', 'prometheus:http_requests:rate1m', 'targets:up:count']\n"
     );
     let mut nightshift = common::start_nightshift_with(&dir, ns, &extra);
 
