@@ -154,7 +154,10 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
         page.contains(r#"nightshift_http_request_duration_seconds_count{route="/api/v1/write"}"#),
         "{page}"
     );
-    assert!(page.contains("nightshift_evaluation_duration_seconds_count"), "{page}");
+    assert!(
+        page.contains("nightshift_evaluation_duration_seconds_count"),
+        "{page}"
+    );
     let (code, doc) = get(ns, "/openapi.json");
     assert_eq!(code, 200);
     let doc: serde_json::Value = serde_json::from_str(&doc).expect("OpenAPI JSON");
