@@ -16,6 +16,7 @@ pub mod overrides;
 pub mod persist;
 pub mod range_breach;
 pub mod seasonal;
+pub mod template_miner;
 #[cfg(test)]
 mod testkit;
 pub mod trend;
@@ -39,6 +40,7 @@ pub use overrides::{OverrideError, OverrideRule, Overrides, SeriesSelector};
 pub use persist::{PersistConfig, PersistDetector};
 pub use range_breach::{RangeBreachConfig, RangeBreachDetector};
 pub use seasonal::{SeasonalConfig, SeasonalDetector, Seasonality};
+pub use template_miner::{MinerConfig, Template, TemplateMiner};
 pub use trend::{TrendConfig, TrendDetector};
 pub use volatility_shift::{VolatilityShiftConfig, VolatilityShiftDetector};
 pub use watch::{SeriesWatch, Watched};

@@ -5,6 +5,8 @@ mod config;
 mod detect;
 mod eval;
 mod kube_watch;
+mod logs_eval;
+mod logs_parse;
 mod nab;
 mod notify;
 mod pipeline;
@@ -44,6 +46,9 @@ enum Command {
     Serve(ServeArgs),
     /// Find anomalies in your own series: a `timestamp,value` CSV or a wide CSV with one column per series.
     Detect(DetectArgs),
+    /// Log tools: template mining of a file or standard input.
+    #[command(subcommand)]
+    Logs(LogsCommand),
     /// Measure quality against ground truth.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -90,11 +95,38 @@ struct DetectArgs {
 }
 
 #[derive(Subcommand)]
+enum LogsCommand {
+    /// The templates of a log (a file, or standard input without one or with `-`), with counts
+    /// and examples.
+    Parse(LogsParseArgs),
+}
+
+#[derive(Args)]
+struct LogsParseArgs {
+    file: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
 enum EvalCommand {
     /// Replay scenarios and score incidents and root causes against their ground truth.
     Rca(EvalRcaArgs),
     /// Score anomaly detection on the Numenta Anomaly Benchmark with NAB's v1.0 rules.
     Nab(EvalNabArgs),
+    /// Score log template mining on Loghub's labelled samples (GA, PA, F1, lines/s).
+    Logs(EvalLogsArgs),
+}
+
+#[derive(Args)]
+struct EvalLogsArgs {
+    /// The Loghub folder, holding `<System>/<System>_2k.log_structured.csv` (and `corrected/`).
+    #[arg(long, value_name = "DIR")]
+    data: std::path::PathBuf,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -171,6 +203,22 @@ fn run() -> Result<()> {
         }
         Command::Eval(EvalCommand::Rca(args)) => eval_rca(args),
         Command::Eval(EvalCommand::Nab(args)) => eval_nab(args),
+        Command::Logs(LogsCommand::Parse(args)) => {
+            let report = logs_parse::parse(args.file.as_deref(), args.json)?;
+            if args.json {
+                emit_json(&report)
+            } else {
+                emit(&logs_parse::render(&report))
+            }
+        }
+        Command::Eval(EvalCommand::Logs(args)) => {
+            let report = logs_eval::run(&args.data)?;
+            if args.json {
+                emit_json(&report)
+            } else {
+                emit(&logs_eval::render(&report))
+            }
+        }
     }
 }
 

@@ -1,0 +1,397 @@
+//! Streaming log template mining: each line is assigned to a template as it arrives, the
+//! template's variable positions becoming `<*>`.
+//!
+//! The method is Drain (P. He, J. Zhu, Z. Zheng, M. R. Lyu, *Drain: An Online Log Parsing
+//! Approach with Fixed Depth Tree*, ICWS 2017): lines are routed by their token count and
+//! first tokens to a small set of candidate templates, and join the most similar one when
+//! enough positions agree, else start a new one. One configuration serves every log source:
+//!
+//! - **Masking** before routing: numbers, hex, IPs with ports, UUIDs, paths, durations and
+//!   sizes, quoted strings and key=value values become `<*>`, so variables never split the
+//!   tree (Drain leaves this to per-source regular expressions; here it is built in).
+//! - **Routing** skips tokens that still hold a digit (a variable the masks missed), as Drain
+//!   does.
+//! - **Similarity** counts agreeing constant positions over the constant positions of the
+//!   template (a template that is mostly `<*>` does not swallow everything).
+//! - **Ids** are sequential and kept in the checkpoint (serde), so they are stable across
+//!   restarts; templates beyond the cap are evicted least-recently-seen first.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The wildcard a variable position shows as.
+pub const WILDCARD: &str = "<*>";
+
+/// Settings of [`TemplateMiner`]; the defaults serve every log source.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MinerConfig {
+    /// Leading tokens a line is routed by (Drain's depth − 2).
+    pub prefix_tokens: usize,
+    /// Share of a template's constant positions a line must match to join it.
+    pub similarity: f64,
+    /// Most templates kept; the least recently seen is evicted beyond it.
+    pub max_templates: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            prefix_tokens: 2,
+            similarity: 0.5,
+            max_templates: 10_000,
+        }
+    }
+}
+
+/// One template and what the miner knows of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: u64,
+    pub tokens: Vec<String>,
+    pub count: u64,
+    /// The sequence number of the last line it matched (for eviction).
+    last_seen: u64,
+}
+
+impl Template {
+    /// The template as text, tokens joined by a space.
+    pub fn text(&self) -> String {
+        self.tokens.join(" ")
+    }
+}
+
+/// What the miner made of one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Match {
+    pub template_id: u64,
+    /// The line started a new template.
+    pub new: bool,
+    /// The line's values at the template's `<*>` positions.
+    pub parameters: Vec<String>,
+}
+
+/// The streaming miner. Serialisable: restore it to keep template ids after a restart.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TemplateMiner {
+    cfg: MinerConfig,
+    templates: HashMap<u64, Template>,
+    /// (token count, routing prefix) → template ids, oldest first: an index of `templates`,
+    /// rebuilt after a restore.
+    #[serde(skip)]
+    groups: HashMap<(usize, Vec<String>), Vec<u64>>,
+    next_id: u64,
+    lines: u64,
+}
+
+fn is_digit_token(t: &str) -> bool {
+    t.bytes().any(|b| b.is_ascii_digit())
+}
+
+/// Whether a token is a variable by its form alone.
+fn is_variable(tok: &str) -> bool {
+    let t = tok.trim_matches(|c: char| {
+        matches!(
+            c,
+            ',' | ';' | '(' | ')' | '[' | ']' | '{' | '}' | '.' | ':' | '\'' | '"'
+        )
+    });
+    if t.is_empty() {
+        return false;
+    }
+    let b = t.as_bytes();
+    // Quoted strings.
+    if tok.len() > 1
+        && ((tok.starts_with('"') && tok.ends_with('"'))
+            || (tok.starts_with('\'') && tok.ends_with('\'')))
+    {
+        return true;
+    }
+    // Numbers (signs, decimals, thousands), hex, and anything mostly digits.
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits > 0
+        && b.iter().all(|c| {
+            c.is_ascii_digit()
+                || matches!(
+                    c,
+                    b'-' | b'+' | b'.' | b',' | b'_' | b'/' | b':' | b'x' | b'X'
+                )
+        })
+    {
+        return true;
+    }
+    if (t.starts_with("0x") || t.starts_with("0X"))
+        && t.len() > 2
+        && t[2..].bytes().all(|c| c.is_ascii_hexdigit())
+    {
+        return true;
+    }
+    if t.len() >= 8 && digits > 0 && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-') {
+        return true;
+    }
+    // Paths and URLs.
+    if (t.starts_with('/') && t[1..].contains('/')) || t.contains("://") {
+        return true;
+    }
+    // Durations and sizes: a number with a short unit (12ms, 3.5s, 64KB, 10.2%).
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    if num_end > 0
+        && num_end < t.len()
+        && t.len() - num_end <= 3
+        && t[num_end..]
+            .bytes()
+            .all(|c| c.is_ascii_alphabetic() || c == b'%')
+    {
+        return true;
+    }
+    // Mostly digits among letters (ids like job_1445144423722_0020, blk_-1608999687919862906).
+    digits * 2 >= t.len() && t.len() >= 4
+}
+
+/// `key=value` with a variable value keeps the key: `user=<*>`.
+fn mask(tok: &str) -> String {
+    if let Some((k, v)) = tok.split_once('=')
+        && !k.is_empty()
+        && !v.is_empty()
+        && k.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
+    {
+        return if is_variable(v) || is_digit_token(v) {
+            format!("{k}={WILDCARD}")
+        } else {
+            tok.to_string()
+        };
+    }
+    if is_variable(tok) {
+        WILDCARD.to_string()
+    } else {
+        tok.to_string()
+    }
+}
+
+/// A line's tokens after masking.
+pub fn tokens(line: &str) -> Vec<String> {
+    line.split_whitespace().map(mask).collect()
+}
+
+impl TemplateMiner {
+    pub fn new(cfg: MinerConfig) -> Self {
+        Self {
+            cfg,
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    pub fn template(&self, id: u64) -> Option<&Template> {
+        self.templates.get(&id)
+    }
+
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.templates.values()
+    }
+
+    fn route(&self, toks: &[String]) -> (usize, Vec<String>) {
+        let prefix = toks
+            .iter()
+            .take(self.cfg.prefix_tokens)
+            .map(|t| {
+                if t == WILDCARD || is_digit_token(t) {
+                    WILDCARD.to_string()
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        (toks.len(), prefix)
+    }
+
+    /// Share of the template's constant positions the line agrees with (1 for an all-`<*>`
+    /// template only when the line is all variables too).
+    fn similarity(template: &[String], toks: &[String]) -> f64 {
+        let mut constant = 0usize;
+        let mut same = 0usize;
+        for (t, l) in template.iter().zip(toks) {
+            if t == WILDCARD {
+                continue;
+            }
+            constant += 1;
+            if t == l {
+                same += 1;
+            }
+        }
+        if constant == 0 {
+            return if toks.iter().all(|t| t == WILDCARD) {
+                1.0
+            } else {
+                0.5
+            };
+        }
+        same as f64 / constant as f64
+    }
+
+    /// The routing index from the templates (their routes do not change as they generalise:
+    /// lines of one route agree on its prefix).
+    fn reindex(&mut self) {
+        let mut ids: Vec<u64> = self.templates.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(t) = self.templates.get(&id) {
+                let key = self.route(&t.tokens);
+                self.groups.entry(key).or_default().push(id);
+            }
+        }
+    }
+
+    /// Assigns `line` to a template, creating or generalising one.
+    pub fn add(&mut self, line: &str) -> Match {
+        if self.groups.is_empty() && !self.templates.is_empty() {
+            self.reindex();
+        }
+        self.lines += 1;
+        let toks = tokens(line);
+        let key = self.route(&toks);
+        let best = self.groups.get(&key).and_then(|ids| {
+            ids.iter()
+                .filter_map(|id| self.templates.get(id))
+                .map(|t| {
+                    (
+                        t.id,
+                        Self::similarity(&t.tokens, &toks),
+                        t.tokens.iter().filter(|x| *x == WILDCARD).count(),
+                    )
+                })
+                // Most similar; among equals, the more specific template.
+                .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
+        });
+        let (id, new) = match best {
+            Some((id, sim, _)) if sim >= self.cfg.similarity => {
+                if let Some(t) = self.templates.get_mut(&id) {
+                    for (tt, l) in t.tokens.iter_mut().zip(&toks) {
+                        if tt != l {
+                            *tt = WILDCARD.to_string();
+                        }
+                    }
+                    t.count += 1;
+                    t.last_seen = self.lines;
+                }
+                (id, false)
+            }
+            _ => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.templates.insert(
+                    id,
+                    Template {
+                        id,
+                        tokens: toks.clone(),
+                        count: 1,
+                        last_seen: self.lines,
+                    },
+                );
+                self.groups.entry(key).or_default().push(id);
+                self.evict();
+                (id, true)
+            }
+        };
+        let parameters = self
+            .templates
+            .get(&id)
+            .map(|t| {
+                t.tokens
+                    .iter()
+                    .zip(line.split_whitespace())
+                    .filter(|(tt, _)| *tt == WILDCARD)
+                    .map(|(_, raw)| raw.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Match {
+            template_id: id,
+            new,
+            parameters,
+        }
+    }
+
+    /// Drops the least recently seen templates beyond the cap.
+    fn evict(&mut self) {
+        while self.templates.len() > self.cfg.max_templates.max(1) {
+            let Some(oldest) = self
+                .templates
+                .values()
+                .min_by_key(|t| t.last_seen)
+                .map(|t| t.id)
+            else {
+                return;
+            };
+            self.templates.remove(&oldest);
+            for ids in self.groups.values_mut() {
+                ids.retain(|i| *i != oldest);
+            }
+            self.groups.retain(|_, ids| !ids.is_empty());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_masked_and_lines_group() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("PacketResponder 1 for block blk_38865049064139660 terminating");
+        let b = m.add("PacketResponder 0 for block blk_-6952295868487656571 terminating");
+        assert_eq!(a.template_id, b.template_id);
+        assert!(a.new && !b.new);
+        let t = m.template(a.template_id).expect("kept");
+        assert_eq!(t.text(), "PacketResponder <*> for block <*> terminating");
+        assert_eq!(b.parameters, vec!["0", "blk_-6952295868487656571"]);
+        let c = m.add("Connection from 10.0.0.1:5000 closed after 12ms");
+        let d = m.add("Connection from 10.0.0.2:6000 closed after 3.5s");
+        assert_eq!(c.template_id, d.template_id);
+        assert_ne!(a.template_id, c.template_id);
+    }
+
+    #[test]
+    fn differing_constants_generalise_when_most_agree() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("session opened for user alice by web");
+        let b = m.add("session opened for user bob by web");
+        assert_eq!(a.template_id, b.template_id);
+        assert_eq!(
+            m.template(a.template_id).map(Template::text).as_deref(),
+            Some("session opened for user <*> by web")
+        );
+        let c = m.add("disk full on volume data now");
+        assert_ne!(a.template_id, c.template_id);
+    }
+
+    #[test]
+    fn ids_survive_a_checkpoint_and_the_cap_evicts_the_oldest() {
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: 2,
+            ..MinerConfig::default()
+        });
+        let a = m.add("alpha one two");
+        let json = serde_json::to_string(&m).expect("serialises");
+        let mut restored: TemplateMiner = serde_json::from_str(&json).expect("restores");
+        assert_eq!(restored.add("alpha one two").template_id, a.template_id);
+        restored.add("beta three four five");
+        restored.add("gamma six seven eight nine");
+        assert_eq!(restored.len(), 2);
+        assert!(
+            restored.template(a.template_id).is_none(),
+            "the least recently seen went"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `nightshift logs parse [FILE]`: the templates of a log file (or standard input), with their
+//! counts and two example lines each. JSON lines and logfmt lines are read for their message
+//! field (`msg`, `message`, `log`); other lines are taken whole.
+
+use anyhow::{Context, Result};
+use nightshift_detect::{MinerConfig, TemplateMiner};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+
+/// One template found.
+#[derive(Debug, Serialize)]
+pub struct ParsedTemplate {
+    pub id: u64,
+    pub count: u64,
+    pub template: String,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParseReport {
+    pub lines: u64,
+    pub templates: Vec<ParsedTemplate>,
+}
+
+const MESSAGE_FIELDS: [&str; 3] = ["msg", "message", "log"];
+
+/// The message of a line: a JSON object's or a logfmt line's message field, else the line.
+pub fn message(line: &str) -> &str {
+    let t = line.trim();
+    if t.starts_with('{')
+        && let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
+    {
+        for f in MESSAGE_FIELDS {
+            if let Some(serde_json::Value::String(m)) = o.get(f) {
+                // Borrow the message from the line itself where it is there verbatim.
+                if let Some(at) = line.find(m.as_str()) {
+                    return &line[at..at + m.len()];
+                }
+            }
+        }
+    }
+    for f in MESSAGE_FIELDS {
+        let key = format!("{f}=");
+        if let Some(at) = t
+            .find(&key)
+            .filter(|&a| a == 0 || t.as_bytes()[a - 1] == b' ')
+        {
+            let rest = &t[at + key.len()..];
+            return match rest.strip_prefix('"') {
+                Some(q) => q.split('"').next().unwrap_or(q),
+                None => rest.split_whitespace().next().unwrap_or(rest),
+            };
+        }
+    }
+    line
+}
+
+/// Mines every line of `input` (a path, or standard input for `None` or `-`).
+pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
+    let (reader, size): (Box<dyn BufRead>, u64) = match input.filter(|p| p.as_os_str() != "-") {
+        Some(p) => {
+            let f =
+                std::fs::File::open(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            (Box::new(std::io::BufReader::new(f)), size)
+        }
+        None => (Box::new(std::io::BufReader::new(std::io::stdin())), 0),
+    };
+    let bar = crate::progress_bar(size, "bytes", quiet || size < 1 << 20);
+    let mut miner = TemplateMiner::new(MinerConfig::default());
+    let mut examples: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut lines = 0u64;
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("line {}: not valid UTF-8 text", i + 1))?;
+        bar.inc(line.len() as u64 + 1);
+        let msg = message(&line);
+        if msg.trim().is_empty() {
+            continue;
+        }
+        lines += 1;
+        let m = miner.add(msg);
+        let ex = examples.entry(m.template_id).or_default();
+        if ex.len() < 2 {
+            ex.push(msg.to_string());
+        }
+    }
+    bar.finish_and_clear();
+    let mut templates: Vec<ParsedTemplate> = miner
+        .templates()
+        .map(|t| ParsedTemplate {
+            id: t.id,
+            count: t.count,
+            template: t.text(),
+            examples: examples.remove(&t.id).unwrap_or_default(),
+        })
+        .collect();
+    templates.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
+    Ok(ParseReport { lines, templates })
+}
+
+pub fn render(r: &ParseReport) -> String {
+    let mut t = crate::render::table(vec!["count", "template", "example"]);
+    for p in &r.templates {
+        t.add_row(vec![
+            p.count.to_string(),
+            p.template.clone(),
+            p.examples.first().cloned().unwrap_or_default(),
+        ]);
+    }
+    format!("{t}\n{} lines, {} templates\n", r.lines, r.templates.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_come_out_of_json_and_logfmt() {
+        assert_eq!(
+            message(r#"{"level":"error","msg":"disk full on /data"}"#),
+            "disk full on /data"
+        );
+        assert_eq!(
+            message(r#"ts=1 level=warn msg="slow query" took=3s"#),
+            "slow query"
+        );
+        assert_eq!(message("plain line here"), "plain line here");
+        assert_eq!(message(r#"{"not":"a message"}"#), r#"{"not":"a message"}"#);
+    }
+}
