@@ -80,6 +80,10 @@ pub struct TemplateMiner {
     /// rebuilt after a restore.
     #[serde(skip)]
     groups: HashMap<(usize, Vec<String>), Vec<u64>>,
+    /// Templates by the sequence number of their last line, for eviction in O(log n): an index
+    /// of `templates`, rebuilt after a restore.
+    #[serde(skip)]
+    by_seen: std::collections::BTreeMap<u64, u64>,
     next_id: u64,
     lines: u64,
 }
@@ -248,6 +252,7 @@ impl TemplateMiner {
             if let Some(t) = self.templates.get(&id) {
                 let key = self.route(&t.tokens);
                 self.groups.entry(key).or_default().push(id);
+                self.by_seen.insert(t.last_seen, id);
             }
         }
     }
@@ -282,7 +287,9 @@ impl TemplateMiner {
                         }
                     }
                     t.count += 1;
+                    self.by_seen.remove(&t.last_seen);
                     t.last_seen = self.lines;
+                    self.by_seen.insert(t.last_seen, id);
                 }
                 (id, false)
             }
@@ -299,6 +306,7 @@ impl TemplateMiner {
                     },
                 );
                 self.groups.entry(key).or_default().push(id);
+                self.by_seen.insert(self.lines, id);
                 self.evict();
                 (id, true)
             }
@@ -325,19 +333,19 @@ impl TemplateMiner {
     /// Drops the least recently seen templates beyond the cap.
     fn evict(&mut self) {
         while self.templates.len() > self.cfg.max_templates.max(1) {
-            let Some(oldest) = self
-                .templates
-                .values()
-                .min_by_key(|t| t.last_seen)
-                .map(|t| t.id)
-            else {
+            let Some((_, oldest)) = self.by_seen.pop_first() else {
                 return;
             };
-            self.templates.remove(&oldest);
-            for ids in self.groups.values_mut() {
+            let Some(t) = self.templates.remove(&oldest) else {
+                continue;
+            };
+            let key = self.route(&t.tokens);
+            if let Some(ids) = self.groups.get_mut(&key) {
                 ids.retain(|i| *i != oldest);
+                if ids.is_empty() {
+                    self.groups.remove(&key);
+                }
             }
-            self.groups.retain(|_, ids| !ids.is_empty());
         }
     }
 }
@@ -393,5 +401,33 @@ mod tests {
             restored.template(a.template_id).is_none(),
             "the least recently seen went"
         );
+    }
+
+    #[test]
+    fn memory_stays_under_the_cap_on_ever_new_lines() {
+        let cap = 500;
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: cap,
+            ..MinerConfig::default()
+        });
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut word = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Letters only, so masking keeps them: every line is a new template.
+            (0..8)
+                .map(|i| (b'a' + ((state >> (i * 5)) % 26) as u8) as char)
+                .collect::<String>()
+        };
+        for _ in 0..200_000 {
+            let line = format!("{} {} {} {}", word(), word(), word(), word());
+            m.add(&line);
+            assert!(m.len() <= cap);
+        }
+        assert_eq!(m.len(), cap);
+        let indexed: usize = m.groups.values().map(Vec::len).sum();
+        assert_eq!(indexed, cap, "the index is pruned too");
+        assert_eq!(m.by_seen.len(), cap);
     }
 }
