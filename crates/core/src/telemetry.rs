@@ -133,5 +133,14 @@ pub struct LogPattern {
     pub count: u64,
     /// True when the template was never seen from this entity before.
     pub new: bool,
-    pub example: String,
+    /// True when a template this entity logged steadily has stopped (`count` is then 0).
+    #[serde(default)]
+    pub vanished: bool,
+    /// Up to two example lines.
+    pub examples: Vec<String>,
+    /// When the entity first and last logged the template.
+    #[serde(default)]
+    pub first_seen: Millis,
+    #[serde(default)]
+    pub last_seen: Millis,
 }

@@ -50,7 +50,11 @@ pub struct LogFact {
     pub first_ts: Millis,
     pub count: u64,
     pub new: bool,
-    pub example: String,
+    pub vanished: bool,
+    pub examples: Vec<String>,
+    /// When the entity first and last logged the template (the report times are `first_ts`).
+    pub first_seen: Millis,
+    pub last_ts: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,10 +123,20 @@ impl EntityFacts {
                 first_ts: p.ts,
                 count: 0,
                 new: p.new,
-                example: p.example.clone(),
+                vanished: p.vanished,
+                examples: p.examples.clone(),
+                first_seen: p.first_seen,
+                last_ts: p.last_seen,
             });
         f.count += p.count;
         f.new |= p.new;
+        f.vanished |= p.vanished;
+        f.last_ts = f.last_ts.max(p.last_seen);
+        for e in &p.examples {
+            if f.examples.len() < 2 && !f.examples.contains(e) {
+                f.examples.push(e.clone());
+            }
+        }
     }
 
     /// The strongest score per class among the entity's own series.

@@ -554,7 +554,24 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
             event_weight(&ev_.reason, &ev_.object, ev_.event_type),
         ));
     }
-    for l in f.logs.values().filter(|l| l.severity >= Severity::Warn) {
+    for l in f
+        .logs
+        .values()
+        .filter(|l| l.severity >= Severity::Warn || l.vanished)
+    {
+        let what = if l.new {
+            "new log pattern"
+        } else if l.vanished {
+            "stopped: log pattern"
+        } else {
+            "log pattern"
+        };
+        let examples = l
+            .examples
+            .iter()
+            .map(|x| format!("\"{x}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push(Evidence {
             query: Some(format!(
                 "{{service_name=\"{}\"}} |= `{}`",
@@ -565,10 +582,10 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
                 EvidenceKind::LogPattern,
                 l.first_ts,
                 format!(
-                    "{}log pattern \"{}\" ×{}",
-                    if l.new { "new " } else { "" },
+                    "{what} \"{}\" ×{} over {} from the first line; e.g. {examples}",
                     l.template,
-                    l.count
+                    l.count,
+                    nightshift_core::format_duration(l.last_ts.saturating_sub(l.first_seen).max(0))
                 ),
                 if l.new { 0.3 } else { 0.1 },
             )

@@ -1,9 +1,20 @@
-//! A first log template tracker: masks the variable parts of a line (numbers, ids, addresses)
-//! to get its template, and reports templates that are new for a service or suddenly frequent.
-//! A full streaming template miner replaces the masking later; the reporting contract stays.
+//! Log anomalies per service from the template miner ([`crate::template_miner`]): a template a
+//! service never logged before (after warm-up), a template logged at several times its usual
+//! rate, and an ordinary (below warning) template a service logged steadily that has stopped. Each report carries the
+//! template, its count, when the service first and last logged it and two example lines.
 
+use crate::template_miner::{MinerConfig, TemplateMiner};
 use nightshift_core::{Entity, LogPattern, LogRecord, Millis, Severity};
 use std::collections::HashMap;
+
+/// Intervals of history a template's rate needs before bursts and silences count.
+const RATE_WARMUP: u64 = 20;
+/// A burst: at least this many lines and this many times the usual rate.
+const BURST_LINES: u64 = 5;
+const BURST_FACTOR: f64 = 5.0;
+/// A silence: this many intervals in a row without a line from a template that averaged at
+/// least one a interval (a chance of e^-10 for a steady source).
+const SILENT_INTERVALS: u64 = 10;
 
 #[derive(Debug, Default)]
 struct TemplateState {
@@ -11,37 +22,32 @@ struct TemplateState {
     mean: f64,
     intervals_seen: u64,
     pending: u64,
+    /// Intervals in a row without a line.
+    silent: u64,
     severity: Option<Severity>,
-    example: String,
+    examples: Vec<String>,
+    first_seen: Millis,
+    last_seen: Millis,
     reported_new: bool,
+    reported_vanished: bool,
 }
 
-/// Tracks templates per service and reports the new and the bursting ones at each flush.
-#[derive(Debug, Default)]
+/// Tracks each service's templates and reports the new, bursting and vanished ones at each
+/// flush. One miner serves every service (the same code logs the same lines); the states are
+/// per (service, template), and follow the miner's eviction, so memory stays bounded.
+#[derive(Debug)]
 pub struct LogTemplateTracker {
-    templates: HashMap<(String, String), TemplateState>,
+    miner: TemplateMiner,
+    templates: HashMap<(String, u64), TemplateState>,
 }
 
-/// Masks the variable tokens of a log line: anything with a digit, hex ids, quoted values.
-pub fn template_of(body: &str) -> String {
-    let mut out = String::with_capacity(body.len());
-    for (i, tok) in body.split_whitespace().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        let variable = tok.bytes().any(|b| b.is_ascii_digit())
-            || (tok.len() >= 8 && tok.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
-            || (tok.starts_with('"') && tok.ends_with('"') && tok.len() > 1);
-        if variable {
-            // Keep a trailing colon or comma so the template still reads like the line.
-            let tail = tok.trim_end_matches([':', ',', ';']);
-            out.push_str("<*>");
-            out.push_str(&tok[tail.len()..]);
-        } else {
-            out.push_str(tok);
+impl Default for LogTemplateTracker {
+    fn default() -> Self {
+        Self {
+            miner: TemplateMiner::new(MinerConfig::default()),
+            templates: HashMap::new(),
         }
     }
-    out
 }
 
 impl LogTemplateTracker {
@@ -49,52 +55,82 @@ impl LogTemplateTracker {
         Self::default()
     }
 
+    /// Templates known to the miner.
+    pub fn templates(&self) -> usize {
+        self.miner.len()
+    }
+
     pub fn ingest(&mut self, log: &LogRecord) {
         let Some(service) = log.resource.service_name() else {
             return;
         };
-        let template = template_of(&log.body);
-        let st = self
-            .templates
-            .entry((service.to_string(), template))
-            .or_default();
+        let id = self.miner.add(&log.body).template_id;
+        let st = self.templates.entry((service.to_string(), id)).or_default();
         st.pending += 1;
         if st.severity.is_none_or(|s| log.severity > s) {
             st.severity = Some(log.severity);
         }
-        if st.example.is_empty() {
-            st.example = log.body.clone();
+        if st.examples.len() < 2 && !st.examples.contains(&log.body) {
+            st.examples.push(log.body.clone());
         }
+        if st.first_seen == 0 {
+            st.first_seen = log.ts;
+        }
+        st.last_seen = st.last_seen.max(log.ts);
     }
 
-    /// Reports warning-or-worse templates that are new, or at least 5 lines and 5× their usual rate.
-    /// `learning` marks history replay: templates are learned, nothing is reported.
+    /// Reports warning-or-worse templates that are new, or at least 5 lines and 5× their usual
+    /// rate, and any steady template that has fallen silent. `learning` marks history replay:
+    /// templates are learned, nothing is reported.
     pub fn flush(&mut self, ts: Millis, learning: bool) -> Vec<LogPattern> {
+        // Templates the miner evicted are forgotten here too.
+        let miner = &self.miner;
+        self.templates
+            .retain(|(_, id), _| miner.template(*id).is_some());
         let mut out = Vec::new();
-        for ((service, template), st) in &mut self.templates {
+        for ((service, id), st) in &mut self.templates {
             let n = st.pending;
             st.pending = 0;
+            st.silent = if n == 0 { st.silent + 1 } else { 0 };
             let severity = st.severity.unwrap_or(Severity::Info);
             if learning {
                 st.reported_new = true;
             }
             let new = !st.reported_new && n > 0;
-            let burst = st.intervals_seen >= 20 && n >= 5 && (n as f64) >= 5.0 * st.mean.max(0.2);
-            if !learning && severity >= Severity::Warn && (new || burst) {
+            let warm = st.intervals_seen >= RATE_WARMUP;
+            let burst = warm && n >= BURST_LINES && (n as f64) >= BURST_FACTOR * st.mean.max(0.2);
+            // An error template going quiet is a recovery; a steady ordinary one going quiet
+            // (a heartbeat, "request served") is the news.
+            let vanished = warm
+                && severity < Severity::Warn
+                && st.silent == SILENT_INTERVALS
+                && st.mean >= 1.0
+                && !st.reported_vanished;
+            let report = (severity >= Severity::Warn && (new || burst)) || vanished;
+            if !learning && report {
                 out.push(LogPattern {
                     ts,
                     entity: Entity::service(service),
-                    template: template.clone(),
+                    template: miner.template(*id).map(|t| t.text()).unwrap_or_default(),
                     severity,
                     count: n,
                     new,
-                    example: st.example.clone(),
+                    vanished,
+                    examples: st.examples.clone(),
+                    first_seen: st.first_seen,
+                    last_seen: st.last_seen,
                 });
             }
+            st.reported_vanished = if n > 0 {
+                false
+            } else {
+                st.reported_vanished || vanished
+            };
             if n > 0 {
                 st.reported_new = true;
             }
-            if !burst {
+            // The rate is learned from ordinary intervals: not bursts, not a silence.
+            if !burst && st.silent < SILENT_INTERVALS {
                 st.mean += (n as f64 - st.mean) * 0.05;
             }
             st.intervals_seen += 1;
@@ -115,19 +151,11 @@ mod tests {
 
     fn log(body: &str, severity: Severity) -> LogRecord {
         LogRecord {
-            ts: 0,
+            ts: 1,
             resource: Resource::service("api"),
             severity,
             body: body.into(),
         }
-    }
-
-    #[test]
-    fn masks_variables() {
-        assert_eq!(
-            template_of("upstream request to payments timed out after 2000ms, pod=api-7d9f8-x2k4p"),
-            "upstream request to payments timed out after <*>, <*>"
-        );
     }
 
     #[test]
@@ -141,10 +169,46 @@ mod tests {
             "template learned during history is not new"
         );
         t.ingest(&log("pq: sorry, too many clients already", Severity::Error));
+        t.ingest(&log("pq: sorry, too many clients already", Severity::Error));
         let r = t.flush(2, false);
         assert_eq!(r.len(), 1);
-        assert!(r[0].new);
+        assert!(r[0].new && !r[0].vanished);
+        assert_eq!(r[0].count, 2);
+        assert_eq!(r[0].examples, vec!["pq: sorry, too many clients already"]);
         t.ingest(&log("pq: sorry, too many clients already", Severity::Error));
         assert!(t.flush(3, false).is_empty());
+    }
+
+    #[test]
+    fn variables_do_not_make_new_templates() {
+        let mut t = LogTemplateTracker::new();
+        t.ingest(&log(
+            "upstream request to payments timed out after 2000ms",
+            Severity::Error,
+        ));
+        t.flush(0, true);
+        t.ingest(&log(
+            "upstream request to payments timed out after 3000ms",
+            Severity::Error,
+        ));
+        assert!(t.flush(1, false).is_empty());
+    }
+
+    #[test]
+    fn a_steady_template_that_stops_is_reported_once() {
+        let mut t = LogTemplateTracker::new();
+        for i in 0..40 {
+            t.ingest(&log(&format!("heartbeat ok seq={i}"), Severity::Info));
+            t.ingest(&log(&format!("heartbeat ok seq={i}"), Severity::Info));
+            assert!(t.flush(i, i < 5).is_empty());
+        }
+        let mut reports = Vec::new();
+        for i in 40..70 {
+            reports.extend(t.flush(i, false));
+        }
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(reports[0].vanished && reports[0].count == 0);
+        assert_eq!(reports[0].template, "heartbeat ok seq=<*>");
+        assert_eq!(reports[0].ts, 49, "after 10 silent intervals");
     }
 }
