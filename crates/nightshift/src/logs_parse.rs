@@ -21,6 +21,9 @@ pub struct ParsedTemplate {
 #[derive(Debug, Serialize)]
 pub struct ParseReport {
     pub lines: u64,
+    /// Time spent mining (reading and message extraction excluded), and lines per second.
+    pub mining_seconds: f64,
+    pub lines_per_s: f64,
     pub templates: Vec<ParsedTemplate>,
 }
 
@@ -72,6 +75,7 @@ pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
     let mut miner = TemplateMiner::new(MinerConfig::default());
     let mut examples: HashMap<u64, Vec<String>> = HashMap::new();
     let mut lines = 0u64;
+    let mut mining = std::time::Duration::ZERO;
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("line {}: not valid UTF-8 text", i + 1))?;
         bar.inc(line.len() as u64 + 1);
@@ -80,7 +84,9 @@ pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
             continue;
         }
         lines += 1;
+        let started = std::time::Instant::now();
         let m = miner.add(msg);
+        mining += started.elapsed();
         let ex = examples.entry(m.template_id).or_default();
         if ex.len() < 2 {
             ex.push(msg.to_string());
@@ -97,7 +103,13 @@ pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
         })
         .collect();
     templates.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
-    Ok(ParseReport { lines, templates })
+    let mining_seconds = mining.as_secs_f64();
+    Ok(ParseReport {
+        lines,
+        mining_seconds,
+        lines_per_s: lines as f64 / mining_seconds.max(1e-9),
+        templates,
+    })
 }
 
 pub fn render(r: &ParseReport) -> String {
@@ -109,7 +121,12 @@ pub fn render(r: &ParseReport) -> String {
             p.examples.first().cloned().unwrap_or_default(),
         ]);
     }
-    format!("{t}\n{} lines, {} templates\n", r.lines, r.templates.len())
+    format!(
+        "{t}\n{} lines, {} templates, mined at {:.0} lines/s\n",
+        r.lines,
+        r.templates.len(),
+        r.lines_per_s
+    )
 }
 
 #[cfg(test)]
