@@ -17,7 +17,6 @@
 //!   restarts; templates beyond the cap are evicted least-recently-seen first.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// The wildcard a variable position shows as.
 pub const WILDCARD: &str = "<*>";
@@ -67,19 +66,17 @@ pub struct Match {
     pub template_id: u64,
     /// The line started a new template.
     pub new: bool,
-    /// The line's values at the template's `<*>` positions.
-    pub parameters: Vec<String>,
 }
 
 /// The streaming miner. Serialisable: restore it to keep template ids after a restart.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TemplateMiner {
     cfg: MinerConfig,
-    templates: HashMap<u64, Template>,
-    /// (token count, routing prefix) → template ids, oldest first: an index of `templates`,
+    templates: crate::FingerprintMap<Template>,
+    /// Hash of (token count, routing prefix) → template ids, oldest first: an index of `templates`,
     /// rebuilt after a restore.
     #[serde(skip)]
-    groups: HashMap<(usize, Vec<String>), Vec<u64>>,
+    groups: crate::FingerprintMap<Vec<u64>>,
     /// Templates by the sequence number of their last line, for eviction in O(log n): an index
     /// of `templates`, rebuilt after a restore.
     #[serde(skip)]
@@ -133,8 +130,8 @@ fn is_variable(tok: &str) -> bool {
     if t.len() >= 8 && digits > 0 && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-') {
         return true;
     }
-    // Paths and URLs.
-    if (t.starts_with('/') && t[1..].contains('/')) || t.contains("://") {
+    // Paths and URLs (byte scans: a substring search per token would cost more than the rest).
+    if (b[0] == b'/' && b[1..].contains(&b'/')) || b.windows(3).any(|w| w == b"://") {
         return true;
     }
     // Durations and sizes: a number with a short unit (12ms, 3.5s, 64KB, 10.2%).
@@ -154,30 +151,109 @@ fn is_variable(tok: &str) -> bool {
     digits * 2 >= t.len() && t.len() >= 4
 }
 
-/// `key=value` with a variable value keeps the key: `user=<*>`.
-fn mask(tok: &str) -> String {
-    if let Some((k, v)) = tok.split_once('=')
-        && !k.is_empty()
-        && !v.is_empty()
-        && k.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
-    {
-        return if is_variable(v) || is_digit_token(v) {
-            format!("{k}={WILDCARD}")
+/// A token after masking, borrowed from its line: the hot path allocates nothing for lines that
+/// join an existing template.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok<'a> {
+    /// `<*>`.
+    Var,
+    /// `key=<*>`: a key with a variable value.
+    KeyVar(&'a str),
+    Const(&'a str),
+}
+
+impl<'a> Tok<'a> {
+    /// Masks one token: `key=value` with a variable value keeps its key (`user=<*>`).
+    fn of(tok: &'a str) -> Self {
+        if tok == WILDCARD {
+            return Tok::Var;
+        }
+        if let Some((k, v)) = tok.split_once('=')
+            && !k.is_empty()
+            && !v.is_empty()
+            && k.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
+        {
+            return if is_variable(v) || is_digit_token(v) {
+                Tok::KeyVar(k)
+            } else {
+                Tok::Const(tok)
+            };
+        }
+        if is_variable(tok) {
+            Tok::Var
         } else {
-            tok.to_string()
-        };
+            Tok::Const(tok)
+        }
     }
-    if is_variable(tok) {
-        WILDCARD.to_string()
-    } else {
-        tok.to_string()
+
+    /// Whether this masked token is the template token `s`.
+    fn is(self, s: &str) -> bool {
+        match self {
+            Tok::Var => s == WILDCARD,
+            Tok::KeyVar(k) => {
+                s.len() == k.len() + 1 + WILDCARD.len()
+                    && s.starts_with(k)
+                    && s[k.len()..].starts_with('=')
+                    && s.ends_with(WILDCARD)
+            }
+            Tok::Const(c) => s == c,
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Tok::Var => WILDCARD.to_string(),
+            Tok::KeyVar(k) => format!("{k}={WILDCARD}"),
+            Tok::Const(c) => c.to_string(),
+        }
+    }
+
+    /// Feeds the token's routing form to `h`: the wildcard branch for a variable or any token
+    /// still holding a digit, else its text.
+    fn route_into(self, h: &mut impl std::hash::Hasher) {
+        let wild = |h: &mut dyn std::hash::Hasher| h.write(WILDCARD.as_bytes());
+        match self {
+            Tok::Var => wild(h),
+            Tok::KeyVar(k) if is_digit_token(k) => wild(h),
+            Tok::KeyVar(k) => {
+                h.write(k.as_bytes());
+                h.write(b"=");
+                h.write(WILDCARD.as_bytes());
+            }
+            Tok::Const(c) if is_digit_token(c) => wild(h),
+            Tok::Const(c) => h.write(c.as_bytes()),
+        }
+        h.write_u8(0xff);
+    }
+}
+
+/// 64-bit FNV-1a over a route's bytes: a few dozen bytes a line, where SipHash's setup would
+/// dominate. Routes are not attacker-chosen keys an adversary could collide on cheaply enough to
+/// matter: a collision only makes two routes share candidates, and similarity still decides.
+struct RouteHasher(u64);
+
+impl Default for RouteHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for RouteHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 /// A line's tokens after masking.
 pub fn tokens(line: &str) -> Vec<String> {
-    line.split_whitespace().map(mask).collect()
+    line.split_whitespace().map(|t| Tok::of(t).text()).collect()
 }
 
 impl TemplateMiner {
@@ -204,24 +280,20 @@ impl TemplateMiner {
         self.templates.values()
     }
 
-    fn route(&self, toks: &[String]) -> (usize, Vec<String>) {
-        let prefix = toks
-            .iter()
-            .take(self.cfg.prefix_tokens)
-            .map(|t| {
-                if t == WILDCARD || is_digit_token(t) {
-                    WILDCARD.to_string()
-                } else {
-                    t.clone()
-                }
-            })
-            .collect();
-        (toks.len(), prefix)
+    /// The routing key of a masked line: its token count and first tokens.
+    fn route<'a>(&self, toks: impl ExactSizeIterator<Item = Tok<'a>>) -> u64 {
+        use std::hash::Hasher;
+        let mut h = RouteHasher::default();
+        h.write_usize(toks.len());
+        for t in toks.take(self.cfg.prefix_tokens) {
+            t.route_into(&mut h);
+        }
+        h.finish()
     }
 
     /// Share of the template's constant positions the line agrees with (1 for an all-`<*>`
     /// template only when the line is all variables too).
-    fn similarity(template: &[String], toks: &[String]) -> f64 {
+    fn similarity(template: &[String], toks: &[Tok<'_>]) -> f64 {
         let mut constant = 0usize;
         let mut same = 0usize;
         for (t, l) in template.iter().zip(toks) {
@@ -229,12 +301,12 @@ impl TemplateMiner {
                 continue;
             }
             constant += 1;
-            if t == l {
+            if l.is(t) {
                 same += 1;
             }
         }
         if constant == 0 {
-            return if toks.iter().all(|t| t == WILDCARD) {
+            return if toks.iter().all(|t| *t == Tok::Var) {
                 1.0
             } else {
                 0.5
@@ -250,7 +322,7 @@ impl TemplateMiner {
         ids.sort_unstable();
         for id in ids {
             if let Some(t) = self.templates.get(&id) {
-                let key = self.route(&t.tokens);
+                let key = self.route(t.tokens.iter().map(|x| Tok::of(x)));
                 self.groups.entry(key).or_default().push(id);
                 self.by_seen.insert(t.last_seen, id);
             }
@@ -263,8 +335,8 @@ impl TemplateMiner {
             self.reindex();
         }
         self.lines += 1;
-        let toks = tokens(line);
-        let key = self.route(&toks);
+        let toks: Vec<Tok<'_>> = line.split_whitespace().map(Tok::of).collect();
+        let key = self.route(toks.iter().copied());
         let best = self.groups.get(&key).and_then(|ids| {
             ids.iter()
                 .filter_map(|id| self.templates.get(id))
@@ -282,7 +354,7 @@ impl TemplateMiner {
             Some((id, sim, _)) if sim >= self.cfg.similarity => {
                 if let Some(t) = self.templates.get_mut(&id) {
                     for (tt, l) in t.tokens.iter_mut().zip(&toks) {
-                        if tt != l {
+                        if tt != WILDCARD && !l.is(tt) {
                             *tt = WILDCARD.to_string();
                         }
                     }
@@ -300,7 +372,7 @@ impl TemplateMiner {
                     id,
                     Template {
                         id,
-                        tokens: toks.clone(),
+                        tokens: toks.iter().map(|t| t.text()).collect(),
                         count: 1,
                         last_seen: self.lines,
                     },
@@ -311,8 +383,15 @@ impl TemplateMiner {
                 (id, true)
             }
         };
-        let parameters = self
-            .templates
+        Match {
+            template_id: id,
+            new,
+        }
+    }
+
+    /// The values of `line` at template `id`'s `<*>` positions.
+    pub fn parameters(&self, id: u64, line: &str) -> Vec<String> {
+        self.templates
             .get(&id)
             .map(|t| {
                 t.tokens
@@ -322,12 +401,7 @@ impl TemplateMiner {
                     .map(|(_, raw)| raw.to_string())
                     .collect()
             })
-            .unwrap_or_default();
-        Match {
-            template_id: id,
-            new,
-            parameters,
-        }
+            .unwrap_or_default()
     }
 
     /// Drops the least recently seen templates beyond the cap.
@@ -339,7 +413,7 @@ impl TemplateMiner {
             let Some(t) = self.templates.remove(&oldest) else {
                 continue;
             };
-            let key = self.route(&t.tokens);
+            let key = self.route(t.tokens.iter().map(|x| Tok::of(x)));
             if let Some(ids) = self.groups.get_mut(&key) {
                 ids.retain(|i| *i != oldest);
                 if ids.is_empty() {
@@ -363,7 +437,13 @@ mod tests {
         assert!(a.new && !b.new);
         let t = m.template(a.template_id).expect("kept");
         assert_eq!(t.text(), "PacketResponder <*> for block <*> terminating");
-        assert_eq!(b.parameters, vec!["0", "blk_-6952295868487656571"]);
+        assert_eq!(
+            m.parameters(
+                b.template_id,
+                "PacketResponder 0 for block blk_-6952295868487656571 terminating"
+            ),
+            vec!["0", "blk_-6952295868487656571"]
+        );
         let c = m.add("Connection from 10.0.0.1:5000 closed after 12ms");
         let d = m.add("Connection from 10.0.0.2:6000 closed after 3.5s");
         assert_eq!(c.template_id, d.template_id);
