@@ -3,6 +3,7 @@
 pub mod alertmanager;
 pub mod changes;
 pub mod kubernetes;
+pub mod logline;
 pub mod loki;
 pub mod otlp;
 pub mod promql;

@@ -7,6 +7,7 @@
 //! their own: it is read from a `level`/`severity`/`detected_level` label or structured
 //! metadata, else from the level the line states (`level=error`, `"level":"warn"`, `ERROR`).
 
+use crate::logline::{line_severity, severity_word};
 use crate::remote_write::MAX_DECODED_BYTES;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
 use prost::Message;
@@ -132,51 +133,6 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
         rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
     Ok(out)
-}
-
-fn severity_word(w: &str) -> Option<Severity> {
-    match w.to_ascii_lowercase().as_str() {
-        "trace" => Some(Severity::Trace),
-        "debug" | "dbug" => Some(Severity::Debug),
-        "info" | "information" | "notice" => Some(Severity::Info),
-        "warn" | "warning" => Some(Severity::Warn),
-        "error" | "err" | "eror" => Some(Severity::Error),
-        "fatal" | "critical" | "crit" | "panic" | "emerg" | "alert" => Some(Severity::Fatal),
-        _ => None,
-    }
-}
-
-/// The severity a line states: a `level=`/`"level":` field, else the first level word among
-/// its first few words.
-pub fn line_severity(line: &str) -> Option<Severity> {
-    let lower = line.to_ascii_lowercase();
-    for key in [
-        "level=",
-        "\"level\":\"",
-        "\"level\": \"",
-        "severity=",
-        "lvl=",
-    ] {
-        if let Some(at) = lower.find(key) {
-            let word: String = lower[at + key.len()..]
-                .trim_start_matches('"')
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            if let Some(s) = severity_word(&word) {
-                return Some(s);
-            }
-        }
-    }
-    line.split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-        .take(6)
-        .find_map(|w| {
-            // Only shouted level words: "ERROR" in a line is a level, "error" may be prose.
-            (w.len() >= 4 && w.chars().all(|c| c.is_ascii_uppercase()))
-                .then(|| severity_word(w))
-                .flatten()
-        })
 }
 
 fn record(

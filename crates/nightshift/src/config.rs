@@ -29,6 +29,22 @@ struct RawConfig {
     #[serde(default)]
     hooks: Hooks,
     kubernetes: Option<KubernetesConfig>,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    #[serde(default)]
+    files: Vec<RawFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: String,
+    service: String,
 }
 
 /// The cluster to watch; present means on.
@@ -179,6 +195,8 @@ pub struct Config {
     pub prometheus: Option<PrometheusConfig>,
     pub hooks: Hooks,
     pub kubernetes: Option<KubernetesConfig>,
+    /// Log files followed as they grow.
+    pub log_files: Vec<crate::tail::FileSource>,
 }
 
 impl Config {
@@ -248,6 +266,27 @@ impl Config {
             prometheus,
             hooks: check_hooks(raw.hooks)?,
             kubernetes: raw.kubernetes,
+            log_files: raw
+                .logs
+                .files
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if f.path.trim().is_empty() {
+                        bail!("logs.files[{i}].path: give the log file's path");
+                    }
+                    if f.service.trim().is_empty() {
+                        bail!(
+                            "logs.files[{i}].service: name the service that writes {}",
+                            f.path
+                        );
+                    }
+                    Ok(crate::tail::FileSource {
+                        path: f.path.into(),
+                        service: f.service,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
         })
     }
 
@@ -536,6 +575,7 @@ detect:
             all.kubernetes.and_then(|k| k.namespace).as_deref(),
             Some("shop")
         );
+        assert_eq!(all.log_files.len(), 1);
         let am = all.alertmanager.expect("the alertmanager section");
         assert_eq!(
             (am.url.as_str(), am.resend_ms, am.timeout_ms),
@@ -604,6 +644,10 @@ detect:
             ),
             ("alertmanager: {}\n", "url"),
             ("hooks:\n  github_secret: abc\n", "hooks.github_secret"),
+            (
+                "logs:\n  files:\n    - {path: /var/log/a.log, service: ''}\n",
+                "logs.files[0].service",
+            ),
             ("hooks:\n  jenkins_token: abcdefghij\n", "line 2"),
             ("prometheus:\n  url: http://p:9090\n", "prometheus.queries"),
             (

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use nightshift_detect::{MinerConfig, TemplateMiner};
+use nightshift_ingest::logline::message;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -25,39 +26,6 @@ pub struct ParseReport {
     pub mining_seconds: f64,
     pub lines_per_s: f64,
     pub templates: Vec<ParsedTemplate>,
-}
-
-const MESSAGE_FIELDS: [&str; 3] = ["msg", "message", "log"];
-
-/// The message of a line: a JSON object's or a logfmt line's message field, else the line.
-pub fn message(line: &str) -> &str {
-    let t = line.trim();
-    if t.starts_with('{')
-        && let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
-    {
-        for f in MESSAGE_FIELDS {
-            if let Some(serde_json::Value::String(m)) = o.get(f) {
-                // Borrow the message from the line itself where it is there verbatim.
-                if let Some(at) = line.find(m.as_str()) {
-                    return &line[at..at + m.len()];
-                }
-            }
-        }
-    }
-    for f in MESSAGE_FIELDS {
-        let key = format!("{f}=");
-        if let Some(at) = t
-            .find(&key)
-            .filter(|&a| a == 0 || t.as_bytes()[a - 1] == b' ')
-        {
-            let rest = &t[at + key.len()..];
-            return match rest.strip_prefix('"') {
-                Some(q) => q.split('"').next().unwrap_or(q),
-                None => rest.split_whitespace().next().unwrap_or(rest),
-            };
-        }
-    }
-    line
 }
 
 /// Mines every line of `input` (a path, or standard input for `None` or `-`).
@@ -139,23 +107,4 @@ pub fn render(r: &ParseReport) -> String {
         r.templates.len(),
         r.lines_per_s
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_come_out_of_json_and_logfmt() {
-        assert_eq!(
-            message(r#"{"level":"error","msg":"disk full on /data"}"#),
-            "disk full on /data"
-        );
-        assert_eq!(
-            message(r#"ts=1 level=warn msg="slow query" took=3s"#),
-            "slow query"
-        );
-        assert_eq!(message("plain line here"), "plain line here");
-        assert_eq!(message(r#"{"not":"a message"}"#), r#"{"not":"a message"}"#);
-    }
 }

@@ -16,6 +16,7 @@ mod replay;
 mod scenarios;
 mod series_csv;
 mod serve;
+mod tail;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};

@@ -333,6 +333,27 @@ async fn run(config: Config) -> Result<()> {
         ))),
         None => None,
     };
+    let files = if config.log_files.is_empty() {
+        None
+    } else {
+        let (queue, metrics) = (tx.clone(), metrics.clone());
+        let deliver: crate::tail::Deliver = Arc::new(move |records| {
+            let (queue, metrics) = (queue.clone(), metrics.clone());
+            Box::pin(async move {
+                let n = records.len() as u64;
+                let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;
+                metrics
+                    .otlp
+                    .get_or_create(&vec![("signal".to_string(), "file_logs".to_string())])
+                    .inc_by(n);
+                ok
+            })
+        });
+        Some(tokio::spawn(crate::tail::run(
+            config.log_files.clone(),
+            deliver,
+        )))
+    };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
     let topology = Arc::new(Mutex::new(Topology::default()));
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
@@ -415,7 +436,7 @@ async fn run(config: Config) -> Result<()> {
         .context("the HTTP server stopped")?;
     // The server has stopped taking requests and the pull stops; closing the queue lets the
     // worker drain it.
-    for task in [pull, cluster].into_iter().flatten() {
+    for task in [pull, cluster, files].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }
@@ -473,20 +494,7 @@ fn deliver_news(
                     tracing::error!(error = %e, "cannot store a change from Kubernetes");
                 }
             }
-            let mut work = Work::Cluster(news);
-            loop {
-                match queue.try_send(work) {
-                    Ok(()) => {
-                        metrics.queue_depth.inc();
-                        return true;
-                    }
-                    Err(TrySendError::Full(back)) => {
-                        work = back;
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(TrySendError::Disconnected(_)) => return false,
-                }
-            }
+            submit(&queue, &metrics.queue_depth, Work::Cluster(news)).await
         })
     })
 }
@@ -509,6 +517,24 @@ async fn timed(
         .get_or_create(&vec![("route".to_string(), route)])
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Queues work from a source Nightshift pulls (Kubernetes, files), waiting while the pipeline
+/// is behind; `false` once it is gone.
+async fn submit(queue: &SyncSender<Work>, depth: &Gauge, mut work: Work) -> bool {
+    loop {
+        match queue.try_send(work) {
+            Ok(()) => {
+                depth.inc();
+                return true;
+            }
+            Err(TrySendError::Full(back)) => {
+                work = back;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
 }
 
 /// An HTTP client for calls to the user's stack, with a timeout per request.
