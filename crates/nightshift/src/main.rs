@@ -125,6 +125,9 @@ struct EvalLogsArgs {
     /// The Loghub folder, holding `<System>/<System>_2k.log_structured.csv` (and `corrected/`).
     #[arg(long, value_name = "DIR")]
     data: std::path::PathBuf,
+    /// Also score the raw `.log` lines, their headers cut automatically (no format strings).
+    #[arg(long)]
+    raw: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -213,7 +216,7 @@ fn run() -> Result<()> {
             }
         }
         Command::Eval(EvalCommand::Logs(args)) => {
-            let report = logs_eval::run(&args.data)?;
+            let report = logs_eval::run(&args.data, args.raw)?;
             if args.json {
                 emit_json(&report)
             } else {
