@@ -69,7 +69,7 @@ fn eval_nab_json_reports_every_profile_file_and_the_throughput() {
             .as_f64()
             .is_some_and(|p| p.is_finite() && p > 0.0)
     );
-    // The bars (the published best detectors score 70–75 on the whole corpus).
+    // The bars: NAB standard 65 and low-FP 60 (the published best detectors score 70–75 on the whole corpus).
     for (profile, bar) in [("standard", 65.0), ("reward_low_FP_rate", 60.0)] {
         let score = r[profile].as_f64().unwrap_or(f64::NAN);
         assert!(score >= bar, "{profile}: {score} is under the bar of {bar}");
