@@ -57,6 +57,10 @@ pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
                 ex.push(m);
             }
         }
+        // Examples of templates the miner evicted go too, so memory stays at the cap.
+        if examples.len() > 2 * miner.len().max(1024) {
+            examples.retain(|id, _| miner.template(*id).is_some());
+        }
     };
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("line {}: not valid UTF-8 text", i + 1))?;
