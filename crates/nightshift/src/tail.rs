@@ -1,7 +1,8 @@
 //! `logs.files` in the configuration: log files followed as they grow, as `tail -F` does. A
 //! file is read from its end when first found; when it is rotated (a new file at the path) the
 //! rest of the old one is read, then the new one from its start; when it is truncated, reading
-//! starts over. Each line's message (the `msg` of a JSON or logfmt line, else the line) and its
+//! starts over. Continuation lines (indented, `at ...`, `Caused by: ...`: a stack trace) join
+//! the line before them when they arrive together. Each line's message (the `msg` of a JSON or logfmt line, else the line) and its
 //! stated severity become a log record of the configured service.
 
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
@@ -87,6 +88,29 @@ fn open(path: &PathBuf, from_end: bool) -> Option<Followed> {
     })
 }
 
+/// Whether a line continues the one before it (a stack trace's frames and causes).
+fn continues(line: &str) -> bool {
+    line.starts_with([' ', '\t'])
+        || line.starts_with("at ")
+        || line.starts_with("Caused by:")
+        || line.starts_with("...")
+}
+
+/// Joins continuation lines to the line before them, with a newline.
+fn join_continuations(lines: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    for l in lines {
+        match out.last_mut() {
+            Some(prev) if continues(&l) && prev.len() + l.len() < MAX_LINE => {
+                prev.push('\n');
+                prev.push_str(&l);
+            }
+            _ => out.push(l),
+        }
+    }
+    out
+}
+
 fn record(service: &str, line: &str) -> LogRecord {
     let body = message(line);
     LogRecord {
@@ -129,7 +153,10 @@ async fn follow(src: FileSource, deliver: Deliver) {
         if lines.is_empty() {
             continue;
         }
-        let records = lines.iter().map(|l| record(&src.service, l)).collect();
+        let records = join_continuations(lines)
+            .iter()
+            .map(|l| record(&src.service, l))
+            .collect();
         if !deliver(records).await {
             return;
         }
@@ -143,4 +170,29 @@ pub async fn run(files: Vec<FileSource>, deliver: Deliver) {
         tasks.spawn(follow(f, deliver.clone()));
     }
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_traces_join_their_line() {
+        let lines = [
+            "ERROR request failed",
+            "java.lang.IllegalStateException: pool exhausted",
+            "    at com.example.Pool.get(Pool.java:42)",
+            "\tat com.example.Api.handle(Api.java:7)",
+            "Caused by: java.net.SocketTimeoutException",
+            "... 12 more",
+            "INFO next request",
+        ]
+        .map(String::from)
+        .to_vec();
+        let joined = join_continuations(lines);
+        assert_eq!(joined.len(), 3);
+        assert!(joined[1].starts_with("java.lang.IllegalStateException"));
+        assert_eq!(joined[1].lines().count(), 5);
+        assert_eq!(joined[2], "INFO next request");
+    }
 }
