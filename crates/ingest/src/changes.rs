@@ -469,7 +469,9 @@ pub fn decode_gitlab(
 
 // ---- Argo CD --------------------------------------------------------------------------------
 
+/// The fields of the documented Argo CD Notifications template.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ArgoSync {
     application: String,
     #[serde(default)]
@@ -478,37 +480,18 @@ struct ArgoSync {
     #[serde(default)]
     finished_at: Option<String>,
     #[serde(default)]
-    rollback: bool,
+    rollback: Option<bool>,
 }
 
 /// An Argo CD Notifications delivery with the documented template: `application`,
 /// `revision`, `phase` (`Succeeded` records a deploy), `finishedAt`, `rollback`.
 pub fn decode_argocd(body: &[u8], now: Millis) -> Result<HookOutcome, HookError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Raw {
-        application: String,
-        #[serde(default)]
-        revision: Option<String>,
-        phase: String,
-        #[serde(default)]
-        finished_at: Option<String>,
-        #[serde(default)]
-        rollback: Option<bool>,
-    }
-    let r: Raw = serde_json::from_slice(body).map_err(|e| {
+    let s: ArgoSync = serde_json::from_slice(body).map_err(|e| {
         invalid(
             "argocd notification (application, revision, phase, finishedAt)",
             e,
         )
     })?;
-    let s = ArgoSync {
-        application: r.application,
-        revision: r.revision,
-        phase: r.phase,
-        finished_at: r.finished_at,
-        rollback: r.rollback.unwrap_or(false),
-    };
     if s.phase != "Succeeded" {
         return Ok(HookOutcome::Ignored(format!("sync phase {}", s.phase)));
     }
@@ -524,7 +507,7 @@ pub fn decode_argocd(body: &[u8], now: Millis) -> Result<HookOutcome, HookError>
             ),
         ),
         ts,
-        kind: if s.rollback {
+        kind: if s.rollback.unwrap_or(false) {
             ChangeKind::Rollback
         } else {
             ChangeKind::Deploy
