@@ -2,6 +2,7 @@
 //! forecast and prediction interval to chart and a score for points that leave the interval.
 
 use crate::detector::check_point;
+use crate::sampling::SamplingStep;
 use crate::window::fmt_num;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -18,8 +19,6 @@ const HUBER: f64 = 3.0;
 const VARIANCE_CLIP: f64 = 4.0;
 /// Consecutive points further apart than this many steps do not refine the step estimate.
 const GAP_STEPS: f64 = 1.5;
-/// Weight of each regular interval in the step estimate once a few have been seen.
-const STEP_WEIGHT: f64 = 0.05;
 /// Longest gap, in steps, projected forward; longer gaps are treated as this long.
 const MAX_GAP_STEPS: i64 = 1 << 20;
 
@@ -125,9 +124,9 @@ pub struct ForecastBandDetector {
     ready: bool,
     last_ts: Option<Millis>,
     last_value: f64,
-    /// Sampling step in ms (0 until two points).
-    step: f64,
-    intervals: u32,
+    /// Sampling step, averaged over regular intervals.
+    #[serde(flatten)]
+    sampling: SamplingStep,
     last: Option<LastForecast>,
 }
 
@@ -168,8 +167,7 @@ impl ForecastBandDetector {
             ready: false,
             last_ts: None,
             last_value: 0.0,
-            step: 0.0,
-            intervals: 0,
+            sampling: SamplingStep::default(),
             last: None,
         })
     }
@@ -190,8 +188,7 @@ impl ForecastBandDetector {
             ready: false,
             last_ts: None,
             last_value: 0.0,
-            step: 0.0,
-            intervals: 0,
+            sampling: SamplingStep::default(),
             last: None,
         }
     }
@@ -335,18 +332,13 @@ impl ForecastBandDetector {
 
     /// Points elapsed over `dt` at the derived step (1 for the first interval, which sets it).
     fn steps_since(&mut self, dt: Millis) -> i64 {
-        let dt_f = dt as f64;
-        let steps = if self.intervals == 0 || self.step <= 0.0 {
-            self.step = dt_f;
+        let step = self.sampling.ms();
+        let steps = if !self.sampling.known() || step <= 0.0 {
             1
         } else {
-            ((dt_f / self.step).round() as i64).clamp(1, MAX_GAP_STEPS)
+            ((dt as f64 / step).round() as i64).clamp(1, MAX_GAP_STEPS)
         };
-        if self.intervals > 0 && dt_f <= GAP_STEPS * self.step {
-            let w = (1.0 / f64::from(self.intervals + 1)).max(STEP_WEIGHT);
-            self.step += w * (dt_f - self.step);
-        }
-        self.intervals = self.intervals.saturating_add(1);
+        self.sampling.learn(dt, GAP_STEPS);
         steps
     }
 

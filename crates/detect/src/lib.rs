@@ -15,6 +15,7 @@ pub mod nab;
 pub mod overrides;
 pub mod persist;
 pub mod range_breach;
+mod sampling;
 pub mod seasonal;
 pub mod template_miner;
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use crate::baseline::calibrated_score;
 use crate::detector::check_point;
+use crate::sampling::SamplingStep;
 use crate::window::MEAN_ABS_TO_SIGMA;
 use crate::window::fmt_num;
 use crate::{Band, DetectError, Detector, Score};
@@ -50,8 +51,6 @@ const WEEKLY_MARGIN: f64 = 0.05;
 /// A scanned period that is not daily or weekly must repeat clearly better than a wall-clock
 /// one to win: wall-clock periods are what operations data follows, and they are exact.
 const SCANNED_MARGIN: f64 = 0.1;
-/// Points, after the first, before the sampling step estimate stops averaging evenly.
-const STEP_WEIGHT: f64 = 0.05;
 /// Consecutive points further apart than this many steps are a gap, not a jump.
 const GAP_STEPS: f64 = 3.0;
 
@@ -191,9 +190,9 @@ pub struct SeasonalDetector {
     cfg: SeasonalConfig,
     last_ts: Option<Millis>,
     prev_value: f64,
-    /// Sampling step in ms, averaged over regular intervals (0 until two points).
-    step: f64,
-    intervals: u32,
+    /// Sampling step, averaged over regular intervals.
+    #[serde(flatten)]
+    sampling: SamplingStep,
     /// History needed for the next decision.
     next_check: Millis,
     seasonality: Seasonality,
@@ -216,8 +215,7 @@ impl SeasonalDetector {
             cfg,
             last_ts: None,
             prev_value: 0.0,
-            step: 0.0,
-            intervals: 0,
+            sampling: SamplingStep::default(),
             next_check: cfg.decide_after.max(1),
             seasonality: Seasonality::Undecided,
             stage: Stage::Starting,
@@ -249,7 +247,9 @@ impl SeasonalDetector {
 
     /// The sampling step derived from the timestamps, after two points.
     pub fn step(&self) -> Option<Millis> {
-        (self.intervals > 0).then(|| self.step.round() as Millis)
+        self.sampling
+            .known()
+            .then(|| self.sampling.ms().round() as Millis)
     }
 
     /// The expected value and band at `ts`, once a profile is learned (for charts ahead of
@@ -269,8 +269,9 @@ impl SeasonalDetector {
         let dt = prev_ts.map(|last| ts - last);
         let jump = match dt {
             Some(dt) => {
-                self.learn_step(dt);
-                ((dt as f64) <= GAP_STEPS * self.step).then(|| (value - self.prev_value).abs())
+                self.sampling.learn(dt, GAP_STEPS);
+                ((dt as f64) <= GAP_STEPS * self.sampling.ms())
+                    .then(|| (value - self.prev_value).abs())
             }
             None => None,
         };
@@ -318,17 +319,6 @@ impl SeasonalDetector {
         }
     }
 
-    fn learn_step(&mut self, dt: Millis) {
-        let dt = dt as f64;
-        if self.intervals == 0 {
-            self.step = dt;
-        } else if dt <= GAP_STEPS * self.step {
-            let w = (1.0 / f64::from(self.intervals + 1)).max(STEP_WEIGHT);
-            self.step += w * (dt - self.step);
-        }
-        self.intervals = self.intervals.saturating_add(1);
-    }
-
     /// Runs the period test on the history and either starts tracking, schedules a retry on
     /// a longer history, or settles on "not seasonal".
     fn decide(&mut self) {
@@ -336,13 +326,14 @@ impl SeasonalDetector {
             return;
         };
         let covered = h.covered();
-        match analyse(h, self.step, &self.cfg) {
+        match analyse(h, self.sampling.ms(), &self.cfg) {
             Decision::Seasonal {
                 period,
                 anchor,
                 autocorrelation,
             } => {
-                let profile = Profile::from_history(h, period, anchor, self.step, &self.cfg);
+                let profile =
+                    Profile::from_history(h, period, anchor, self.sampling.ms(), &self.cfg);
                 self.seasonality = Seasonality::Seasonal {
                     period,
                     autocorrelation,
@@ -397,7 +388,7 @@ impl Detector for SeasonalDetector {
                 let mut s = format!(
                     "seasonal: learning, {} of history at a {} step; the period is decided at {}",
                     duration(h.covered()),
-                    duration(self.step.round() as Millis),
+                    duration(self.sampling.ms().round() as Millis),
                     duration(self.next_check),
                 );
                 if let Seasonality::NotSeasonal {
