@@ -306,65 +306,6 @@ mod tests {
     }
 
     #[test]
-    fn sorted_ring_keeps_order_and_quartiles() {
-        let mut r = SortedRing::new(5);
-        let mut noise = Noise::new(1);
-        let mut all = Vec::new();
-        for _ in 0..200 {
-            let x = (noise.uniform() * 10.0).round();
-            let out = r.push(x);
-            all.push(x);
-            if all.len() > 5 {
-                assert_eq!(out, Some(all[all.len() - 6]));
-            }
-            let mut want: Vec<f64> = all.iter().rev().take(5).copied().collect();
-            want.sort_by(f64::total_cmp);
-            assert_eq!(r.sorted(), &want[..]);
-        }
-        let mut q = SortedRing::new(4);
-        for x in [4.0, 1.0, 3.0, 2.0] {
-            q.push(x);
-        }
-        // NumPy: np.quantile([1, 2, 3, 4], [0.25, 0.5, 0.75]) = [1.75, 2.5, 3.25].
-        assert_eq!(q.quantile(0.25), 1.75);
-        assert_eq!(q.median(), 2.5);
-        assert_eq!(q.quantile(0.75), 3.25);
-    }
-
-    #[test]
-    fn damaged_ring_checkpoints_are_refused() {
-        let bad = r#"{"cap":3,"head":0,"values":[1.0,2.0],"sorted":[2.0,1.0]}"#;
-        assert!(serde_json::from_str::<SortedRing>(bad).is_err());
-        let bad = r#"{"cap":2,"head":5,"values":[1.0,2.0],"sorted":[1.0,2.0]}"#;
-        assert!(serde_json::from_str::<SortedRing>(bad).is_err());
-        let bad = r#"{"cap":0,"head":0,"values":[],"sorted":[]}"#;
-        assert!(serde_json::from_str::<SortedRing>(bad).is_err());
-        let good = r#"{"cap":3,"head":0,"values":[2.0,1.0],"sorted":[1.0,2.0]}"#;
-        let ring: SortedRing = serde_json::from_str(good).expect("valid ring");
-        assert_eq!(ring.heap_bytes(), 2 * 3 * 8);
-    }
-
-    #[test]
-    fn evidence_score_has_its_anchor_points() {
-        assert_eq!(evidence_score(0.0), 0.0);
-        assert_eq!(evidence_score(-3.0), 0.0);
-        assert_eq!(evidence_score(f64::NAN), 0.0);
-        assert_eq!(evidence_score(1.0), 0.5);
-        assert!(evidence_score(0.5) < 0.09);
-        assert!((evidence_score(1.5) - 0.904).abs() < 0.001);
-        assert!(evidence_score(2.0) > 0.99);
-    }
-
-    #[test]
-    fn numbers_read_short() {
-        assert_eq!(fmt_num(100.94321), "100.9");
-        assert_eq!(fmt_num(0.012345), "0.01235");
-        assert_eq!(fmt_num(3.0), "3");
-        assert_eq!(fmt_num(-2.5), "-2.5");
-        assert_eq!(fmt_num(1.5e9), "1.500e9");
-    }
-
-    #[test]
     fn shift_of_ten_sigma_is_flagged_within_five_points() {
         let mut d = LevelShiftDetector::default();
         let mut noise = Noise::new(3);
