@@ -5,6 +5,7 @@
 //! the cluster's own Warning and Normal events. The mapping lives in
 //! `nightshift_ingest::kubernetes`; this is the I/O around it.
 
+use crate::serve::Deliver;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as K8sEvent, Node, Pod};
@@ -29,10 +30,6 @@ impl ClusterNews {
     }
 }
 
-/// Hands news to the pipeline (storing changes first); `false` once the pipeline is gone.
-pub type Deliver =
-    Arc<dyn Fn(ClusterNews) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
-
 fn now() -> Millis {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -53,7 +50,7 @@ where
 
 /// Runs every watcher until the pipeline is gone. A watcher error (the API server away, a
 /// permission missing) is logged and retried by the watcher's own backoff.
-pub async fn run(client: Client, namespace: Option<String>, deliver: Deliver) {
+pub async fn run(client: Client, namespace: Option<String>, deliver: Deliver<ClusterNews>) {
     let services: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let ns = namespace.as_deref();
     let pods = watch_pods(api::<Pod>(&client, ns), services.clone(), deliver.clone());
@@ -94,7 +91,7 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Str
 async fn watch_pods(
     api: Api<Pod>,
     services: Arc<Mutex<HashMap<String, String>>>,
-    deliver: Deliver,
+    deliver: Deliver<ClusterNews>,
 ) {
     let mut seen: HashMap<String, Pod> = HashMap::new();
     let mut s = std::pin::pin!(stream(api, "pods"));
@@ -119,7 +116,7 @@ async fn watch_pods(
 async fn watch_events(
     api: Api<K8sEvent>,
     services: Arc<Mutex<HashMap<String, String>>>,
-    deliver: Deliver,
+    deliver: Deliver<ClusterNews>,
 ) {
     let started = now();
     let mut s = std::pin::pin!(stream(api, "events"));
@@ -139,7 +136,7 @@ async fn watch_events(
     }
 }
 
-async fn watch_deployments(api: Api<Deployment>, deliver: Deliver) {
+async fn watch_deployments(api: Api<Deployment>, deliver: Deliver<ClusterNews>) {
     let mut seen: HashMap<String, Deployment> = HashMap::new();
     let mut s = std::pin::pin!(stream(api, "deployments"));
     while let Some(e) = s.next().await {
@@ -162,7 +159,7 @@ async fn watch_deployments(api: Api<Deployment>, deliver: Deliver) {
     }
 }
 
-async fn watch_nodes(api: Api<Node>, deliver: Deliver) {
+async fn watch_nodes(api: Api<Node>, deliver: Deliver<ClusterNews>) {
     let mut seen: HashMap<String, Node> = HashMap::new();
     let mut s = std::pin::pin!(stream(api, "nodes"));
     while let Some(e) = s.next().await {

@@ -3,6 +3,7 @@
 //! fetches `lookback` of history, so detectors start warm; later runs fetch only what is new.
 
 use crate::config::{PrometheusConfig, PullQuery};
+use crate::serve::Deliver;
 use nightshift_core::Millis;
 use nightshift_ingest::{WriteBatch, decode_query_response};
 use prometheus_client::metrics::counter::Counter;
@@ -23,26 +24,20 @@ fn seconds(ms: Millis) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
 
-/// Hands a batch to the pipeline: `Err(Some(batch))` while it is behind (the pull waits and
-/// tries again, so a slow pipeline slows the pull instead of growing memory), `Err(None)` once
-/// it is gone.
-pub type Submit =
-    std::sync::Arc<dyn Fn(WriteBatch) -> Result<(), Option<WriteBatch>> + Send + Sync>;
-
 /// Runs every query of `cfg` until the pipeline is gone.
 pub async fn run(
     client: reqwest::Client,
     cfg: PrometheusConfig,
     metrics: PullMetrics,
-    submit: Submit,
+    deliver: Deliver<WriteBatch>,
 ) {
     // A JoinSet aborts its tasks when dropped, so aborting this future stops every query (and
     // releases their hold on the pipeline's queue).
     let mut tasks = tokio::task::JoinSet::new();
     for q in cfg.queries.clone() {
-        let (client, metrics, submit) = (client.clone(), metrics.clone(), submit.clone());
+        let (client, metrics, deliver) = (client.clone(), metrics.clone(), deliver.clone());
         let (url, retries) = (cfg.url.clone(), cfg.retries);
-        tasks.spawn(pull_one(client, url, retries, q, metrics, submit));
+        tasks.spawn(pull_one(client, url, retries, q, metrics, deliver));
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -53,7 +48,7 @@ async fn pull_one(
     retries: u32,
     q: PullQuery,
     metrics: PullMetrics,
-    submit: Submit,
+    deliver: Deliver<WriteBatch>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(q.interval_ms as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -89,19 +84,14 @@ async fn pull_one(
             continue;
         }
         metrics.samples.inc_by(fresh.len() as u64);
-        let mut batch = WriteBatch {
+        let batch = WriteBatch {
             samples: fresh,
             ..WriteBatch::default()
         };
-        loop {
-            match submit(batch) {
-                Ok(()) => break,
-                Err(Some(back)) => {
-                    batch = back;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(None) => return,
-            }
+        // Waits while the pipeline is behind, so a slow pipeline slows the pull instead of
+        // growing memory.
+        if !deliver(batch).await {
+            return;
         }
     }
 }

@@ -306,21 +306,12 @@ async fn run(config: Config) -> Result<()> {
     let pull = if let Some(prom) = config.prometheus.clone() {
         metrics.register_pull(&mut registry);
         let client = http_client(prom.timeout_ms, "the PromQL pull")?;
-        let (queue, depth) = (tx.clone(), metrics.queue_depth.clone());
-        let submit: crate::pull::Submit =
-            Arc::new(move |batch| match queue.try_send(Work::Samples(batch)) {
-                Ok(()) => {
-                    depth.inc();
-                    Ok(())
-                }
-                Err(TrySendError::Full(Work::Samples(b))) => Err(Some(b)),
-                Err(_) => Err(None),
-            });
+        let deliver = deliver_as(tx.clone(), metrics.queue_depth.clone(), Work::Samples);
         Some(tokio::spawn(crate::pull::run(
             client,
             prom,
             metrics.pull.clone(),
-            submit,
+            deliver,
         )))
     } else {
         None
@@ -337,7 +328,7 @@ async fn run(config: Config) -> Result<()> {
         None
     } else {
         let (queue, metrics) = (tx.clone(), metrics.clone());
-        let deliver: crate::tail::Deliver = Arc::new(move |records| {
+        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
             let (queue, metrics) = (queue.clone(), metrics.clone());
             Box::pin(async move {
                 let n = records.len() as u64;
@@ -475,7 +466,7 @@ fn deliver_news(
     queue: SyncSender<Work>,
     store: SqliteStore,
     metrics: Arc<Metrics>,
-) -> crate::kube_watch::Deliver {
+) -> Deliver<crate::kube_watch::ClusterNews> {
     Arc::new(move |news| {
         let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
         Box::pin(async move {
@@ -519,8 +510,26 @@ async fn timed(
     response
 }
 
-/// Queues work from a source Nightshift pulls (Kubernetes, files), waiting while the pipeline
-/// is behind; `false` once it is gone.
+/// How a source Nightshift pulls from (PromQL, Kubernetes, files) hands what it found to the
+/// pipeline thread: the future waits while the pipeline is behind and gives `false` once it is
+/// gone.
+pub(crate) type Deliver<T> =
+    Arc<dyn Fn(T) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
+/// A [`Deliver`] that queues each item as the work `wrap` makes of it.
+fn deliver_as<T: Send + 'static>(
+    queue: SyncSender<Work>,
+    depth: Gauge,
+    wrap: fn(T) -> Work,
+) -> Deliver<T> {
+    Arc::new(move |item| {
+        let (queue, depth) = (queue.clone(), depth.clone());
+        Box::pin(async move { submit(&queue, &depth, wrap(item)).await })
+    })
+}
+
+/// Queues work from a source Nightshift pulls, waiting while the pipeline is behind; `false`
+/// once it is gone.
 async fn submit(queue: &SyncSender<Work>, depth: &Gauge, mut work: Work) -> bool {
     loop {
         match queue.try_send(work) {

@@ -5,6 +5,7 @@
 //! the line before them when they arrive together. Each line's message (the `msg` of a JSON or logfmt line, else the line) and its
 //! stated severity become a log record of the configured service.
 
+use crate::serve::Deliver;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
 use nightshift_ingest::logline::{line_severity, message};
 use std::io::{Read, Seek, SeekFrom};
@@ -22,11 +23,6 @@ pub struct FileSource {
     pub path: PathBuf,
     pub service: String,
 }
-
-/// Hands a batch of records to the pipeline; `false` once it is gone.
-pub type Deliver = std::sync::Arc<
-    dyn Fn(Vec<LogRecord>) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync,
->;
 
 struct Followed {
     file: std::fs::File,
@@ -122,7 +118,7 @@ fn record(service: &str, line: &str) -> LogRecord {
 }
 
 /// Follows one file until the pipeline is gone.
-async fn follow(src: FileSource, deliver: Deliver) {
+async fn follow(src: FileSource, deliver: Deliver<Vec<LogRecord>>) {
     let mut current = open(&src.path, true);
     if current.is_none() {
         tracing::warn!(path = %src.path.display(), "log file not there yet; waiting for it");
@@ -164,7 +160,7 @@ async fn follow(src: FileSource, deliver: Deliver) {
 }
 
 /// Follows every file until the pipeline is gone.
-pub async fn run(files: Vec<FileSource>, deliver: Deliver) {
+pub async fn run(files: Vec<FileSource>, deliver: Deliver<Vec<LogRecord>>) {
     let mut tasks = tokio::task::JoinSet::new();
     for f in files {
         tasks.spawn(follow(f, deliver.clone()));
