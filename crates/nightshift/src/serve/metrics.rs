@@ -1,0 +1,223 @@
+//! What `/metrics` shows: the server's own counters and gauges, request and evaluation
+//! latencies, and `nightshift_anomaly_score` of the watched series.
+
+use super::*;
+
+/// What `/metrics` exposes about the server itself and the series it watches.
+/// Buckets of the latency histograms: 0.1 ms to about 3 s, doubling.
+pub(super) fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        1e-4, 2.0, 15,
+    ))
+}
+
+pub(super) struct Metrics {
+    pub(super) anomaly_score: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub(super) samples: Counter,
+    pub(super) stale: Counter,
+    pub(super) rejected: Family<Labels, Counter>,
+    pub(super) queue_depth: Gauge,
+    pub(super) alerts: Family<Labels, Counter>,
+    pub(super) otlp: Family<Labels, Counter>,
+    pub(super) kubernetes: Family<Labels, Counter>,
+    pub(super) request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub(super) evaluation_seconds: Histogram,
+    pub(super) watched_series: Gauge,
+    pub(super) derived_series: Gauge,
+    pub(super) anomalies: Counter,
+    pub(super) incidents_open: Gauge,
+    pub(super) detector_state_bytes: Gauge,
+    pub(super) notify: NotifyMetrics,
+    pub(super) pull: crate::pull::PullMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            anomaly_score: Family::default(),
+            samples: Counter::default(),
+            stale: Counter::default(),
+            rejected: Family::default(),
+            queue_depth: Gauge::default(),
+            alerts: Family::default(),
+            otlp: Family::default(),
+            kubernetes: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            evaluation_seconds: latency_histogram(),
+            watched_series: Gauge::default(),
+            derived_series: Gauge::default(),
+            anomalies: Counter::default(),
+            incidents_open: Gauge::default(),
+            detector_state_bytes: Gauge::default(),
+            notify: NotifyMetrics::default(),
+            pull: crate::pull::PullMetrics::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub(super) fn register(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_http_request_duration_seconds",
+            "Time to answer a request, by route",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "nightshift_evaluation_duration_seconds",
+            "Time of one evaluation: derived signals, their detectors, the correlator",
+            self.evaluation_seconds.clone(),
+        );
+        r.register(
+            "nightshift_anomaly_score",
+            "Calibrated anomaly score in [0, 1] of each watched series (1 at a record high or low)",
+            self.anomaly_score.clone(),
+        );
+        r.register(
+            "nightshift_ingest_samples",
+            "Samples accepted from remote-write",
+            self.samples.clone(),
+        );
+        r.register(
+            "nightshift_ingest_stale_markers",
+            "Staleness markers received (series that went away)",
+            self.stale.clone(),
+        );
+        r.register(
+            "nightshift_ingest_rejected_requests",
+            "Write requests refused, by reason",
+            self.rejected.clone(),
+        );
+        r.register(
+            "nightshift_ingest_alerts",
+            "Alerts received and stored, by status",
+            self.alerts.clone(),
+        );
+        r.register(
+            "nightshift_ingest_otlp_items",
+            "OTLP and Loki items accepted, by signal (samples, spans, logs, loki_logs)",
+            self.otlp.clone(),
+        );
+        r.register(
+            "nightshift_ingest_kubernetes",
+            "What the Kubernetes watchers found, by kind (placements, events, changes)",
+            self.kubernetes.clone(),
+        );
+        r.register(
+            "nightshift_ingest_queue_depth",
+            "Write requests waiting for the detectors",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "nightshift_watched_series",
+            "Raw series scored under detect.watch",
+            self.watched_series.clone(),
+        );
+        r.register(
+            "nightshift_derived_series",
+            "Derived golden-signal series under detection",
+            self.derived_series.clone(),
+        );
+        r.register(
+            "nightshift_anomaly_reports",
+            "Anomaly reports on derived signals",
+            self.anomalies.clone(),
+        );
+        r.register(
+            "nightshift_incidents_open",
+            "Incidents currently open",
+            self.incidents_open.clone(),
+        );
+        r.register(
+            "nightshift_detector_state_bytes",
+            "Bytes of detector state held",
+            self.detector_state_bytes.clone(),
+        );
+    }
+
+    pub(super) fn register_notify(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_alertmanager_posts",
+            "Posts of Nightshift's alerts that Alertmanager accepted",
+            self.notify.sent.clone(),
+        );
+        r.register(
+            "nightshift_alertmanager_post_failures",
+            "Posts of Nightshift's alerts that failed (retried on the next second)",
+            self.notify.failed.clone(),
+        );
+    }
+
+    pub(super) fn register_pull(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_pull_samples",
+            "Samples pulled with PromQL",
+            self.pull.samples.clone(),
+        );
+        r.register(
+            "nightshift_pull_failures",
+            "PromQL queries that failed (each try counts)",
+            self.pull.failures.clone(),
+        );
+    }
+
+    pub(super) fn reject(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+}
+
+/// Times every request into `nightshift_http_request_duration_seconds{route}` (the route's
+/// pattern, so ids in paths do not make new series).
+pub(super) async fn timed(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    app.metrics
+        .request_seconds
+        .get_or_create(&vec![("route".to_string(), route)])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+pub(super) async fn metrics_page(State(app): State<Arc<App>>) -> Response {
+    let mut body = String::new();
+    if let Err(e) = encode(&mut body, &app.registry) {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}"),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The labels of a watched series on `nightshift_anomaly_score`: its own labels and its name as
+/// `metric` (a label of its own called `metric` becomes `exported_metric`, as Prometheus
+/// renames clashing labels).
+pub(super) fn score_labels(key: &nightshift_core::SeriesKey) -> Labels {
+    let mut labels: Labels = Vec::with_capacity(key.labels.len() + 1);
+    labels.push(("metric".to_string(), key.metric.clone()));
+    for (k, v) in &key.labels {
+        let k = if k == "metric" {
+            "exported_metric".to_string()
+        } else {
+            k.clone()
+        };
+        labels.push((k, v.clone()));
+    }
+    labels
+}

@@ -1,0 +1,442 @@
+//! `nightshift serve`: the daemon against a real stack. The HTTP server takes what the stack
+//! sends (`receivers.rs`) and the sources Nightshift pulls from (PromQL, Kubernetes, log files)
+//! feed one bounded queue to the pipeline thread (`worker.rs`), which owns the pipeline `demo`
+//! runs; `/metrics` shows what it finds (`metrics.rs`).
+//!
+//! Backpressure: a request is decoded on the server's threads, then queued for the worker.
+//! When the queue is full the request is answered 503 with `Retry-After`, which senders retry
+//! with backoff, so memory stays bounded under any burst and nothing that was answered 2xx is
+//! dropped.
+
+mod metrics;
+mod receivers;
+mod worker;
+
+use self::metrics::*;
+pub(crate) use self::receivers::text;
+use self::receivers::*;
+use self::worker::*;
+use crate::api;
+use crate::config::Config;
+use crate::notify::{self, Notice, NotifyMetrics, anomaly_alert, incident_notice};
+use crate::pipeline::Pipeline;
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use nightshift_core::{
+    Alert, AlertStatus, Anomaly, Change, Incident, LogRecord, Millis, SpanEdge, Topology,
+};
+use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_ingest::changes::{self, HookError, HookOutcome};
+use nightshift_ingest::otlp::{self, DeltaToCumulative, Encoding, OtlpError};
+use nightshift_ingest::{
+    AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
+};
+use nightshift_store::{SqliteStore, Store};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Compressed request bodies above this are refused with 413 before they are read whole.
+const MAX_BODY_BYTES: usize = 16 << 20;
+/// What a sender is told to wait when the queue is full, in seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+type Labels = Vec<(String, String)>;
+
+/// What the pipeline thread has the recorder write to the store.
+enum Record {
+    Incident(Box<Incident>),
+    Anomalies(Vec<Anomaly>),
+}
+
+/// Writes what the pipeline thread finds to the store, in order, until the thread is done.
+async fn record(store: SqliteStore, mut rx: tokio::sync::mpsc::Receiver<Record>) {
+    while let Some(r) = rx.recv().await {
+        let result = match &r {
+            Record::Incident(i) => store.upsert_incident(i).await,
+            Record::Anomalies(a) => store.record_anomalies(a).await,
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot record a finding in the database");
+        }
+    }
+}
+
+/// What the HTTP handlers hand to the pipeline thread, in arrival order.
+enum Work {
+    Samples(WriteBatch),
+    /// Alerts already stored.
+    Alerts(Vec<Alert>),
+    Spans(Vec<SpanEdge>),
+    Logs(Vec<LogRecord>),
+    /// Changes already stored.
+    Changes(Vec<Change>),
+    /// What the Kubernetes watchers found (its changes already stored).
+    Cluster(crate::kube_watch::ClusterNews),
+}
+
+pub(crate) struct App {
+    queue: SyncSender<Work>,
+    /// The queue's capacity, to refuse a request before decoding it when the queue is full.
+    queue_capacity: usize,
+    pub(crate) store: SqliteStore,
+    /// The topology as of the last evaluation.
+    pub(crate) topology: Arc<Mutex<Topology>>,
+    /// Running totals of OTLP delta series.
+    deltas: Mutex<DeltaToCumulative>,
+    hooks: crate::config::Hooks,
+    metrics: Arc<Metrics>,
+    registry: Registry,
+    ready: Arc<AtomicBool>,
+}
+
+fn now_ms() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.
+pub fn serve(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let store = SqliteStore::open(&config.serve.store)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}; set store.path in the configuration",
+                config.serve.store
+            )
+        })?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
+    let ready = Arc::new(AtomicBool::new(false));
+    // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let notices = match &config.alertmanager {
+        Some(am) => {
+            metrics.register_notify(&mut registry);
+            let client = http_client(am.timeout_ms, "Alertmanager")?;
+            let (ntx, nrx) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(notify::run(
+                client,
+                am.url.clone(),
+                Duration::from_millis(am.resend_ms as u64),
+                nrx,
+                metrics.notify.clone(),
+            ));
+            Some(ntx)
+        }
+        None => None,
+    };
+    let pull = if let Some(prom) = config.prometheus.clone() {
+        metrics.register_pull(&mut registry);
+        let client = http_client(prom.timeout_ms, "the PromQL pull")?;
+        let deliver = deliver_as(tx.clone(), metrics.queue_depth.clone(), Work::Samples);
+        Some(tokio::spawn(crate::pull::run(
+            client,
+            prom,
+            metrics.pull.clone(),
+            deliver,
+        )))
+    } else {
+        None
+    };
+    let cluster = match &config.kubernetes {
+        Some(k) => Some(tokio::spawn(crate::kube_watch::run(
+            kube_client(k).await?,
+            k.namespace.clone(),
+            deliver_news(tx.clone(), store.clone(), metrics.clone()),
+        ))),
+        None => None,
+    };
+    let files = if config.log_files.is_empty() {
+        None
+    } else {
+        let (queue, metrics) = (tx.clone(), metrics.clone());
+        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
+            let (queue, metrics) = (queue.clone(), metrics.clone());
+            Box::pin(async move {
+                let n = records.len() as u64;
+                let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;
+                metrics
+                    .otlp
+                    .get_or_create(&vec![("signal".to_string(), "file_logs".to_string())])
+                    .inc_by(n);
+                ok
+            })
+        });
+        Some(tokio::spawn(crate::tail::run(
+            config.log_files.clone(),
+            deliver,
+        )))
+    };
+    let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
+    let topology = Arc::new(Mutex::new(Topology::default()));
+    // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
+    // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
+    let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
+    let recorder = tokio::spawn(record(store.clone(), rec_rx));
+    let worker = {
+        let metrics = metrics.clone();
+        let worker_topology = topology.clone();
+        let ready = ready.clone();
+        let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
+            .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
+        let pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+        let interval = Duration::from_millis(config.serve.interval_ms as u64);
+        std::thread::Builder::new()
+            .name("nightshift-pipeline".into())
+            .spawn(move || {
+                let out = Outbox {
+                    notices,
+                    link_base,
+                    records: rec_tx,
+                    topology: worker_topology,
+                };
+                work(rx, pipeline, watch, interval, &metrics, &ready, &out)
+            })
+            .context("cannot start the pipeline thread")?
+    };
+    let app = Arc::new(App {
+        queue: tx,
+        queue_capacity: config.serve.queue,
+        store,
+        topology,
+        hooks: config.hooks.clone(),
+        deltas: Mutex::new(DeltaToCumulative::new(
+            config.max_series.unwrap_or(DEFAULT_MAX_SERIES),
+        )),
+        metrics,
+        registry,
+        ready,
+    });
+    let router = Router::new()
+        .route("/api/v1/write", post(remote_write))
+        .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
+        .route("/v1/metrics", post(otlp_metrics))
+        .route("/v1/traces", post(otlp_traces))
+        .route("/v1/logs", post(otlp_logs))
+        .route("/loki/api/v1/push", post(loki_push))
+        .route("/api/v1/changes", post(generic_changes).get(api::changes))
+        .route("/hooks/github", post(github_hook))
+        .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/hooks/argocd", post(argocd_hook))
+        .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
+        .route("/api/v1/incidents", get(api::incidents))
+        .route("/api/v1/incidents/{id}", get(api::incident))
+        .route("/api/v1/anomalies", get(api::anomalies))
+        .route("/api/v1/topology", get(api::topology))
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/openapi.json", get(openapi))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind(config.serve.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; set serve.listen in the configuration to a free address",
+                config.serve.listen
+            )
+        })?;
+    tracing::info!(listen = %config.serve.listen, "serving");
+    eprintln!(
+        "nightshift serve: listening on http://{}",
+        config.serve.listen
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server stopped")?;
+    // The server has stopped taking requests and the pull stops; closing the queue lets the
+    // worker drain it.
+    for task in [pull, cluster, files].into_iter().flatten() {
+        task.abort();
+        let _ = task.await;
+    }
+    let store = app.store.clone();
+    drop(app);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
+    // The thread is done; the recorder writes what it still holds.
+    let _ = recorder.await;
+    store.close().await;
+    eprintln!("nightshift serve: stopped after draining the queue");
+    Ok(())
+}
+
+/// A client of the configured cluster: a kubeconfig file, else in-cluster or `$KUBECONFIG`.
+async fn kube_client(k: &crate::config::KubernetesConfig) -> Result<kube::Client> {
+    let config = match &k.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("kubernetes.kubeconfig: cannot read {path}"))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("kubernetes.kubeconfig: {path} has no usable context"))?
+        }
+        None => kube::Config::infer().await.context(
+            "kubernetes: no in-cluster service account and no $KUBECONFIG; set kubernetes.kubeconfig",
+        )?,
+    };
+    kube::Client::try_from(config).context("kubernetes: cannot build the API client")
+}
+
+/// Stores the watchers' changes, then queues their news for the pipeline thread, waiting while
+/// it is behind.
+fn deliver_news(
+    queue: SyncSender<Work>,
+    store: SqliteStore,
+    metrics: Arc<Metrics>,
+) -> Deliver<crate::kube_watch::ClusterNews> {
+    Arc::new(move |news| {
+        let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
+        Box::pin(async move {
+            for (kind, n) in [
+                ("placements", news.placements.len()),
+                ("events", news.events.len()),
+                ("changes", news.changes.len()),
+            ] {
+                metrics
+                    .kubernetes
+                    .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+                    .inc_by(n as u64);
+            }
+            for c in &news.changes {
+                if let Err(e) = store.record_change(c).await {
+                    tracing::error!(error = %e, "cannot store a change from Kubernetes");
+                }
+            }
+            submit(&queue, &metrics.queue_depth, Work::Cluster(news)).await
+        })
+    })
+}
+
+/// How a source Nightshift pulls from (PromQL, Kubernetes, files) hands what it found to the
+/// pipeline thread: the future waits while the pipeline is behind and gives `false` once it is
+/// gone.
+pub(crate) type Deliver<T> =
+    Arc<dyn Fn(T) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
+
+/// A [`Deliver`] that queues each item as the work `wrap` makes of it.
+fn deliver_as<T: Send + 'static>(
+    queue: SyncSender<Work>,
+    depth: Gauge,
+    wrap: fn(T) -> Work,
+) -> Deliver<T> {
+    Arc::new(move |item| {
+        let (queue, depth) = (queue.clone(), depth.clone());
+        Box::pin(async move { submit(&queue, &depth, wrap(item)).await })
+    })
+}
+
+/// Queues work from a source Nightshift pulls, waiting while the pipeline is behind; `false`
+/// once it is gone.
+async fn submit(queue: &SyncSender<Work>, depth: &Gauge, mut work: Work) -> bool {
+    loop {
+        match queue.try_send(work) {
+            Ok(()) => {
+                depth.inc();
+                return true;
+            }
+            Err(TrySendError::Full(back)) => {
+                work = back;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(TrySendError::Disconnected(_)) => return false,
+        }
+    }
+}
+
+/// An HTTP client for calls to the user's stack, with a timeout per request.
+fn http_client(timeout_ms: i64, what: &str) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_millis(timeout_ms as u64))
+        .build()
+        .with_context(|| format!("cannot build the HTTP client for {what}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// The API's OpenAPI 3 description (`serve/openapi.json`).
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is starting".into(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route the server mounts is described in the OpenAPI document, and nothing else.
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let mut documented: Vec<String> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .cloned()
+            .collect();
+        let source = include_str!("mod.rs");
+        let mut mounted: Vec<String> = source
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+            .filter_map(|l| l.split('"').next())
+            .map(str::to_string)
+            .collect();
+        documented.sort();
+        mounted.sort();
+        assert_eq!(documented, mounted);
+    }
+}

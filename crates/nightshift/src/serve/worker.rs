@@ -1,0 +1,165 @@
+//! The pipeline thread: applies queued work in arrival order, scores watched series, evaluates
+//! the derived signals on its interval, and hands findings to the recorder and the notifier.
+
+use super::*;
+
+/// Where the worker sends what Nightshift alerts on, when an Alertmanager is configured.
+pub(super) struct Outbox {
+    pub(super) notices: Option<tokio::sync::mpsc::Sender<Notice>>,
+    pub(super) link_base: String,
+    pub(super) records: tokio::sync::mpsc::Sender<Record>,
+    pub(super) topology: Arc<Mutex<Topology>>,
+}
+
+impl Outbox {
+    /// Hands a notice to the notifier; if it is 4,096 notices behind, the notice is dropped with
+    /// a warning rather than stalling detection.
+    /// Hands a finding to the recorder, waiting while it is behind.
+    fn record(&self, r: Record) {
+        if self.records.blocking_send(r).is_err() {
+            tracing::error!("the recorder stopped; a finding was not stored");
+        }
+    }
+
+    fn send(&self, notice: Notice) {
+        if let Some(tx) = &self.notices
+            && tx.try_send(notice).is_err()
+        {
+            tracing::warn!("the Alertmanager notifier is behind; a notice was dropped");
+        }
+    }
+}
+
+/// The worker: owns the pipeline and the watched series, applies queued batches in arrival
+/// order, and evaluates the derived signals every `interval` of wall time.
+pub(super) fn work(
+    rx: Receiver<Work>,
+    mut pipeline: Pipeline,
+    mut watch: SeriesWatch,
+    interval: Duration,
+    metrics: &Metrics,
+    ready: &AtomicBool,
+    out: &Outbox,
+) {
+    // Each watched series' gauge, kept so a sample costs one atomic store, not a label lookup.
+    let mut gauges: HashMap<nightshift_core::SeriesKey, Gauge<f64, AtomicU64>> = HashMap::new();
+    // Watched series in an anomaly event, whose alert is firing.
+    let mut in_event: std::collections::HashSet<nightshift_core::SeriesKey> = Default::default();
+    let mut next_eval = Instant::now() + interval;
+    ready.store(true, Ordering::Relaxed);
+    loop {
+        match rx.recv_timeout(next_eval.saturating_duration_since(Instant::now())) {
+            Ok(Work::Alerts(alerts)) => {
+                metrics.queue_depth.dec();
+                for a in &alerts {
+                    pipeline.ingest_alert(a);
+                }
+            }
+            Ok(Work::Spans(edges)) => {
+                metrics.queue_depth.dec();
+                for e in &edges {
+                    pipeline.ingest_span(e);
+                }
+            }
+            Ok(Work::Cluster(news)) => {
+                metrics.queue_depth.dec();
+                for (service, node) in &news.placements {
+                    pipeline.observe_placement(service, node);
+                }
+                for e in &news.events {
+                    pipeline.ingest_event(e);
+                }
+                for c in &news.changes {
+                    pipeline.ingest_change(c);
+                }
+            }
+            Ok(Work::Changes(list)) => {
+                metrics.queue_depth.dec();
+                for c in &list {
+                    pipeline.ingest_change(c);
+                }
+            }
+            Ok(Work::Logs(logs)) => {
+                metrics.queue_depth.dec();
+                for l in &logs {
+                    pipeline.ingest_log(l);
+                }
+            }
+            Ok(Work::Samples(batch)) => {
+                metrics.queue_depth.dec();
+                for (key, ts, value) in &batch.samples {
+                    pipeline.ingest_sample(key, *ts, *value);
+                    if let Some(score) = watch.observe(key, *ts, *value) {
+                        gauges
+                            .entry(key.clone())
+                            .or_insert_with(|| {
+                                metrics
+                                    .anomaly_score
+                                    .get_or_create(&score_labels(key))
+                                    .clone()
+                            })
+                            .set(score.score);
+                        match score.phase {
+                            EventPhase::Onset => {
+                                let why = watch
+                                    .get(key)
+                                    .map(|w| w.ensemble.explain_top())
+                                    .unwrap_or_default();
+                                let summary = format!("{key} is anomalous: {why}");
+                                out.send(Notice::Firing(anomaly_alert(key, *ts, summary)));
+                                in_event.insert(key.clone());
+                            }
+                            EventPhase::Normal if in_event.remove(key) => {
+                                out.send(Notice::Resolved {
+                                    key: format!("anomaly:{key}"),
+                                    at: *ts,
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                metrics.watched_series.set(watch.len() as i64);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_eval {
+            let started = Instant::now();
+            let eval = pipeline.evaluate(now_ms(), false);
+            metrics
+                .evaluation_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.anomalies.inc_by(eval.anomalies.len() as u64);
+            if !eval.anomalies.is_empty() {
+                out.record(Record::Anomalies(eval.anomalies));
+            }
+            for (id, _) in &eval.updates {
+                if let Some(i) = pipeline.correlator().incidents().find(|i| i.id == *id) {
+                    out.record(Record::Incident(Box::new(i.clone())));
+                    out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
+                }
+            }
+            if let Ok(mut t) = out.topology.lock() {
+                t.clone_from(pipeline.correlator().topology());
+            }
+            let stats = pipeline.stats();
+            metrics.derived_series.set(stats.detected_series as i64);
+            metrics
+                .detector_state_bytes
+                .set((stats.detector_state_bytes as usize + watch.state_bytes()) as i64);
+            metrics.incidents_open.set(
+                pipeline
+                    .correlator()
+                    .incidents()
+                    .filter(|i| i.status == nightshift_core::IncidentStatus::Open)
+                    .count() as i64,
+            );
+            next_eval += interval;
+            if next_eval < Instant::now() {
+                next_eval = Instant::now() + interval;
+            }
+        }
+    }
+    ready.store(false, Ordering::Relaxed);
+}
