@@ -88,29 +88,51 @@ fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Str
     )
 }
 
+/// Watches one kind of object and delivers what `news_of` makes of each change: given the
+/// object's previous version when `remember` keeps them (pods, deployments, nodes), never for
+/// events, which are news once.
+async fn watch<K>(
+    api: Api<K>,
+    what: &'static str,
+    remember: bool,
+    deliver: Deliver<ClusterNews>,
+    mut news_of: impl FnMut(Option<&K>, &K) -> ClusterNews,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let mut seen: HashMap<String, K> = HashMap::new();
+    let mut s = std::pin::pin!(stream(api, what));
+    while let Some(e) = s.next().await {
+        let Some(obj) = applied(e) else { continue };
+        let k = key(obj.meta());
+        let news = news_of(seen.get(&k), &obj);
+        if remember {
+            seen.insert(k, obj);
+        }
+        if !news.is_empty() && !deliver(news).await {
+            return;
+        }
+    }
+}
+
 async fn watch_pods(
     api: Api<Pod>,
     services: Arc<Mutex<HashMap<String, String>>>,
     deliver: Deliver<ClusterNews>,
 ) {
-    let mut seen: HashMap<String, Pod> = HashMap::new();
-    let mut s = std::pin::pin!(stream(api, "pods"));
-    while let Some(e) = s.next().await {
-        let Some(pod) = applied(e) else { continue };
+    watch(api, "pods", true, deliver, |before, pod| {
         let mut news = ClusterNews::default();
-        if let Some(placement) = k8s::pod_placement(&pod) {
+        if let Some(placement) = k8s::pod_placement(pod) {
             if let (Some(name), Ok(mut m)) = (pod.metadata.name.clone(), services.lock()) {
                 m.insert(name, placement.0.clone());
             }
             news.placements.push(placement);
         }
-        let k = key(&pod.metadata);
-        news.events = k8s::pod_restarts(seen.get(&k), &pod, now());
-        seen.insert(k, pod);
-        if !news.is_empty() && !deliver(news).await {
-            return;
-        }
-    }
+        news.events = k8s::pod_restarts(before, pod, now());
+        news
+    })
+    .await;
 }
 
 async fn watch_events(
@@ -119,62 +141,34 @@ async fn watch_events(
     deliver: Deliver<ClusterNews>,
 ) {
     let started = now();
-    let mut s = std::pin::pin!(stream(api, "events"));
-    while let Some(e) = s.next().await {
-        let Some(ev) = applied(e) else { continue };
+    watch(api, "events", false, deliver, |_, ev| {
         let lookup = |pod: &str| services.lock().ok().and_then(|m| m.get(pod).cloned());
         // Events from before start-up are the cluster's history, not news.
-        if let Some(event) = k8s::cluster_event(&ev, lookup).filter(|e| e.ts >= started - 60_000) {
-            let news = ClusterNews {
-                events: vec![event],
-                ..ClusterNews::default()
-            };
-            if !deliver(news).await {
-                return;
-            }
+        ClusterNews {
+            events: k8s::cluster_event(ev, lookup)
+                .filter(|e| e.ts >= started - 60_000)
+                .into_iter()
+                .collect(),
+            ..ClusterNews::default()
         }
-    }
+    })
+    .await;
 }
 
 async fn watch_deployments(api: Api<Deployment>, deliver: Deliver<ClusterNews>) {
-    let mut seen: HashMap<String, Deployment> = HashMap::new();
-    let mut s = std::pin::pin!(stream(api, "deployments"));
-    while let Some(e) = s.next().await {
-        let Some(d) = applied(e) else { continue };
-        let k = key(&d.metadata);
-        let changes = seen
-            .get(&k)
-            .map(|before| k8s::deployment_changes(before, &d, now()))
-            .unwrap_or_default();
-        seen.insert(k, d);
-        if !changes.is_empty() {
-            let news = ClusterNews {
-                changes,
-                ..ClusterNews::default()
-            };
-            if !deliver(news).await {
-                return;
-            }
-        }
-    }
+    watch(api, "deployments", true, deliver, |before, d| ClusterNews {
+        changes: before
+            .map(|b| k8s::deployment_changes(b, d, now()))
+            .unwrap_or_default(),
+        ..ClusterNews::default()
+    })
+    .await;
 }
 
 async fn watch_nodes(api: Api<Node>, deliver: Deliver<ClusterNews>) {
-    let mut seen: HashMap<String, Node> = HashMap::new();
-    let mut s = std::pin::pin!(stream(api, "nodes"));
-    while let Some(e) = s.next().await {
-        let Some(n) = applied(e) else { continue };
-        let k = key(&n.metadata);
-        let event = k8s::node_readiness(seen.get(&k), &n, now());
-        seen.insert(k, n);
-        if let Some(event) = event {
-            let news = ClusterNews {
-                events: vec![event],
-                ..ClusterNews::default()
-            };
-            if !deliver(news).await {
-                return;
-            }
-        }
-    }
+    watch(api, "nodes", true, deliver, |before, n| ClusterNews {
+        events: k8s::node_readiness(before, n, now()).into_iter().collect(),
+        ..ClusterNews::default()
+    })
+    .await;
 }
