@@ -18,7 +18,7 @@ pub(super) struct Metrics {
     pub(super) rejected: Family<Labels, Counter>,
     pub(super) queue_depth: Gauge,
     pub(super) alerts: Family<Labels, Counter>,
-    pub(super) otlp: Family<Labels, Counter>,
+    pub(super) items: Family<Labels, Counter>,
     pub(super) kubernetes: Family<Labels, Counter>,
     pub(super) request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub(super) evaluation_seconds: Histogram,
@@ -40,7 +40,7 @@ impl Default for Metrics {
             rejected: Family::default(),
             queue_depth: Gauge::default(),
             alerts: Family::default(),
-            otlp: Family::default(),
+            items: Family::default(),
             kubernetes: Family::default(),
             request_seconds: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             evaluation_seconds: latency_histogram(),
@@ -94,8 +94,8 @@ impl Metrics {
         );
         r.register(
             "nightshift_ingest_otlp_items",
-            "OTLP and Loki items accepted, by signal (samples, spans, logs, loki_logs)",
-            self.otlp.clone(),
+            "OTLP, Loki and log-file items accepted, by signal (samples, spans, logs, loki_logs, file_logs)",
+            self.items.clone(),
         );
         r.register(
             "nightshift_ingest_kubernetes",
@@ -158,6 +158,13 @@ impl Metrics {
             "PromQL queries that failed (each try counts)",
             self.pull.failures.clone(),
         );
+    }
+
+    /// Counts `n` items accepted from a log or OTLP source, by `signal`.
+    pub(super) fn count_items(&self, signal: &str, n: usize) {
+        self.items
+            .get_or_create(&vec![("signal".to_string(), signal.to_string())])
+            .inc_by(n as u64);
     }
 
     pub(super) fn reject(&self, reason: &str) {

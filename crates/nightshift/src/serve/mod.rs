@@ -176,12 +176,9 @@ async fn run(config: Config) -> Result<()> {
         let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
             let (queue, metrics) = (queue.clone(), metrics.clone());
             Box::pin(async move {
-                let n = records.len() as u64;
+                let n = records.len();
                 let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;
-                metrics
-                    .otlp
-                    .get_or_create(&vec![("signal".to_string(), "file_logs".to_string())])
-                    .inc_by(n);
+                metrics.count_items("file_logs", n);
                 ok
             })
         });

@@ -171,13 +171,6 @@ pub(super) fn otlp_decode<T: prost::Message + serde::de::DeserializeOwned + Defa
     )
 }
 
-pub(super) fn count_otlp(app: &App, signal: &str, n: usize) {
-    app.metrics
-        .otlp
-        .get_or_create(&vec![("signal".to_string(), signal.to_string())])
-        .inc_by(n as u64);
-}
-
 pub(super) async fn otlp_metrics(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -206,7 +199,7 @@ pub(super) async fn otlp_metrics(
         if let Some(busy) = enqueue(&app, Work::Samples(batch), "otlp metrics") {
             return busy;
         }
-        count_otlp(&app, "samples", n);
+        app.metrics.count_items("samples", n);
     }
     let mut answer = otlp::ExportMetricsServiceResponse::default();
     if refused > 0 {
@@ -236,7 +229,7 @@ pub(super) async fn otlp_traces(
         if let Some(busy) = enqueue(&app, Work::Spans(edges), "otlp traces") {
             return busy;
         }
-        count_otlp(&app, "spans", n);
+        app.metrics.count_items("spans", n);
     }
     let answer = otlp::ExportTraceServiceResponse::default();
     otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
@@ -258,7 +251,7 @@ pub(super) async fn otlp_logs(
         if let Some(busy) = enqueue(&app, Work::Logs(logs), "otlp logs") {
             return busy;
         }
-        count_otlp(&app, "logs", n);
+        app.metrics.count_items("logs", n);
     }
     let answer = otlp::ExportLogsServiceResponse::default();
     otlp_answer(StatusCode::OK, otlp::encode(&answer, encoding), encoding)
@@ -286,10 +279,7 @@ pub(super) async fn loki_push(
         if let Some(busy) = enqueue(&app, Work::Logs(logs), "loki push") {
             return busy;
         }
-        app.metrics
-            .otlp
-            .get_or_create(&vec![("signal".to_string(), "loki_logs".to_string())])
-            .inc_by(n as u64);
+        app.metrics.count_items("loki_logs", n);
     }
     StatusCode::NO_CONTENT.into_response()
 }
