@@ -251,11 +251,6 @@ impl std::hash::Hasher for RouteHasher {
     }
 }
 
-/// A line's tokens after masking.
-pub fn tokens(line: &str) -> Vec<String> {
-    line.split_whitespace().map(|t| Tok::of(t).text()).collect()
-}
-
 impl TemplateMiner {
     pub fn new(cfg: MinerConfig) -> Self {
         Self {
