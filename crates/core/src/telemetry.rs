@@ -122,7 +122,7 @@ pub struct Change {
     pub description: String,
 }
 
-/// A new or bursting log template of one entity, as the log pipeline reports it.
+/// A new, bursting, shifted or vanished log template of one entity, as the log pipeline reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogPattern {
     pub ts: Millis,
@@ -136,6 +136,10 @@ pub struct LogPattern {
     /// True when a template this entity logged steadily has stopped (`count` is then 0).
     #[serde(default)]
     pub vanished: bool,
+    /// Set when the report is a rate shift: the lines per interval the entity's baseline
+    /// expected (`count` is what came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usual_rate: Option<f64>,
     /// Up to two example lines.
     pub examples: Vec<String>,
     /// When the entity first and last logged the template.

@@ -51,6 +51,8 @@ pub struct LogFact {
     pub count: u64,
     pub new: bool,
     pub vanished: bool,
+    /// Lines per interval the baseline expected, when the template's rate shifted.
+    pub usual_rate: Option<f64>,
     pub examples: Vec<String>,
     /// When the entity first and last logged the template (the report times are `first_ts`).
     pub first_seen: Millis,
@@ -124,6 +126,7 @@ impl EntityFacts {
                 count: 0,
                 new: p.new,
                 vanished: p.vanished,
+                usual_rate: p.usual_rate,
                 examples: p.examples.clone(),
                 first_seen: p.first_seen,
                 last_ts: p.last_seen,
@@ -131,6 +134,7 @@ impl EntityFacts {
         f.count += p.count;
         f.new |= p.new;
         f.vanished |= p.vanished;
+        f.usual_rate = f.usual_rate.or(p.usual_rate);
         f.last_ts = f.last_ts.max(p.last_seen);
         for e in &p.examples {
             if f.examples.len() < 2 && !f.examples.contains(e) {

@@ -557,12 +557,16 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
     for l in f
         .logs
         .values()
-        .filter(|l| l.severity >= Severity::Warn || l.vanished)
+        .filter(|l| l.severity >= Severity::Warn || l.vanished || l.usual_rate.is_some())
     {
+        let usual;
         let what = if l.new {
             "new log pattern"
         } else if l.vanished {
             "stopped: log pattern"
+        } else if let Some(rate) = l.usual_rate {
+            usual = format!("log rate shifted (usually {rate:.1} lines an interval):");
+            &usual
         } else {
             "log pattern"
         };

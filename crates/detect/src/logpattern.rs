@@ -1,8 +1,17 @@
-//! Log anomalies per service from the template miner ([`crate::template_miner`]): a template a
-//! service never logged before (after warm-up), a template logged at several times its usual
-//! rate, and an ordinary (below warning) template a service logged steadily that has stopped. Each report carries the
-//! template, its count, when the service first and last logged it and two example lines.
+//! Log anomalies per service from the template miner ([`crate::template_miner`]):
+//!
+//! - a warning-or-worse template a service never logged before (after warm-up);
+//! - a burst: a warning-or-worse template logged at several times its usual rate in one interval;
+//! - a rate shift: a busy template (of any severity) whose lines per interval moved away from
+//!   their learned normal and stayed there, judged by the metric detectors' robust baseline
+//!   ([`RobustBaselineDetector`]) on the template's count series, so a log rate is held to the
+//!   same standard (persistence, learned spread, daily profile) as any metric;
+//! - an ordinary (below warning) template a service logged steadily that has stopped.
+//!
+//! Each report carries the template, its count, when the service first and last logged it and
+//! two example lines.
 
+use crate::baseline::{Phase, RobustBaselineConfig, RobustBaselineDetector};
 use crate::template_miner::{MinerConfig, TemplateMiner};
 use nightshift_core::{Entity, LogPattern, LogRecord, Millis, Severity};
 use std::collections::HashMap;
@@ -15,6 +24,19 @@ const BURST_FACTOR: f64 = 5.0;
 /// A silence: this many intervals in a row without a line from a template that averaged at
 /// least one a interval (a chance of e^-10 for a steady source).
 const SILENT_INTERVALS: u64 = 10;
+/// A template gets a rate baseline once it averages this many lines an interval: below it, a
+/// count series is mostly zeros and ones, and a shift cannot be told from chance.
+const SHIFT_MIN_RATE: f64 = 2.0;
+
+/// The count series' baseline: the default tuning, with a spread floor of one line so that a
+/// perfectly regular template (one line a tick) does not alarm on a single extra line.
+fn rate_baseline() -> RobustBaselineDetector {
+    RobustBaselineDetector::new(RobustBaselineConfig {
+        absolute_floor: 1.0,
+        relative_floor: 0.1,
+        ..RobustBaselineConfig::default()
+    })
+}
 
 #[derive(Debug, Default)]
 struct TemplateState {
@@ -30,6 +52,8 @@ struct TemplateState {
     last_seen: Millis,
     reported_new: bool,
     reported_vanished: bool,
+    /// The rate baseline, once the template is busy enough for one ([`SHIFT_MIN_RATE`]).
+    rate: Option<Box<RobustBaselineDetector>>,
 }
 
 /// Tracks each service's templates and reports the new, bursting and vanished ones at each
@@ -80,8 +104,9 @@ impl LogTemplateTracker {
     }
 
     /// Reports warning-or-worse templates that are new, or at least 5 lines and 5× their usual
-    /// rate, and any steady template that has fallen silent. `learning` marks history replay:
-    /// templates are learned, nothing is reported.
+    /// rate; busy templates whose rate shifted; and any steady template that has fallen silent.
+    /// `learning` marks history replay: templates are learned, nothing is reported. Flushes
+    /// come once per evaluation interval, in increasing `ts`.
     pub fn flush(&mut self, ts: Millis, learning: bool) -> Vec<LogPattern> {
         // Templates the miner evicted are forgotten here too.
         let miner = &self.miner;
@@ -106,7 +131,19 @@ impl LogTemplateTracker {
                 && st.silent == SILENT_INTERVALS
                 && st.mean >= 1.0
                 && !st.reported_vanished;
-            let report = (severity >= Severity::Warn && (new || burst)) || vanished;
+            if st.rate.is_none() && warm && st.mean >= SHIFT_MIN_RATE {
+                st.rate = Some(Box::new(rate_baseline()));
+            }
+            // The count of an interval is a point of the template's rate series; a verdict
+            // error (a flush out of time order) only skips the point.
+            let shift = st
+                .rate
+                .as_mut()
+                .and_then(|d| d.update(ts, n as f64).ok())
+                .filter(|a| a.phase == Phase::Onset)
+                .map(|a| a.expected.max(0.0));
+            let report =
+                (severity >= Severity::Warn && (new || burst)) || vanished || shift.is_some();
             if !learning && report {
                 out.push(LogPattern {
                     ts,
@@ -116,6 +153,7 @@ impl LogTemplateTracker {
                     count: n,
                     new,
                     vanished,
+                    usual_rate: shift,
                     examples: st.examples.clone(),
                     first_seen: st.first_seen,
                     last_seen: st.last_seen,
@@ -210,5 +248,59 @@ mod tests {
         assert!(reports[0].vanished && reports[0].count == 0);
         assert_eq!(reports[0].template, "heartbeat ok seq=<*>");
         assert_eq!(reports[0].ts, 49, "after 10 silent intervals");
+    }
+
+    /// Lines per interval around `mean`, varying like a busy service's (a fixed pseudo-random
+    /// sequence, so the test is repeatable).
+    fn noisy(mean: u64, i: u64) -> u64 {
+        let jitter = (i.wrapping_mul(2_654_435_761) >> 7) % 5;
+        mean + jitter - 2
+    }
+
+    fn shifts(
+        t: &mut LogTemplateTracker,
+        from: u64,
+        to: u64,
+        rate: impl Fn(u64) -> u64,
+    ) -> Vec<LogPattern> {
+        let mut out = Vec::new();
+        for i in from..to {
+            for _ in 0..rate(i) {
+                t.ingest(&log(&format!("served GET /cart in {i}ms"), Severity::Info));
+            }
+            out.extend(t.flush(i as Millis * 60_000, false));
+        }
+        out
+    }
+
+    #[test]
+    fn a_busy_template_whose_rate_shifts_is_reported_with_its_usual_rate() {
+        let mut t = LogTemplateTracker::new();
+        let quiet = shifts(&mut t, 0, 200, |i| noisy(10, i));
+        assert!(quiet.is_empty(), "steady noise is normal: {quiet:?}");
+        let up = shifts(&mut t, 200, 210, |i| noisy(40, i));
+        assert_eq!(up.len(), 1, "one report at the onset: {up:?}");
+        let usual = up[0].usual_rate.expect("a rate shift");
+        assert!((7.0..=13.0).contains(&usual), "usual rate {usual}");
+        assert!(up[0].count >= 38 && !up[0].new && !up[0].vanished);
+        assert_eq!(up[0].severity, Severity::Info, "info lines shift too");
+    }
+
+    #[test]
+    fn a_drop_in_rate_is_a_shift_too() {
+        let mut t = LogTemplateTracker::new();
+        assert!(shifts(&mut t, 0, 200, |i| noisy(30, i)).is_empty());
+        let down = shifts(&mut t, 200, 210, |_| 3);
+        assert_eq!(down.len(), 1, "{down:?}");
+        assert!(down[0].usual_rate.is_some_and(|u| u > 20.0) && down[0].count == 3);
+    }
+
+    #[test]
+    fn sparse_templates_get_no_rate_baseline() {
+        let mut t = LogTemplateTracker::new();
+        let r = shifts(&mut t, 0, 300, |i| {
+            u64::from(i % 3 == 0) + 4 * u64::from(i % 97 == 0)
+        });
+        assert!(r.is_empty(), "{r:?}");
     }
 }
