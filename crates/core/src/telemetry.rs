@@ -34,7 +34,12 @@ pub struct LogRecord {
     pub ts: Millis,
     pub resource: Resource,
     pub severity: Severity,
+    /// The message: a JSON or logfmt line's message field, else the whole line.
     pub body: String,
+    /// The record's own labels: a structured line's other fields, Loki's structured metadata,
+    /// OTLP log attributes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// Calls from one service to another over one interval, as a trace pipeline's service graph

@@ -1578,6 +1578,7 @@ mod tests {
             resource: Resource::service("cart").with("k8s.pod.name", "cart-1"),
             severity,
             body: "x".into(),
+            attributes: Default::default(),
         };
         d.ingest_log(&log(1, Severity::Info));
         assert!(

@@ -85,7 +85,13 @@ impl LogTemplateTracker {
     }
 
     pub fn ingest(&mut self, log: &LogRecord) {
-        let Some(service) = log.resource.service_name() else {
+        // A line without a service in its resource may name one among its own fields (a JSON
+        // line's `"service": "checkout"`).
+        let Some(service) = log.resource.service_name().or_else(|| {
+            ["service.name", "service_name", "service"]
+                .iter()
+                .find_map(|k| log.attributes.get(*k).map(String::as_str))
+        }) else {
             return;
         };
         let id = self.miner.add(&log.body).template_id;
@@ -193,6 +199,7 @@ mod tests {
             resource: Resource::service("api"),
             severity,
             body: body.into(),
+            attributes: Default::default(),
         }
     }
 
@@ -302,5 +309,20 @@ mod tests {
             u64::from(i % 3 == 0) + 4 * u64::from(i % 97 == 0)
         });
         assert!(r.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn a_structured_line_may_name_its_service_in_its_fields() {
+        let mut t = LogTemplateTracker::new();
+        t.flush(0, true);
+        let mut l = log("payment declined by issuer", Severity::Error);
+        l.resource = nightshift_core::Resource::default();
+        t.ingest(&l);
+        assert!(t.flush(1, false).is_empty(), "no service: not tracked");
+        l.attributes.insert("service".into(), "payments".into());
+        t.ingest(&l);
+        let r = t.flush(2, false);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].entity, Entity::service("payments"));
     }
 }

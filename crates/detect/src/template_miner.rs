@@ -77,8 +77,11 @@ pub struct TemplateMiner {
     /// rebuilt after a restore.
     #[serde(skip)]
     groups: crate::FingerprintMap<Vec<u64>>,
-    /// Templates by the sequence number of their last line, for eviction in O(log n): an index
-    /// of `templates`, rebuilt after a restore.
+    /// Templates by the sequence number of a line they matched, for eviction: an index of
+    /// `templates`, rebuilt after a restore. A key may be older than its template's `last_seen`
+    /// (a hit does not touch the index); eviction re-files such entries under their true time,
+    /// so the template it drops is still the least recently seen, and a line that joins a
+    /// template costs no index update.
     #[serde(skip)]
     by_seen: std::collections::BTreeMap<u64, u64>,
     next_id: u64,
@@ -89,66 +92,168 @@ fn is_digit_token(t: &str) -> bool {
     t.bytes().any(|b| b.is_ascii_digit())
 }
 
+// Byte classes, so that one pass over a token answers every masking question (a dozen
+// iterator passes and substring searches per token once cost more than the rest of mining).
+const DIGIT: u16 = 1;
+/// `a`–`f`, `A`–`F`.
+const HEX_LETTER: u16 = 1 << 1;
+/// `x`, `X` (as in `0x1f`, `1920x1080`).
+const X: u16 = 1 << 2;
+/// Other letters.
+const LETTER: u16 = 1 << 3;
+const DASH: u16 = 1 << 4;
+const SLASH: u16 = 1 << 5;
+const COLON: u16 = 1 << 6;
+const DOT: u16 = 1 << 7;
+/// `+`, `,`, `_`.
+const NUM_PUNCT: u16 = 1 << 8;
+const PERCENT: u16 = 1 << 9;
+/// Anything else, non-ASCII bytes included.
+const OTHER: u16 = 1 << 10;
+/// Characters a number may hold besides its digits (signs, decimals, thousands, times, ratios).
+const NUMBER: u16 = DIGIT | X | DASH | SLASH | COLON | DOT | NUM_PUNCT;
+
+const fn byte_class(b: u8) -> u16 {
+    match b {
+        b'0'..=b'9' => DIGIT,
+        b'a'..=b'f' | b'A'..=b'F' => HEX_LETTER,
+        b'x' | b'X' => X,
+        b'g'..=b'z' | b'G'..=b'Z' => LETTER,
+        b'-' => DASH,
+        b'/' => SLASH,
+        b':' => COLON,
+        b'.' => DOT,
+        b'+' | b',' | b'_' => NUM_PUNCT,
+        b'%' => PERCENT,
+        _ => OTHER,
+    }
+}
+
+static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = byte_class(i as u8);
+        i += 1;
+    }
+    t
+};
+
+/// Punctuation around a token that does not change what it is (`(12ms)`, `"abc",`).
+fn is_trim(b: u8) -> bool {
+    matches!(
+        b,
+        b',' | b';' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'.' | b':' | b'\'' | b'"'
+    )
+}
+
+/// Whether a template token is the wildcard.
+fn is_wild(s: &str) -> bool {
+    s.as_bytes() == WILDCARD.as_bytes()
+}
+
 /// Whether a token is a variable by its form alone.
 fn is_variable(tok: &str) -> bool {
-    let t = tok.trim_matches(|c: char| {
-        matches!(
-            c,
-            ',' | ';' | '(' | ')' | '[' | ']' | '{' | '}' | '.' | ':' | '\'' | '"'
-        )
-    });
-    if t.is_empty() {
+    let raw = tok.as_bytes();
+    let (Some(first), Some(last)) = (
+        raw.iter().position(|b| !is_trim(*b)),
+        raw.iter().rposition(|b| !is_trim(*b)),
+    ) else {
         return false;
-    }
-    let b = t.as_bytes();
+    };
     // Quoted strings.
-    if tok.len() > 1
-        && ((tok.starts_with('"') && tok.ends_with('"'))
-            || (tok.starts_with('\'') && tok.ends_with('\'')))
+    if raw.len() > 1 && (raw[0] == b'"' || raw[0] == b'\'') && raw[raw.len() - 1] == raw[0] {
+        return true;
+    }
+    // Trim characters are ASCII, so these bounds are character boundaries.
+    let b = &raw[first..=last];
+    let mut classes = 0u16;
+    let mut digits = 0usize;
+    for c in b {
+        let k = CLASS[usize::from(*c)];
+        classes |= k;
+        digits += usize::from(k == DIGIT);
+    }
+    if digits == 0 {
+        // Without a digit only paths and URLs are variables.
+        return classes & SLASH != 0 && is_path(b);
+    }
+    // Numbers (signs, decimals, thousands, times), and anything mostly digits.
+    if classes & !NUMBER == 0 {
+        return true;
+    }
+    // Hex: 0x1f, and hex ids of 8 or more (with dashes: UUIDs).
+    if b.len() > 2
+        && b[0] == b'0'
+        && (b[1] | 0x20) == b'x'
+        && b[2..].iter().all(u8::is_ascii_hexdigit)
     {
         return true;
     }
-    // Numbers (signs, decimals, thousands), hex, and anything mostly digits.
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-    if digits > 0
-        && b.iter().all(|c| {
-            c.is_ascii_digit()
-                || matches!(
-                    c,
-                    b'-' | b'+' | b'.' | b',' | b'_' | b'/' | b':' | b'x' | b'X'
-                )
-        })
-    {
+    if b.len() >= 8 && classes & !(DIGIT | HEX_LETTER | DASH) == 0 {
         return true;
     }
-    if (t.starts_with("0x") || t.starts_with("0X"))
-        && t.len() > 2
-        && t[2..].bytes().all(|c| c.is_ascii_hexdigit())
-    {
-        return true;
-    }
-    if t.len() >= 8 && digits > 0 && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-') {
-        return true;
-    }
-    // Paths and URLs (byte scans: a substring search per token would cost more than the rest).
-    if (b[0] == b'/' && b[1..].contains(&b'/')) || b.windows(3).any(|w| w == b"://") {
+    if classes & SLASH != 0 && is_path(b) {
         return true;
     }
     // Durations and sizes: a number with a short unit (12ms, 3.5s, 64KB, 10.2%).
-    let num_end = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let num_end = b
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || *c == b'.'))
+        .unwrap_or(b.len());
     if num_end > 0
-        && num_end < t.len()
-        && t.len() - num_end <= 3
-        && t[num_end..]
-            .bytes()
-            .all(|c| c.is_ascii_alphabetic() || c == b'%')
+        && b.len() - num_end <= 3
+        && b[num_end..]
+            .iter()
+            .all(|c| c.is_ascii_alphabetic() || *c == b'%')
     {
         return true;
     }
     // Mostly digits among letters (ids like job_1445144423722_0020, blk_-1608999687919862906).
-    digits * 2 >= t.len() && t.len() >= 4
+    digits * 2 >= b.len() && b.len() >= 4
+}
+
+/// Paths and URLs: `/var/lib/x`, `http://host/…`.
+fn is_path(b: &[u8]) -> bool {
+    (b[0] == b'/' && b[1..].contains(&b'/')) || b.windows(3).any(|w| w == b"://")
+}
+
+/// The whitespace-separated words of a line, as `str::split_whitespace` gives them; ASCII lines
+/// (nearly all log lines) are split on bytes, without decoding characters. (A byte loop: the
+/// standard library's memchr costs more than it saves on words of a few bytes.)
+enum Words<'a> {
+    Ascii { line: &'a str, pos: usize },
+    Unicode(std::str::SplitWhitespace<'a>),
+}
+
+fn words(line: &str) -> Words<'_> {
+    if line.is_ascii() {
+        Words::Ascii { line, pos: 0 }
+    } else {
+        Words::Unicode(line.split_whitespace())
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        // ASCII's White_Space characters: space, tab, line feed, vertical tab, form feed, return.
+        let space = |c: &u8| matches!(c, b' ' | b'\t'..=b'\r');
+        match self {
+            Words::Unicode(it) => it.next(),
+            Words::Ascii { line, pos } => {
+                let b = line.as_bytes();
+                let start = *pos + b[*pos..].iter().position(|c| !space(c))?;
+                let end = b[start..]
+                    .iter()
+                    .position(space)
+                    .map_or(b.len(), |n| start + n);
+                *pos = end;
+                Some(&line[start..end])
+            }
+        }
+    }
 }
 
 /// A token after masking, borrowed from its line: the hot path allocates nothing for lines that
@@ -190,7 +295,7 @@ impl<'a> Tok<'a> {
     /// Whether this masked token is the template token `s`.
     fn is(self, s: &str) -> bool {
         match self {
-            Tok::Var => s == WILDCARD,
+            Tok::Var => is_wild(s),
             Tok::KeyVar(k) => {
                 s.len() == k.len() + 1 + WILDCARD.len()
                     && s.starts_with(k)
@@ -287,27 +392,23 @@ impl TemplateMiner {
     }
 
     /// Share of the template's constant positions the line agrees with (1 for an all-`<*>`
-    /// template only when the line is all variables too).
-    fn similarity(template: &[String], toks: &[Tok<'_>]) -> f64 {
-        let mut constant = 0usize;
+    /// template only when the line is all variables too), and the template's `<*>` count.
+    fn similarity(template: &[String], toks: &[Tok<'_>]) -> (f64, usize) {
+        let mut wild = 0usize;
         let mut same = 0usize;
         for (t, l) in template.iter().zip(toks) {
-            if t == WILDCARD {
-                continue;
-            }
-            constant += 1;
-            if l.is(t) {
+            if is_wild(t) {
+                wild += 1;
+            } else if l.is(t) {
                 same += 1;
             }
         }
+        let constant = template.len() - wild;
         if constant == 0 {
-            return if toks.iter().all(|t| *t == Tok::Var) {
-                1.0
-            } else {
-                0.5
-            };
+            let all_var = toks.iter().all(|t| *t == Tok::Var);
+            return (if all_var { 1.0 } else { 0.5 }, wild);
         }
-        same as f64 / constant as f64
+        (same as f64 / constant as f64, wild)
     }
 
     /// The routing index from the templates (their routes do not change as they generalise:
@@ -330,17 +431,15 @@ impl TemplateMiner {
             self.reindex();
         }
         self.lines += 1;
-        let toks: Vec<Tok<'_>> = line.split_whitespace().map(Tok::of).collect();
+        let mut toks: Vec<Tok<'_>> = Vec::with_capacity(32);
+        toks.extend(words(line).map(Tok::of));
         let key = self.route(toks.iter().copied());
         let best = self.groups.get(&key).and_then(|ids| {
             ids.iter()
                 .filter_map(|id| self.templates.get(id))
                 .map(|t| {
-                    (
-                        t.id,
-                        Self::similarity(&t.tokens, &toks),
-                        t.tokens.iter().filter(|x| *x == WILDCARD).count(),
-                    )
+                    let (sim, wild) = Self::similarity(&t.tokens, &toks);
+                    (t.id, sim, wild)
                 })
                 // Most similar; among equals, the more specific template.
                 .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)))
@@ -348,15 +447,16 @@ impl TemplateMiner {
         let (id, new) = match best {
             Some((id, sim, _)) if sim >= self.cfg.similarity => {
                 if let Some(t) = self.templates.get_mut(&id) {
-                    for (tt, l) in t.tokens.iter_mut().zip(&toks) {
-                        if tt != WILDCARD && !l.is(tt) {
-                            *tt = WILDCARD.to_string();
+                    // A full match leaves the template as it is.
+                    if sim < 1.0 {
+                        for (tt, l) in t.tokens.iter_mut().zip(&toks) {
+                            if !is_wild(tt) && !l.is(tt) {
+                                *tt = WILDCARD.to_string();
+                            }
                         }
                     }
                     t.count += 1;
-                    self.by_seen.remove(&t.last_seen);
                     t.last_seen = self.lines;
-                    self.by_seen.insert(t.last_seen, id);
                 }
                 (id, false)
             }
@@ -391,8 +491,8 @@ impl TemplateMiner {
             .map(|t| {
                 t.tokens
                     .iter()
-                    .zip(line.split_whitespace())
-                    .filter(|(tt, _)| *tt == WILDCARD)
+                    .zip(words(line))
+                    .filter(|(tt, _)| is_wild(tt))
                     .map(|(_, raw)| raw.to_string())
                     .collect()
             })
@@ -402,9 +502,18 @@ impl TemplateMiner {
     /// Drops the least recently seen templates beyond the cap.
     fn evict(&mut self) {
         while self.templates.len() > self.cfg.max_templates.max(1) {
-            let Some((_, oldest)) = self.by_seen.pop_first() else {
+            let Some((seen, oldest)) = self.by_seen.pop_first() else {
                 return;
             };
+            match self.templates.get(&oldest) {
+                None => continue,
+                // Seen since it was filed: file it under its true time.
+                Some(t) if t.last_seen != seen => {
+                    self.by_seen.insert(t.last_seen, oldest);
+                    continue;
+                }
+                Some(_) => {}
+            }
             let Some(t) = self.templates.remove(&oldest) else {
                 continue;
             };
@@ -504,5 +613,150 @@ mod tests {
         let indexed: usize = m.groups.values().map(Vec::len).sum();
         assert_eq!(indexed, cap, "the index is pruned too");
         assert_eq!(m.by_seen.len(), cap);
+    }
+
+    /// The masking rules written plainly, one check at a time: the byte-class version must
+    /// agree with it on every token.
+    fn plain_is_variable(tok: &str) -> bool {
+        let t = tok.trim_matches(|c: char| {
+            matches!(
+                c,
+                ',' | ';' | '(' | ')' | '[' | ']' | '{' | '}' | '.' | ':' | '\'' | '"'
+            )
+        });
+        if t.is_empty() {
+            return false;
+        }
+        let b = t.as_bytes();
+        // Quoted strings.
+        if tok.len() > 1
+            && ((tok.starts_with('"') && tok.ends_with('"'))
+                || (tok.starts_with('\'') && tok.ends_with('\'')))
+        {
+            return true;
+        }
+        // Numbers (signs, decimals, thousands), hex, and anything mostly digits.
+        let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+        if digits > 0
+            && b.iter().all(|c| {
+                c.is_ascii_digit()
+                    || matches!(
+                        c,
+                        b'-' | b'+' | b'.' | b',' | b'_' | b'/' | b':' | b'x' | b'X'
+                    )
+            })
+        {
+            return true;
+        }
+        if (t.starts_with("0x") || t.starts_with("0X"))
+            && t.len() > 2
+            && t[2..].bytes().all(|c| c.is_ascii_hexdigit())
+        {
+            return true;
+        }
+        if t.len() >= 8 && digits > 0 && b.iter().all(|c| c.is_ascii_hexdigit() || *c == b'-') {
+            return true;
+        }
+        // Paths and URLs (byte scans: a substring search per token would cost more than the rest).
+        if (b[0] == b'/' && b[1..].contains(&b'/')) || b.windows(3).any(|w| w == b"://") {
+            return true;
+        }
+        // Durations and sizes: a number with a short unit (12ms, 3.5s, 64KB, 10.2%).
+        let num_end = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        if num_end > 0
+            && num_end < t.len()
+            && t.len() - num_end <= 3
+            && t[num_end..]
+                .bytes()
+                .all(|c| c.is_ascii_alphabetic() || c == b'%')
+        {
+            return true;
+        }
+        // Mostly digits among letters (ids like job_1445144423722_0020, blk_-1608999687919862906).
+        digits * 2 >= t.len() && t.len() >= 4
+    }
+
+    #[test]
+    fn masking_agrees_with_the_plain_rules() {
+        let alphabet: Vec<char> = "0123456789abcfxXgzAF-/:._+,%=\"'()[]{};é< >*"
+            .chars()
+            .collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut checked = 0;
+        for _ in 0..200_000 {
+            let len = 1 + (next() % 12) as usize;
+            let tok: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            assert_eq!(is_variable(&tok), plain_is_variable(&tok), "token {tok:?}");
+            checked += 1;
+        }
+        for tok in [
+            "12ms",
+            "3.5s",
+            "64KB",
+            "10.2%",
+            "0x1F",
+            "0xzz",
+            "/var/lib/x",
+            "http://a/b",
+            "blk_-1608999687919862906",
+            "job_1445144423722_0020",
+            "deadbeef12",
+            "\"quoted\"",
+            "'a'",
+            "(12)",
+            "...",
+            "",
+            "user",
+            "1920x1080",
+            "2a5d0c1e-9f7b-4b7e-8e0f-1c2d3e4f5a6b",
+        ] {
+            assert_eq!(is_variable(tok), plain_is_variable(tok), "token {tok:?}");
+            checked += 1;
+        }
+        assert!(checked > 200_000);
+    }
+
+    #[test]
+    fn words_split_as_split_whitespace_does() {
+        for line in [
+            "a b  c",
+            "  lead and trail  ",
+            "tab\there\nnew\x0bvt\x0cff\rcr",
+            "",
+            "   ",
+            "non\u{a0}breaking space é ü",
+            "mixed\u{2003}em space\tand tab",
+            "only spaces  between   words ",
+        ] {
+            let ours: Vec<&str> = words(line).collect();
+            let std: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(ours, std, "line {line:?}");
+        }
+    }
+
+    #[test]
+    fn a_hit_keeps_a_template_from_eviction() {
+        let mut m = TemplateMiner::new(MinerConfig {
+            max_templates: 2,
+            ..MinerConfig::default()
+        });
+        let a = m.add("alpha one two").template_id;
+        let b = m.add("beta three four five").template_id;
+        assert_eq!(m.add("alpha one two").template_id, a);
+        let c = m.add("gamma six seven eight nine").template_id;
+        assert!(m.template(a).is_some(), "seen after beta");
+        assert!(m.template(b).is_none(), "the least recently seen");
+        assert!(m.template(c).is_some());
+        assert_eq!(m.by_seen.len(), 2);
     }
 }

@@ -1,7 +1,9 @@
 //! One log line's parts, whatever carried it (a file, Loki, OTLP): the message of a JSON or
-//! logfmt line, and the severity the line states.
+//! logfmt line, its other fields (kept as labels of the record), and the severity the line
+//! states.
 
 use nightshift_core::Severity;
+use std::collections::BTreeMap;
 
 const MESSAGE_FIELDS: [&str; 3] = ["msg", "message", "log"];
 
@@ -34,6 +36,110 @@ pub fn message(line: &str) -> &str {
         }
     }
     line
+}
+
+/// Nesting depth of JSON objects flattened into dotted field names (`http.status`).
+const MAX_DEPTH: usize = 3;
+
+/// The structured fields of a JSON or logfmt line with a message field, other than the
+/// message itself: scalars by name, nested JSON objects flattened into dotted names, arrays as
+/// JSON text. A plain line has none.
+pub fn fields(line: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let t = line.trim();
+    if t.starts_with('{') {
+        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
+            && let Some(msg) = MESSAGE_FIELDS
+                .iter()
+                .find(|f| o.get(**f).is_some_and(|v| v.is_string()))
+        {
+            flatten("", &o, 0, &mut out);
+            out.remove(*msg);
+        }
+        return out;
+    }
+    let pairs = logfmt(t);
+    if let Some(msg) = MESSAGE_FIELDS
+        .iter()
+        .find(|f| pairs.iter().any(|(k, _)| k == *f))
+    {
+        out.extend(pairs.into_iter().filter(|(k, _)| k != msg));
+    }
+    out
+}
+
+fn flatten(
+    prefix: &str,
+    o: &serde_json::Map<String, serde_json::Value>,
+    depth: usize,
+    out: &mut BTreeMap<String, String>,
+) {
+    for (k, v) in o {
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => {
+                out.insert(name, s.clone());
+            }
+            serde_json::Value::Object(inner) if depth + 1 < MAX_DEPTH => {
+                flatten(&name, inner, depth + 1, out);
+            }
+            other => {
+                out.insert(name, other.to_string());
+            }
+        }
+    }
+}
+
+/// The `key=value` pairs of a logfmt line (values may be double-quoted, with `\"` and `\\`
+/// escapes); words that are not pairs are skipped.
+fn logfmt(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = line.trim_start();
+    while !rest.is_empty() {
+        let key_end = rest
+            .find(|c: char| c == '=' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let key = &rest[..key_end];
+        rest = &rest[key_end..];
+        if let Some(after) = rest.strip_prefix('=') {
+            let (value, tail) = match after.strip_prefix('"') {
+                Some(q) => quoted(q),
+                None => {
+                    let end = after.find(char::is_whitespace).unwrap_or(after.len());
+                    (after[..end].to_string(), &after[end..])
+                }
+            };
+            if !key.is_empty() {
+                out.push((key.to_string(), value));
+            }
+            rest = tail;
+        }
+        rest = rest.trim_start();
+    }
+    out
+}
+
+/// A double-quoted logfmt value (after its opening quote) and the text after its closing one.
+fn quoted(q: &str) -> (String, &str) {
+    let mut value = String::new();
+    let mut chars = q.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (value, &q[i + 1..]),
+            '\\' => {
+                if let Some((_, e)) = chars.next() {
+                    value.push(e);
+                }
+            }
+            c => value.push(c),
+        }
+    }
+    (value, "")
 }
 
 pub fn severity_word(w: &str) -> Option<Severity> {
@@ -174,6 +280,39 @@ mod tests {
         );
         assert_eq!(message("plain line here"), "plain line here");
         assert_eq!(message(r#"{"not":"a message"}"#), r#"{"not":"a message"}"#);
+    }
+
+    #[test]
+    fn structured_fields_are_kept_beside_the_message() {
+        let f = fields(
+            r#"{"level":"error","msg":"payment failed","order":1234,"ok":false,"http":{"status":502,"path":"/pay"},"tags":["a"],"none":null}"#,
+        );
+        let want: Vec<(&str, &str)> = vec![
+            ("http.path", "/pay"),
+            ("http.status", "502"),
+            ("level", "error"),
+            ("ok", "false"),
+            ("order", "1234"),
+            ("tags", "[\"a\"]"),
+        ];
+        assert_eq!(
+            f.iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            want
+        );
+        let f = fields(r#"ts=1 level=warn msg="slow \"big\" query" took=3s path="/a b" bare"#);
+        assert_eq!(f.get("took").map(String::as_str), Some("3s"));
+        assert_eq!(f.get("path").map(String::as_str), Some("/a b"));
+        assert_eq!(f.get("level").map(String::as_str), Some("warn"));
+        assert!(!f.contains_key("msg") && !f.contains_key("bare"));
+        assert!(
+            fields("plain line here, a=b").is_empty(),
+            "no message field: not logfmt"
+        );
+        assert!(fields(r#"{"not":"a message"}"#).is_empty());
+        assert!(fields(r#"{"broken": "#).is_empty());
+        assert!(fields(r#"msg="unterminated"#).is_empty());
     }
 
     #[test]

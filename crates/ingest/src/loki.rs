@@ -7,7 +7,7 @@
 //! their own: it is read from a `level`/`severity`/`detected_level` label or structured
 //! metadata, else from the level the line states (`level=error`, `"level":"warn"`, `ERROR`).
 
-use crate::logline::{line_severity, severity_word};
+use crate::logline::{fields, line_severity, message, severity_word};
 use crate::remote_write::MAX_DECODED_BYTES;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
 use prost::Message;
@@ -155,13 +155,16 @@ fn record(
                 .or_else(|| labels.get(*k))
                 .and_then(|v| severity_word(v))
         });
+    let mut attributes = fields(&line);
+    attributes.extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
     LogRecord {
         ts,
         resource,
         severity: stated
             .or_else(|| line_severity(&line))
             .unwrap_or(Severity::Info),
-        body: line,
+        body: message(&line).to_string(),
+        attributes,
     }
 }
 
@@ -287,7 +290,21 @@ mod tests {
         assert_eq!(logs[0].severity, Severity::Error);
         assert_eq!(logs[0].resource.service_name(), Some("checkout"));
         assert_eq!(logs[0].resource.get("k8s.pod.name"), Some("checkout-7d9"));
+        assert_eq!(
+            logs[0].body, "payment declined",
+            "the message of a logfmt line"
+        );
+        assert_eq!(
+            logs[0].attributes.get("level").map(String::as_str),
+            Some("error")
+        );
         assert_eq!(logs[1].severity, Severity::Warn);
+        assert_eq!(logs[1].body, "request served");
+        assert_eq!(
+            logs[1].attributes.get("detected_level").map(String::as_str),
+            Some("warn"),
+            "structured metadata are labels of the record"
+        );
     }
 
     #[test]

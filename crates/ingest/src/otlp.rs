@@ -447,11 +447,22 @@ pub fn log_records(req: &ExportLogsServiceRequest) -> Vec<LogRecord> {
                 } else {
                     l.observed_time_unix_nano
                 };
+                let line = l.body.as_ref().and_then(value_string).unwrap_or_default();
+                // A structured body (JSON or logfmt text) gives its message and fields; the
+                // record's own attributes win over fields of the same name.
+                let mut attrs = crate::logline::fields(&line);
+                attrs.extend(attributes(&l.attributes));
+                let body = crate::logline::message(&line);
                 out.push(LogRecord {
                     ts: millis(ts),
                     resource: resource.clone(),
                     severity: severity(l.severity_number, &l.severity_text),
-                    body: l.body.as_ref().and_then(value_string).unwrap_or_default(),
+                    body: if body.len() == line.len() {
+                        line
+                    } else {
+                        body.to_string()
+                    },
+                    attributes: attrs,
                 });
             }
         }
@@ -568,6 +579,14 @@ mod tests {
                     Some("my.service"),
                     "{name}"
                 );
+                if name == "logs.json" {
+                    assert_eq!(logs[0].body, "Example log record");
+                    assert_eq!(
+                        logs[0].attributes.get("int.attribute").map(String::as_str),
+                        Some("10"),
+                        "a log record's attributes are its labels"
+                    );
+                }
             }
         }
     }

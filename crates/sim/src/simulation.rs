@@ -1493,6 +1493,7 @@ fn log(ts: i64, pod: &Pod, severity: Severity, body: String) -> LogRecord {
         resource: pod.resource.clone(),
         severity,
         body,
+        attributes: Default::default(),
     }
 }
 
