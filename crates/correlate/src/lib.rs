@@ -8,6 +8,7 @@ pub mod dedup;
 pub mod facts;
 pub mod grouping;
 pub mod rank;
+pub mod recorded;
 
 pub use dedup::{AlertDeduper, AlertOutcome};
 pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate};

@@ -11,6 +11,7 @@ mod nab;
 mod notify;
 mod pipeline;
 mod pull;
+mod rca_data;
 mod render;
 mod replay;
 mod scenarios;
@@ -47,6 +48,9 @@ enum Command {
     Serve(ServeArgs),
     /// Find anomalies in your own series: a `timestamp,value` CSV or a wide CSV with one column per series.
     Detect(DetectArgs),
+    /// Rank the root-cause services of one recorded case (a wide `time,<service>_<metric>,…`
+    /// CSV, or PetShop's metrics.csv).
+    Rca(RcaArgs),
     /// Log tools: template mining of a file or standard input.
     #[command(subcommand)]
     Logs(LogsCommand),
@@ -95,6 +99,23 @@ struct DetectArgs {
     config: Option<std::path::PathBuf>,
 }
 
+#[derive(Args)]
+struct RcaArgs {
+    /// The metrics: a `time` column (Unix seconds) and one `<service>_<metric>` column per
+    /// series, or PetShop's layout (four header rows).
+    #[arg(long, value_name = "FILE.csv")]
+    metrics: std::path::PathBuf,
+    /// When the fault started, in Unix seconds: the rows before it are normal operation.
+    #[arg(long, value_name = "TS")]
+    anomaly_start: f64,
+    /// The call graph: `caller,callee` lines, or an adjacency matrix as PetShop's graph.csv.
+    #[arg(long, value_name = "FILE")]
+    graph: Option<std::path::PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum LogsCommand {
     /// The templates of a log (a file, or standard input without one or with `-`), with counts
@@ -118,6 +139,23 @@ enum EvalCommand {
     Nab(EvalNabArgs),
     /// Score log template mining on Loghub's labelled samples (GA, PA, F1, lines/s).
     Logs(EvalLogsArgs),
+    /// Rank every recorded case of a data set and score against its root causes (AC@1, AC@3,
+    /// Avg@5). Layouts: rcaeval, `<service>_<fault>/<run>/data.csv` with `inject_time.txt`, or
+    /// `<run>/{normal,anomalous}.csv`; petshop, `<regime>/{train,test}/issue_<k>/` with
+    /// `metrics.csv` and `target.json`, and the regime's `graph.csv` and `noissue/`.
+    RcaData(EvalRcaDataArgs),
+}
+
+#[derive(Args)]
+struct EvalRcaDataArgs {
+    /// The layout: rcaeval or petshop.
+    #[arg(long, value_name = "FORMAT")]
+    format: String,
+    /// The data set's folder.
+    dir: std::path::PathBuf,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -213,6 +251,23 @@ fn run() -> Result<()> {
                 emit_json(&report)
             } else {
                 emit(&logs_parse::render(&report))
+            }
+        }
+        Command::Rca(args) => {
+            let start = (args.anomaly_start * 1000.0).round() as nightshift_core::Millis;
+            let ranked = rca_data::rca(&args.metrics, start, args.graph.as_deref())?;
+            if args.json {
+                emit_json(&ranked)
+            } else {
+                emit(&rca_data::render_ranking(&ranked))
+            }
+        }
+        Command::Eval(EvalCommand::RcaData(args)) => {
+            let report = rca_data::evaluate(&args.format, &args.dir, args.json)?;
+            if args.json {
+                emit_json(&report)
+            } else {
+                emit(&rca_data::render_eval(&report))
             }
         }
         Command::Eval(EvalCommand::Logs(args)) => {
