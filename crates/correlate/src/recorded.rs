@@ -25,9 +25,12 @@ pub const ONSET_Z: f64 = 3.0;
 pub struct RecordedSeries {
     pub service: String,
     pub metric: String,
-    /// Values of normal operation: the rows before the fault start, and any separate recording
-    /// of normal operation.
+    /// Values of normal operation: the rows before the fault start.
     pub normal: Vec<f64>,
+    /// A separate recording of normal operation (another day, say), if any: it gives the
+    /// series' usual spread when the rows before the fault are too few to, and its level when
+    /// there are none.
+    pub reference: Vec<f64>,
     /// Rows from the fault start on, with their times.
     pub after: Vec<(Millis, f64)>,
 }
@@ -40,6 +43,8 @@ pub struct RecordedCase {
     pub anomaly_start: Millis,
     /// (caller, callee) pairs.
     pub calls: Vec<(String, String)>,
+    /// The (service, metric) the fault was noticed on, when the case names it.
+    pub target: Option<(String, String)>,
     pub changes: Vec<Change>,
 }
 
@@ -128,18 +133,52 @@ pub struct SeriesScore {
     pub median: f64,
 }
 
-/// Scores one series; `None` when it has too few normal values or no row after the start.
+/// Normal values enough to measure a spread by.
+const MIN_SPREAD_VALUES: usize = 8;
+
+fn finite_sorted(v: &[f64]) -> Vec<f64> {
+    let mut out: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+/// Scores one series; `None` when it has no normal value or no row after the start.
+///
+/// The level is the median of the rows before the fault (of the reference recording without
+/// them); the spread is their interquartile range when there are enough of them, else the
+/// reference recording's. So a series that has sat apart from an old reference all along does
+/// not count as deviating: only a change at the fault does. With neither spread, the floor of
+/// a hundredth of the level applies, and the distance is the relative change in hundredths.
 pub fn score_series(s: &RecordedSeries, harmful: Option<Direction>) -> Option<SeriesScore> {
-    let mut normal: Vec<f64> = s.normal.iter().copied().filter(|v| v.is_finite()).collect();
-    if normal.len() < 2 {
+    let recent = finite_sorted(&s.normal);
+    let reference = finite_sorted(&s.reference);
+    let level_from = if recent.is_empty() {
+        &reference
+    } else {
+        &recent
+    };
+    if level_from.is_empty() {
         return None;
     }
-    normal.sort_by(f64::total_cmp);
-    let median = quantile(&normal, 0.5);
-    let iqr = quantile(&normal, 0.75) - quantile(&normal, 0.25);
-    // A flat normal period has no spread: fall back to a small share of its level, and an
-    // absolute floor for series that sit at zero.
-    let scale = iqr.max(0.01 * median.abs()).max(1e-9);
+    let median = quantile(level_from, 0.5);
+    let spread_from = if recent.len() >= MIN_SPREAD_VALUES || reference.len() < MIN_SPREAD_VALUES {
+        &recent
+    } else {
+        &reference
+    };
+    let (iqr, mean_dev) = if spread_from.is_empty() {
+        (0.0, 0.0)
+    } else {
+        let m = quantile(spread_from, 0.5);
+        (
+            quantile(spread_from, 0.75) - quantile(spread_from, 0.25),
+            spread_from.iter().map(|v| (v - m).abs()).sum::<f64>() / spread_from.len() as f64,
+        )
+    };
+    // A series that is mostly one value (a request count that is mostly 0) has no
+    // interquartile range: its mean deviation still tells how much it moves. A flat one falls
+    // back to a small share of its level, and an absolute floor for series that sit at zero.
+    let scale = iqr.max(mean_dev).max(0.01 * median.abs()).max(1e-9);
     let mut best: Option<SeriesScore> = None;
     let mut onset: Option<Millis> = None;
     for &(ts, v) in s.after.iter().filter(|(_, v)| v.is_finite()) {
@@ -185,15 +224,56 @@ pub fn strength(z: f64) -> f64 {
     }
 }
 
+/// Pearson correlation of two series over the rows where both are finite (0 when either is
+/// flat or fewer than three rows are).
+pub fn correlation(a: &[f64], b: &[f64]) -> f64 {
+    let pairs: Vec<(f64, f64)> = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(x, y)| (*x, *y))
+        .collect();
+    let n = pairs.len() as f64;
+    if n < 3.0 {
+        return 0.0;
+    }
+    let ma = pairs.iter().map(|p| p.0).sum::<f64>() / n;
+    let mb = pairs.iter().map(|p| p.1).sum::<f64>() / n;
+    let cov: f64 = pairs.iter().map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = pairs.iter().map(|(x, _)| (x - ma).powi(2)).sum();
+    let vb: f64 = pairs.iter().map(|(_, y)| (y - mb).powi(2)).sum();
+    if va <= 0.0 || vb <= 0.0 {
+        0.0
+    } else {
+        cov / (va * vb).sqrt()
+    }
+}
+
 /// The entity facts of a recorded case: one series fact per deviating series.
 pub fn facts(case: &RecordedCase) -> BTreeMap<Entity, EntityFacts> {
     let mut out: BTreeMap<Entity, EntityFacts> = BTreeMap::new();
+    let rows = |s: &RecordedSeries| -> Vec<f64> {
+        s.normal
+            .iter()
+            .copied()
+            .chain(s.after.iter().map(|p| p.1))
+            .collect()
+    };
+    let target = case.target.as_ref().and_then(|(svc, m)| {
+        case.series
+            .iter()
+            .find(|s| s.service == *svc && s.metric == *m)
+            .map(rows)
+    });
     for s in &case.series {
         let (class, harmful) = metric_class(&s.metric);
         let Some(sc) = score_series(s, harmful) else {
             continue;
         };
-        let peak_score = strength(sc.z);
+        let comove = target
+            .as_ref()
+            .map_or(1.0, |t| correlation(&rows(s), t).abs());
+        let peak_score = strength(sc.z) * comove;
         if peak_score <= 0.0 {
             continue;
         }
@@ -247,6 +327,7 @@ mod tests {
         RecordedSeries {
             service: service.into(),
             metric: metric.into(),
+            reference: Vec::new(),
             normal: (0..30)
                 .map(|i| normal * (1.0 + 0.02 * ((i % 5) as f64 - 2.0)))
                 .collect(),
@@ -292,6 +373,7 @@ mod tests {
                 series("catalog", "latency", 0.05, &[0.05, 0.05, 0.05, 0.05]),
             ],
             anomaly_start: 1_000,
+            target: None,
             calls: vec![
                 ("frontend".into(), "cart".into()),
                 ("cart".into(), "redis".into()),

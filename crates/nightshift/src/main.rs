@@ -111,6 +111,10 @@ struct RcaArgs {
     /// The call graph: `caller,callee` lines, or an adjacency matrix as PetShop's graph.csv.
     #[arg(long, value_name = "FILE")]
     graph: Option<std::path::PathBuf>,
+    /// A separate recording of normal operation in the same layout (PetShop's
+    /// `noissue/metrics.csv`): the series' usual spread when the rows before the fault are few.
+    #[arg(long, value_name = "FILE")]
+    normal: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -255,7 +259,12 @@ fn run() -> Result<()> {
         }
         Command::Rca(args) => {
             let start = (args.anomaly_start * 1000.0).round() as nightshift_core::Millis;
-            let ranked = rca_data::rca(&args.metrics, start, args.graph.as_deref())?;
+            let ranked = rca_data::rca(
+                &args.metrics,
+                start,
+                args.graph.as_deref(),
+                args.normal.as_deref(),
+            )?;
             if args.json {
                 emit_json(&ranked)
             } else {

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result, bail};
 use nightshift_core::{Hypothesis, Millis};
-use nightshift_correlate::recorded::{RecordedCase, RecordedSeries, rank_case};
+use nightshift_correlate::recorded::{RecordedCase, RecordedSeries, correlation, rank_case};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -204,8 +204,22 @@ pub fn read_graph(path: &Path) -> Result<Vec<(String, String)>> {
     Ok(calls)
 }
 
-/// A recorded case from a table: rows before `start` (and the same series of `normal`, a
-/// separate recording of normal operation) are normal; the rest follow the fault.
+/// The usual spacing of a table's rows (the median gap), 0 for fewer than two rows.
+fn row_step(times: &[Millis]) -> Millis {
+    let mut gaps: Vec<Millis> = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|g| *g > 0)
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied().unwrap_or(0)
+}
+
+/// A recorded case from a table: rows that end before `start` (and the same series of
+/// `normal`, a separate recording of normal operation) are normal; the rest follow the fault.
+/// A row stands for the interval from its time to the next row's (CloudWatch and Prometheus
+/// range queries label an interval by its start), so the row whose interval holds the fault
+/// start already shows the fault.
 pub fn case_from(
     table: &Table,
     start: Millis,
@@ -220,6 +234,7 @@ pub fn case_from(
                 .collect()
         })
         .unwrap_or_default();
+    let step = row_step(&table.times);
     let series = table
         .columns
         .iter()
@@ -229,17 +244,18 @@ pub fn case_from(
                 service: c.service.clone(),
                 metric: c.metric.clone(),
                 normal: Vec::new(),
+                reference: Vec::new(),
                 after: Vec::new(),
             };
             for (t, v) in table.times.iter().zip(&c.values) {
-                if *t < start {
+                if t + step <= start {
                     s.normal.push(*v);
                 } else {
                     s.after.push((*t, *v));
                 }
             }
             if let Some(n) = extra.get(&(c.service.as_str(), c.metric.as_str())) {
-                s.normal.extend(&n.values);
+                s.reference.extend(&n.values);
             }
             s
         })
@@ -248,6 +264,7 @@ pub fn case_from(
         series,
         anomaly_start: start,
         calls,
+        target: None,
         changes: Vec::new(),
     }
 }
@@ -269,7 +286,12 @@ pub fn read_table(path: &Path, services: &[String]) -> Result<Table> {
 }
 
 /// `nightshift rca`: ranks one recorded case.
-pub fn rca(metrics: &Path, start: Millis, graph: Option<&Path>) -> Result<Vec<Hypothesis>> {
+pub fn rca(
+    metrics: &Path,
+    start: Millis,
+    graph: Option<&Path>,
+    normal: Option<&Path>,
+) -> Result<Vec<Hypothesis>> {
     let calls = graph.map(read_graph).transpose()?.unwrap_or_default();
     let mut known: Vec<String> = calls
         .iter()
@@ -285,7 +307,8 @@ pub fn rca(metrics: &Path, start: Millis, graph: Option<&Path>) -> Result<Vec<Hy
             start / 1000
         );
     }
-    Ok(rank_case(&case_from(&table, start, None, calls)))
+    let normal = normal.map(|n| read_table(n, &known)).transpose()?;
+    Ok(rank_case(&case_from(&table, start, normal.as_ref(), calls)))
 }
 
 pub fn render_ranking(hyps: &[Hypothesis]) -> String {
@@ -455,12 +478,13 @@ fn petshop_cases(dir: &Path) -> Result<Vec<FoundCase>> {
                     ),
                 );
                 let table = read_petshop(&metrics)?;
-                let case = case_from(
+                let mut case = case_from(
                     &table,
                     (ts * 1000.0) as Millis,
                     normal.as_ref(),
                     calls.clone(),
                 );
+                case.target = Some(kpi.clone());
                 out.push(FoundCase {
                     name: format!("{}/{split}/{}", name_of(&regime), name_of(&issue)),
                     group: name_of(&regime),
@@ -524,32 +548,6 @@ fn rcaeval_cases(dir: &Path) -> Result<Vec<FoundCase>> {
         }
     }
     Ok(out)
-}
-
-/// Pearson correlation of two equally long series, over the rows where both are finite.
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let pairs: Vec<(f64, f64)> = a
-        .iter()
-        .zip(b)
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .map(|(x, y)| (*x, *y))
-        .collect();
-    let n = pairs.len() as f64;
-    if n < 3.0 {
-        return 0.0;
-    }
-    let (ma, mb) = (
-        pairs.iter().map(|p| p.0).sum::<f64>() / n,
-        pairs.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let cov: f64 = pairs.iter().map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = pairs.iter().map(|(x, _)| (x - ma).powi(2)).sum();
-    let vb: f64 = pairs.iter().map(|(_, y)| (y - mb).powi(2)).sum();
-    if va <= 0.0 || vb <= 0.0 {
-        0.0
-    } else {
-        cov / (va * vb).sqrt()
-    }
 }
 
 /// The reference ranking: services by the strongest |correlation| of any of their series

@@ -1,0 +1,112 @@
+//! `nightshift rca` and `nightshift eval rca-data`: recorded cases ranked by the live ranking.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn nightshift(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(args)
+        .output()
+        .expect("the nightshift binary runs")
+}
+
+#[test]
+fn petshop_all_68_issues_meet_the_top3_bar() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/rca/petshop");
+    if !dir.is_dir() {
+        eprintln!("skipped: no PetShop data at {}", dir.display());
+        return;
+    }
+    let out = nightshift(&[
+        "eval",
+        "rca-data",
+        "--format",
+        "petshop",
+        "--json",
+        dir.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["cases"], 68, "all 68 issues");
+    let regimes = v["per_fault"].as_object().expect("per regime");
+    assert_eq!(regimes.len(), 4, "{regimes:?}");
+    let ac3 = v["ac_at_3"].as_f64().expect("ac_at_3");
+    assert!(ac3 >= 0.6, "AC@3 {ac3}");
+    assert!(
+        v["reference"]["ac_at_3"].as_f64().is_some(),
+        "the reference ran too"
+    );
+}
+
+#[test]
+fn a_wide_csv_case_is_ranked_and_bad_input_is_named() {
+    let dir = std::env::temp_dir().join(format!("nightshift-rca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    // front-end → carts → carts-db; carts-db's CPU saturates at t=1000, the latency follows.
+    let mut csv =
+        String::from("time,front-end_latency,carts_latency,carts-db_cpu,orders_latency\n");
+    for t in 0..1200u32 {
+        let wobble = f64::from(t % 7) * 0.001;
+        let (fe, ca, db) = if t < 1000 {
+            (0.1, 0.05, 0.2)
+        } else {
+            (0.6, 0.5, 0.95)
+        };
+        csv.push_str(&format!(
+            "{t},{},{},{},{}\n",
+            fe + wobble,
+            ca + wobble,
+            db + wobble,
+            0.07 + wobble
+        ));
+    }
+    let metrics = dir.join("data.csv");
+    std::fs::write(&metrics, csv).expect("written");
+    let graph = dir.join("graph.csv");
+    std::fs::write(
+        &graph,
+        "caller,callee\nfront-end,carts\ncarts,carts-db\nfront-end,orders\n",
+    )
+    .expect("written");
+    let out = nightshift(&[
+        "rca",
+        "--metrics",
+        metrics.to_str().expect("UTF-8"),
+        "--anomaly-start",
+        "1000",
+        "--graph",
+        graph.to_str().expect("UTF-8"),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v[0]["entity"]["name"], "carts-db", "{v:#}");
+    assert!(
+        v.as_array()
+            .expect("ranking")
+            .iter()
+            .all(|h| h["entity"]["name"] != "orders"),
+        "a healthy service is not ranked"
+    );
+
+    std::fs::write(&metrics, "time,a_cpu\n1,0.5\nnoon,0.7\n").expect("written");
+    let bad = nightshift(&[
+        "rca",
+        "--metrics",
+        metrics.to_str().expect("UTF-8"),
+        "--anomaly-start",
+        "1",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("line 3"), "names the line: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
