@@ -4,6 +4,7 @@ mod api;
 mod config;
 mod detect;
 mod eval;
+mod export_rcaeval;
 mod kube_watch;
 mod logs_eval;
 mod logs_parse;
@@ -76,6 +77,11 @@ struct DemoArgs {
     /// Configuration file with per-series detection rules (`detect.overrides`).
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    /// Instead of running the pipeline, write the scenarios' derived service metrics in
+    /// RCAEval's layout (`<service>_<fault>/<scenario>/data.csv`, `inject_time.txt`) under DIR,
+    /// for `nightshift eval rca-data --format rcaeval DIR`.
+    #[arg(long, value_name = "DIR")]
+    export_rcaeval: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -330,6 +336,18 @@ fn demo(args: DemoArgs) -> Result<()> {
     }
     let config = config::Config::load_or_default(args.config.as_deref())?;
     let scenarios = scenarios::resolve(&args.scenario)?;
+    if let Some(dir) = &args.export_rcaeval {
+        let bar = progress(&scenarios, args.json);
+        let done = export_rcaeval::export(&scenarios, dir, &bar)?;
+        let mut msg = format!("wrote {} case(s) under {}\n", done.cases, dir.display());
+        if !done.skipped.is_empty() {
+            msg.push_str(&format!(
+                "left out (several faults, or a fault on a node): {}\n",
+                done.skipped.join(", ")
+            ));
+        }
+        return emit(&msg);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -110,3 +110,34 @@ fn a_wide_csv_case_is_ranked_and_bad_input_is_named() {
     assert!(err.contains("line 3"), "names the line: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn simulated_scenarios_export_to_the_rcaeval_layout_and_rank() {
+    let dir = std::env::temp_dir().join(format!("nightshift-rcaeval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_s = dir.to_str().expect("UTF-8");
+    let out = nightshift(&["demo", "--scenario", "all", "--export-rcaeval", dir_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let case = dir.join("postgres_dbsaturation/shop-db-saturation");
+    assert!(case.join("data.csv").is_file() && case.join("inject_time.txt").is_file());
+    let out = nightshift(&["eval", "rca-data", "--format", "rcaeval", "--json", dir_s]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let cases = v["cases"].as_u64().expect("cases");
+    assert!(cases >= 10, "single-fault service scenarios: {cases}");
+    assert!(
+        v["per_fault"]["dbsaturation"]["ac_at_1"].as_f64() == Some(1.0),
+        "{v:#}"
+    );
+    let ac3 = v["ac_at_3"].as_f64().expect("ac_at_3");
+    assert!(ac3 >= 0.7, "AC@3 {ac3} on metrics alone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
