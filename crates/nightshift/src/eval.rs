@@ -2,10 +2,11 @@
 //! against each fault's ground truth, beside two baselines computed from the same alerts.
 
 use crate::replay::Replay;
-use nightshift_core::{AlertStatus, MINUTE, Millis};
+use nightshift_core::{AlertStatus, Entity, MINUTE, Millis};
 use nightshift_correlate::baseline::{AlertmanagerGrouping, loudest_services};
 use nightshift_sim::Scenario;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// How far around a fault an incident may lie and still not count as false.
 const FALSE_INCIDENT_MARGIN: Millis = 10 * MINUTE;
@@ -40,6 +41,103 @@ pub struct ScenarioScore {
     pub false_incidents: usize,
     pub alertmanager_groups: usize,
     pub alertmanager_false_groups: usize,
+    pub grouping: GroupingCounts,
+}
+
+/// Alert firings attributed to faults, and how Nightshift's incidents grouped them. A firing
+/// belongs to the fault whose window (to 10 minutes after its end) holds its start; among
+/// concurrent faults, to the one whose target is nearest its service in the topology.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct GroupingCounts {
+    /// Firings attributed to a fault.
+    pub fault_alerts: usize,
+    /// Of those, the ones some incident holds.
+    pub grouped: usize,
+    /// Per incident, its firings of its most common fault, summed (purity's numerator).
+    pub pure: usize,
+    /// Per fault, its firings in the incident that holds most of them, summed (completeness's
+    /// numerator).
+    pub complete: usize,
+}
+
+/// Grouping quality over alerts: purity (an incident holds one fault's alerts) and
+/// completeness (a fault's alerts are in one incident).
+#[derive(Debug, Clone, Serialize)]
+pub struct Grouping {
+    pub alerts: usize,
+    pub purity: Option<f64>,
+    pub completeness: Option<f64>,
+}
+
+/// Attributes each firing to a fault and each attributed firing to the incident holding it.
+fn grouping_counts(
+    scenario: &Scenario,
+    replay: &Replay,
+    windows: &[(Millis, Millis)],
+) -> GroupingCounts {
+    let targets: Vec<Entity> = scenario
+        .faults()
+        .iter()
+        .map(|f| {
+            if f.kind.targets_node() {
+                Entity::node(&f.target)
+            } else {
+                Entity::service(&f.target)
+            }
+        })
+        .collect();
+    // (incident, fault) → firings.
+    let mut cells: BTreeMap<(Option<usize>, usize), usize> = BTreeMap::new();
+    let mut counts = GroupingCounts::default();
+    for a in replay
+        .alerts
+        .iter()
+        .filter(|a| a.status == AlertStatus::Firing)
+    {
+        let entity = a
+            .labels
+            .get("service")
+            .map(|s| Entity::service(s))
+            .or_else(|| a.labels.get("node").map(|n| Entity::node(n)));
+        let fault = windows
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, e))| a.starts_at >= *s && a.starts_at <= e + FALSE_INCIDENT_MARGIN)
+            .min_by_key(|(i, (s, _))| {
+                let d = entity
+                    .as_ref()
+                    .and_then(|x| replay.topology.distance(x, &targets[*i], 8))
+                    .unwrap_or(usize::MAX);
+                (d, std::cmp::Reverse(*s))
+            })
+            .map(|(i, _)| i);
+        let Some(fault) = fault else {
+            continue;
+        };
+        let incident = replay.incidents.iter().position(|i| {
+            i.alerts.contains(&a.fingerprint)
+                && a.starts_at >= i.opened_at - FALSE_INCIDENT_MARGIN
+                && a.starts_at <= i.resolved_at.unwrap_or(replay.end_ms) + FALSE_INCIDENT_MARGIN
+        });
+        counts.fault_alerts += 1;
+        if incident.is_some() {
+            counts.grouped += 1;
+        }
+        *cells.entry((incident, fault)).or_default() += 1;
+    }
+    let mut by_incident: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut by_fault: BTreeMap<usize, usize> = BTreeMap::new();
+    for ((incident, fault), n) in &cells {
+        if let Some(i) = incident {
+            let m = by_incident.entry(*i).or_default();
+            *m = (*m).max(*n);
+            let f = by_fault.entry(*fault).or_default();
+            *f = (*f).max(*n);
+        }
+    }
+    counts.pure = by_incident.values().sum();
+    counts.complete = by_fault.values().sum();
+    counts
 }
 
 /// Quality figures of one method over all cases.
@@ -70,6 +168,7 @@ pub struct Report {
     pub alerts: u64,
     /// Share of detected faults where Nightshift opened its incident before the first static alert fired.
     pub earlier_than_first_alert: f64,
+    pub grouping: Grouping,
     pub baselines: Baselines,
     pub scenarios: Vec<ScenarioScore>,
     pub per_case: Vec<Case>,
@@ -183,6 +282,7 @@ pub fn score_scenario(scenario: &Scenario, replay: &Replay) -> (ScenarioScore, V
         false_incidents,
         alertmanager_groups: groups.len(),
         alertmanager_false_groups: am_false,
+        grouping: grouping_counts(scenario, replay, &windows),
     };
     (score, cases)
 }
@@ -267,9 +367,23 @@ pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
             _ => false,
         })
         .count();
+    let g = scores
+        .iter()
+        .fold(GroupingCounts::default(), |acc, s| GroupingCounts {
+            fault_alerts: acc.fault_alerts + s.grouping.fault_alerts,
+            grouped: acc.grouped + s.grouping.grouped,
+            pure: acc.pure + s.grouping.pure,
+            complete: acc.complete + s.grouping.complete,
+        });
+    let share = |n: usize, d: usize| (d > 0).then(|| n as f64 / d as f64);
     Report {
         figures: own,
         alerts,
+        grouping: Grouping {
+            alerts: g.fault_alerts,
+            purity: share(g.pure, g.grouped),
+            completeness: share(g.complete, g.fault_alerts),
+        },
         earlier_than_first_alert: if detected.is_empty() {
             0.0
         } else {

@@ -221,5 +221,13 @@ pub fn report(r: &Report) -> String {
         r.alerts,
         r.earlier_than_first_alert * 100.0
     );
+    let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.0}%", v * 100.0));
+    let _ = writeln!(
+        out,
+        "Grouping of the {} alerts that faults caused: purity {} (an incident holds one fault's alerts), completeness {} (a fault's alerts are in one incident).",
+        r.grouping.alerts,
+        pct(r.grouping.purity),
+        pct(r.grouping.completeness)
+    );
     out
 }

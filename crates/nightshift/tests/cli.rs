@@ -151,6 +151,13 @@ fn eval_rca_meets_its_bars_on_the_built_in_scenarios() {
         f("mttd_seconds_median")
     );
     assert!(f("compression") >= 10.0, "compression {}", f("compression"));
+    let g = |k: &str| r["grouping"][k].as_f64().unwrap_or(f64::NAN);
+    assert!(g("purity") >= 0.95, "grouping purity {}", g("purity"));
+    assert!(
+        g("completeness") >= 0.9,
+        "grouping completeness {}",
+        g("completeness")
+    );
     let quiet = r["scenarios"]
         .as_array()
         .expect("scenarios")
@@ -298,5 +305,34 @@ fn detect_applies_per_series_rules_from_a_config_file() {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{err}");
+    }
+}
+
+#[test]
+fn eval_rca_reports_grouping_purity_and_completeness() {
+    let dir = format!("{}/open", scenarios_dir());
+    let out = nightshift(&["eval", "rca", "--scenario", &dir, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(r["cases"], 4, "two scenarios of two faults each");
+    let g = &r["grouping"];
+    assert!(g["alerts"].as_u64().is_some_and(|n| n > 0), "{g}");
+    for key in ["purity", "completeness"] {
+        let v = g[key].as_f64().expect(key);
+        assert!((0.0..=1.0).contains(&v), "{key} {v}");
+    }
+    // Each scenario's counts add up: purity and completeness never count more than was grouped.
+    for s in r["scenarios"].as_array().expect("scenarios") {
+        let c = &s["grouping"];
+        let n = |k: &str| c[k].as_u64().expect(k);
+        assert!(
+            n("pure") <= n("grouped") && n("grouped") <= n("fault_alerts"),
+            "{c}"
+        );
+        assert!(n("complete") <= n("fault_alerts"), "{c}");
     }
 }
