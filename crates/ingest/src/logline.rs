@@ -12,16 +12,43 @@ pub fn message(line: &str) -> &str {
     let t = line.trim();
     if t.starts_with('{')
         && let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
+        && let Some(m) = json_message(line, &o)
     {
-        for f in MESSAGE_FIELDS {
-            if let Some(serde_json::Value::String(m)) = o.get(f) {
-                // Borrow the message from the line itself where it is there verbatim.
-                if let Some(at) = line.find(m.as_str()) {
-                    return &line[at..at + m.len()];
-                }
-            }
-        }
+        return m;
     }
+    logfmt_message(line, t)
+}
+
+/// A line's message (as [`message`]) and its structured fields (the other fields of a JSON or
+/// logfmt line with a message field: scalars by name, nested JSON objects flattened into dotted
+/// names, arrays as JSON text; a plain line has none), reading a JSON line once.
+pub fn parts(line: &str) -> (&str, BTreeMap<String, String>) {
+    let t = line.trim();
+    if !t.starts_with('{') {
+        return (logfmt_message(line, t), logfmt_fields(t));
+    }
+    match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(serde_json::Value::Object(o)) => (
+            json_message(line, &o).unwrap_or_else(|| logfmt_message(line, t)),
+            json_fields(&o),
+        ),
+        _ => (logfmt_message(line, t), BTreeMap::new()),
+    }
+}
+
+/// A JSON object's message field, borrowed from the line where it is there verbatim.
+fn json_message<'a>(
+    line: &'a str,
+    o: &serde_json::Map<String, serde_json::Value>,
+) -> Option<&'a str> {
+    MESSAGE_FIELDS.iter().find_map(|f| match o.get(*f) {
+        Some(serde_json::Value::String(m)) => line.find(m.as_str()).map(|at| &line[at..at + m.len()]),
+        _ => None,
+    })
+}
+
+/// The value of a logfmt line's message field (`t` is the trimmed line), else the line.
+fn logfmt_message<'a>(line: &'a str, t: &'a str) -> &'a str {
     // logfmt: the first message field by MESSAGE_FIELDS' order, found from the `=` signs (most
     // lines have none, and then cost one byte search).
     let b = t.as_bytes();
@@ -59,31 +86,29 @@ pub fn message(line: &str) -> &str {
 /// Nesting depth of JSON objects flattened into dotted field names (`http.status`).
 const MAX_DEPTH: usize = 3;
 
-/// The structured fields of a JSON or logfmt line with a message field, other than the
-/// message itself: scalars by name, nested JSON objects flattened into dotted names, arrays as
-/// JSON text. A plain line has none.
-pub fn fields(line: &str) -> BTreeMap<String, String> {
+/// A JSON object's fields other than its message, when it has a message field.
+fn json_fields(o: &serde_json::Map<String, serde_json::Value>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let t = line.trim();
-    if t.starts_with('{') {
-        if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
-            && let Some(msg) = MESSAGE_FIELDS
-                .iter()
-                .find(|f| o.get(**f).is_some_and(|v| v.is_string()))
-        {
-            flatten("", &o, 0, &mut out);
-            out.remove(*msg);
-        }
-        return out;
-    }
-    let pairs = logfmt(t);
     if let Some(msg) = MESSAGE_FIELDS
+        .iter()
+        .find(|f| o.get(**f).is_some_and(|v| v.is_string()))
+    {
+        flatten("", o, 0, &mut out);
+        out.remove(*msg);
+    }
+    out
+}
+
+/// A logfmt line's pairs other than its message, when it has a message field.
+fn logfmt_fields(t: &str) -> BTreeMap<String, String> {
+    let pairs = logfmt(t);
+    match MESSAGE_FIELDS
         .iter()
         .find(|f| pairs.iter().any(|(k, _)| k == *f))
     {
-        out.extend(pairs.into_iter().filter(|(k, _)| k != msg));
+        Some(msg) => pairs.into_iter().filter(|(k, _)| k != msg).collect(),
+        None => BTreeMap::new(),
     }
-    out
 }
 
 fn flatten(
@@ -285,6 +310,12 @@ pub fn strip_header(line: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(line: &str) -> BTreeMap<String, String> {
+        let (msg, fields) = parts(line);
+        assert_eq!(msg, message(line), "one message either way");
+        fields
+    }
 
     #[test]
     fn messages_come_out_of_json_and_logfmt() {

@@ -7,7 +7,7 @@
 //! their own: it is read from a `level`/`severity`/`detected_level` label or structured
 //! metadata, else from the level the line states (`level=error`, `"level":"warn"`, `ERROR`).
 
-use crate::logline::{fields, line_severity, message, severity_word};
+use crate::logline::{line_severity, parts, severity_word};
 use crate::remote_write::MAX_DECODED_BYTES;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
 use prost::Message;
@@ -155,7 +155,7 @@ fn record(
                 .or_else(|| labels.get(*k))
                 .and_then(|v| severity_word(v))
         });
-    let mut attributes = fields(&line);
+    let (body, mut attributes) = parts(&line);
     attributes.extend(meta.iter().map(|(k, v)| (k.clone(), v.clone())));
     LogRecord {
         ts,
@@ -163,7 +163,7 @@ fn record(
         severity: stated
             .or_else(|| line_severity(&line))
             .unwrap_or(Severity::Info),
-        body: message(&line).to_string(),
+        body: body.to_string(),
         attributes,
     }
 }

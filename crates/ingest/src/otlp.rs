@@ -450,9 +450,8 @@ pub fn log_records(req: &ExportLogsServiceRequest) -> Vec<LogRecord> {
                 let line = l.body.as_ref().and_then(value_string).unwrap_or_default();
                 // A structured body (JSON or logfmt text) gives its message and fields; the
                 // record's own attributes win over fields of the same name.
-                let mut attrs = crate::logline::fields(&line);
+                let (body, mut attrs) = crate::logline::parts(&line);
                 attrs.extend(attributes(&l.attributes));
-                let body = crate::logline::message(&line);
                 out.push(LogRecord {
                     ts: millis(ts),
                     resource: resource.clone(),

@@ -7,7 +7,7 @@
 
 use crate::serve::Deliver;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
-use nightshift_ingest::logline::{fields, line_severity, message};
+use nightshift_ingest::logline::{line_severity, parts};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -108,13 +108,13 @@ fn join_continuations(lines: Vec<String>) -> Vec<String> {
 }
 
 fn record(service: &str, line: &str) -> LogRecord {
-    let body = message(line);
+    let (body, attributes) = parts(line);
     LogRecord {
         ts: now(),
         resource: Resource::service(service),
         severity: line_severity(line).unwrap_or(Severity::Info),
         body: body.to_string(),
-        attributes: fields(line),
+        attributes,
     }
 }
 
