@@ -3,12 +3,14 @@
 //! states.
 
 use nightshift_core::Severity;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 const MESSAGE_FIELDS: [&str; 3] = ["msg", "message", "log"];
 
-/// The message of a line: a JSON object's or a logfmt line's message field, else the line.
-pub fn message(line: &str) -> &str {
+/// The message of a line: a JSON object's or a logfmt line's message field (unescaped), else
+/// the line. Borrowed from the line where it stands there verbatim.
+pub fn message(line: &str) -> Cow<'_, str> {
     let t = line.trim();
     if t.starts_with('{')
         && let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(t)
@@ -22,7 +24,7 @@ pub fn message(line: &str) -> &str {
 /// A line's message (as [`message`]) and its structured fields (the other fields of a JSON or
 /// logfmt line with a message field: scalars by name, nested JSON objects flattened into dotted
 /// names, arrays as JSON text; a plain line has none), reading a JSON line once.
-pub fn parts(line: &str) -> (&str, BTreeMap<String, String>) {
+pub fn parts(line: &str) -> (Cow<'_, str>, BTreeMap<String, String>) {
     let t = line.trim();
     if !t.starts_with('{') {
         return (logfmt_message(line, t), logfmt_fields(t));
@@ -36,19 +38,23 @@ pub fn parts(line: &str) -> (&str, BTreeMap<String, String>) {
     }
 }
 
-/// A JSON object's message field, borrowed from the line where it is there verbatim.
+/// A JSON object's message field, borrowed from the line where it is there verbatim (no
+/// escapes in it).
 fn json_message<'a>(
     line: &'a str,
     o: &serde_json::Map<String, serde_json::Value>,
-) -> Option<&'a str> {
+) -> Option<Cow<'a, str>> {
     MESSAGE_FIELDS.iter().find_map(|f| match o.get(*f) {
-        Some(serde_json::Value::String(m)) => line.find(m.as_str()).map(|at| &line[at..at + m.len()]),
+        Some(serde_json::Value::String(m)) => Some(match line.find(m.as_str()) {
+            Some(at) => Cow::Borrowed(&line[at..at + m.len()]),
+            None => Cow::Owned(m.clone()),
+        }),
         _ => None,
     })
 }
 
 /// The value of a logfmt line's message field (`t` is the trimmed line), else the line.
-fn logfmt_message<'a>(line: &'a str, t: &'a str) -> &'a str {
+fn logfmt_message<'a>(line: &'a str, t: &'a str) -> Cow<'a, str> {
     // logfmt: the first message field by MESSAGE_FIELDS' order, found from the `=` signs (most
     // lines have none, and then cost one byte search).
     let b = t.as_bytes();
@@ -75,11 +81,16 @@ fn logfmt_message<'a>(line: &'a str, t: &'a str) -> &'a str {
         Some((_, at)) => {
             let rest = &t[at..];
             match rest.strip_prefix('"') {
-                Some(q) => q.split('"').next().unwrap_or(q),
-                None => rest.split_whitespace().next().unwrap_or(rest),
+                // Up to the closing quote; a value with escapes is unescaped.
+                Some(q) => match q.find(['"', '\\']) {
+                    Some(end) if q.as_bytes()[end] == b'"' => Cow::Borrowed(&q[..end]),
+                    Some(_) => Cow::Owned(quoted(q).0),
+                    None => Cow::Borrowed(q),
+                },
+                None => Cow::Borrowed(rest.split_whitespace().next().unwrap_or(rest)),
             }
         }
-        None => line,
+        None => Cow::Borrowed(line),
     }
 }
 
@@ -328,6 +339,16 @@ mod tests {
             "slow query"
         );
         assert_eq!(message("plain line here"), "plain line here");
+        assert_eq!(
+            message(r#"ts=1 msg="slow \"big\" query" took=3s"#),
+            r#"slow "big" query"#,
+            "escaped quotes stay in the message"
+        );
+        assert_eq!(
+            message(r#"{"level":"warn","msg":"say \"hi\"\tnow"}"#),
+            "say \"hi\"\tnow",
+            "a JSON message with escapes is its decoded text, not the whole line"
+        );
         assert_eq!(message("xmsg=1 msg=2"), "2", "a key is a whole word");
         assert_eq!(
             message("log=a message=b msg=c"),

@@ -163,7 +163,7 @@ fn record(
         severity: stated
             .or_else(|| line_severity(&line))
             .unwrap_or(Severity::Info),
-        body: body.to_string(),
+        body: body.into_owned(),
         attributes,
     }
 }

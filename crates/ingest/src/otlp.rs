@@ -452,15 +452,16 @@ pub fn log_records(req: &ExportLogsServiceRequest) -> Vec<LogRecord> {
                 // record's own attributes win over fields of the same name.
                 let (body, mut attrs) = crate::logline::parts(&line);
                 attrs.extend(attributes(&l.attributes));
+                // A plain body is the message itself: keep its string.
+                let body = match body {
+                    std::borrow::Cow::Borrowed(b) if b.len() == line.len() => None,
+                    other => Some(other.into_owned()),
+                };
                 out.push(LogRecord {
                     ts: millis(ts),
                     resource: resource.clone(),
                     severity: severity(l.severity_number, &l.severity_text),
-                    body: if body.len() == line.len() {
-                        line
-                    } else {
-                        body.to_string()
-                    },
+                    body: body.unwrap_or(line),
                     attributes: attrs,
                 });
             }

@@ -70,7 +70,7 @@ pub fn parse(input: Option<&Path>, quiet: bool) -> Result<ParseReport> {
             continue;
         }
         lines += 1;
-        batch.push(msg.to_string());
+        batch.push(msg.into_owned());
         if batch.len() == BATCH {
             mine(&mut batch, &mut miner);
         }

@@ -113,7 +113,7 @@ fn record(service: &str, line: &str) -> LogRecord {
         ts: now(),
         resource: Resource::service(service),
         severity: line_severity(line).unwrap_or(Severity::Info),
-        body: body.to_string(),
+        body: body.into_owned(),
         attributes,
     }
 }
