@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as K8sEvent, Node, Pod};
 use kube::runtime::watcher::{self, Event as Watched};
 use kube::{Api, Client};
-use nightshift_core::{Change, Event, Millis};
+use nightshift_core::{Change, Event};
 use nightshift_ingest::kubernetes as k8s;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,10 +28,6 @@ impl ClusterNews {
     pub fn is_empty(&self) -> bool {
         self.placements.is_empty() && self.events.is_empty() && self.changes.is_empty()
     }
-}
-
-fn now() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -129,7 +125,7 @@ async fn watch_pods(
             }
             news.placements.push(placement);
         }
-        news.events = k8s::pod_restarts(before, pod, now());
+        news.events = k8s::pod_restarts(before, pod, crate::now_ms());
         news
     })
     .await;
@@ -140,7 +136,7 @@ async fn watch_events(
     services: Arc<Mutex<HashMap<String, String>>>,
     deliver: Deliver<ClusterNews>,
 ) {
-    let started = now();
+    let started = crate::now_ms();
     watch(api, "events", false, deliver, |_, ev| {
         let lookup = |pod: &str| services.lock().ok().and_then(|m| m.get(pod).cloned());
         // Events from before start-up are the cluster's history, not news.
@@ -158,7 +154,7 @@ async fn watch_events(
 async fn watch_deployments(api: Api<Deployment>, deliver: Deliver<ClusterNews>) {
     watch(api, "deployments", true, deliver, |before, d| ClusterNews {
         changes: before
-            .map(|b| k8s::deployment_changes(b, d, now()))
+            .map(|b| k8s::deployment_changes(b, d, crate::now_ms()))
             .unwrap_or_default(),
         ..ClusterNews::default()
     })
@@ -167,7 +163,9 @@ async fn watch_deployments(api: Api<Deployment>, deliver: Deliver<ClusterNews>) 
 
 async fn watch_nodes(api: Api<Node>, deliver: Deliver<ClusterNews>) {
     watch(api, "nodes", true, deliver, |before, n| ClusterNews {
-        events: k8s::node_readiness(before, n, now()).into_iter().collect(),
+        events: k8s::node_readiness(before, n, crate::now_ms())
+            .into_iter()
+            .collect(),
         ..ClusterNews::default()
     })
     .await;

@@ -301,6 +301,11 @@ fn progress(scenarios: &[Scenario], quiet: bool) -> ProgressBar {
     progress_bar(total as u64, "ticks", quiet)
 }
 
+/// The wall-clock time now, in Unix milliseconds.
+pub(crate) fn now_ms() -> nightshift_core::Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
 /// A progress bar on stderr counting `unit`s, hidden when `quiet` or stderr is no terminal.
 pub(crate) fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
     let bar = ProgressBar::new(len);

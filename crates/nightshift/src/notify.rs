@@ -60,11 +60,27 @@ pub fn anomaly_alert(key: &SeriesKey, starts_at: Millis, summary: String) -> Out
     labels.insert("severity".into(), "warning".into());
     labels.insert("metric".into(), key.metric.clone());
     Outgoing {
-        key: format!("anomaly:{key}"),
+        key: anomaly_key(key),
         labels,
         annotations: [("summary".to_string(), summary)].into(),
         starts_at,
     }
+}
+
+/// Resolves the alert [`anomaly_alert`] raised for `key`.
+pub fn anomaly_resolved(key: &SeriesKey, at: Millis) -> Notice {
+    Notice::Resolved {
+        key: anomaly_key(key),
+        at,
+    }
+}
+
+fn anomaly_key(key: &SeriesKey) -> String {
+    format!("anomaly:{key}")
+}
+
+fn incident_key(incident: &Incident) -> String {
+    format!("incident:{}", incident.id)
 }
 
 /// The alert of an incident: its id, the top hypothesis' entity as `service`, its title as the
@@ -96,7 +112,7 @@ pub fn incident_alert(incident: &Incident, link: String) -> Outgoing {
         }
     }
     Outgoing {
-        key: format!("incident:{}", incident.id),
+        key: incident_key(incident),
         labels,
         annotations,
         starts_at: incident.opened_at,
@@ -107,7 +123,7 @@ pub fn incident_alert(incident: &Incident, link: String) -> Outgoing {
 pub fn incident_notice(incident: &Incident, link: String) -> Notice {
     match (incident.status, incident.resolved_at) {
         (IncidentStatus::Resolved, Some(at)) => Notice::Resolved {
-            key: format!("incident:{}", incident.id),
+            key: incident_key(incident),
             at,
         },
         _ => Notice::Firing(incident_alert(incident, link)),
@@ -180,7 +196,7 @@ pub async fn run(
                 None => {
                     // Shutting down: one last post of what ended.
                     if !resolved.is_empty() {
-                        let body = batch(&BTreeMap::new(), &resolved, now(), resend);
+                        let body = batch(&BTreeMap::new(), &resolved, crate::now_ms(), resend);
                         let _ = post(&client, &endpoint, body, &metrics).await;
                     }
                     return;
@@ -189,7 +205,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let due = last_sent.elapsed() >= resend && !active.is_empty();
                 if dirty || due {
-                    let body = batch(&active, &resolved, now(), resend);
+                    let body = batch(&active, &resolved, crate::now_ms(), resend);
                     if post(&client, &endpoint, body, &metrics).await {
                         resolved.clear();
                         dirty = false;
@@ -199,10 +215,6 @@ pub async fn run(
             }
         }
     }
-}
-
-fn now() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 async fn post(client: &reqwest::Client, endpoint: &str, body: Vec<u8>, m: &NotifyMetrics) -> bool {

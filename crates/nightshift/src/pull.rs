@@ -16,10 +16,6 @@ pub struct PullMetrics {
     pub failures: Counter,
 }
 
-fn now_ms() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 fn seconds(ms: Millis) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
@@ -56,7 +52,7 @@ async fn pull_one(
     let mut seen_until: Option<Millis> = None;
     loop {
         tick.tick().await;
-        let end = now_ms();
+        let end = crate::now_ms();
         let request = if q.instant {
             client
                 .get(format!("{url}/api/v1/query"))

@@ -6,7 +6,7 @@
 //! stated severity become a log record of the configured service.
 
 use crate::serve::Deliver;
-use nightshift_core::{LogRecord, Millis, Resource, Severity};
+use nightshift_core::{LogRecord, Resource, Severity};
 use nightshift_ingest::logline::{line_severity, parts};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -39,10 +39,6 @@ fn inode(m: &std::fs::Metadata) -> u64 {
 #[cfg(not(unix))]
 fn inode(_: &std::fs::Metadata) -> u64 {
     0
-}
-
-fn now() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Reads what was appended to `f` since the last read; complete lines go to `out`.
@@ -110,7 +106,7 @@ fn join_continuations(lines: Vec<String>) -> Vec<String> {
 fn record(service: &str, line: &str) -> LogRecord {
     let (body, attributes) = parts(line);
     LogRecord {
-        ts: now(),
+        ts: crate::now_ms(),
         resource: Resource::service(service),
         severity: line_severity(line).unwrap_or(Severity::Info),
         body: body.into_owned(),

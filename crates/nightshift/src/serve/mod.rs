@@ -18,7 +18,10 @@ use self::receivers::*;
 use self::worker::*;
 use crate::api;
 use crate::config::Config;
-use crate::notify::{self, Notice, NotifyMetrics, anomaly_alert, incident_notice};
+use crate::notify::{
+    self, Notice, NotifyMetrics, anomaly_alert, anomaly_resolved, incident_notice,
+};
+use crate::now_ms;
 use crate::pipeline::Pipeline;
 use anyhow::{Context, Result};
 use axum::Router;
@@ -28,7 +31,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nightshift_core::{
-    Alert, AlertStatus, Anomaly, Change, Incident, LogRecord, Millis, SpanEdge, Topology,
+    Alert, AlertStatus, Anomaly, Change, Incident, LogRecord, SpanEdge, Topology,
 };
 use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
 use nightshift_ingest::changes::{self, HookError, HookOutcome};
@@ -101,10 +104,6 @@ pub(crate) struct App {
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
-}
-
-fn now_ms() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.

@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// Where the worker sends what Nightshift alerts on, when an Alertmanager is configured.
+/// Where the worker's findings go: the recorder (the store), the topology the read API serves,
+/// and, when an Alertmanager is configured, the notifier.
 pub(super) struct Outbox {
     pub(super) notices: Option<tokio::sync::mpsc::Sender<Notice>>,
     pub(super) link_base: String,
@@ -12,8 +13,6 @@ pub(super) struct Outbox {
 }
 
 impl Outbox {
-    /// Hands a notice to the notifier; if it is 4,096 notices behind, the notice is dropped with
-    /// a warning rather than stalling detection.
     /// Hands a finding to the recorder, waiting while it is behind.
     fn record(&self, r: Record) {
         if self.records.blocking_send(r).is_err() {
@@ -21,12 +20,38 @@ impl Outbox {
         }
     }
 
+    /// Hands a notice to the notifier; if it is 4,096 notices behind, the notice is dropped with
+    /// a warning rather than stalling detection.
     fn send(&self, notice: Notice) {
         if let Some(tx) = &self.notices
             && tx.try_send(notice).is_err()
         {
             tracing::warn!("the Alertmanager notifier is behind; a notice was dropped");
         }
+    }
+}
+
+/// Feeds one queued batch to the pipeline.
+fn apply(pipeline: &mut Pipeline, work: Work) {
+    match work {
+        Work::Samples(batch) => {
+            for (key, ts, value) in &batch.samples {
+                pipeline.ingest_sample(key, *ts, *value);
+            }
+        }
+        Work::Alerts(alerts) => alerts.iter().for_each(|a| {
+            pipeline.ingest_alert(a);
+        }),
+        Work::Spans(edges) => edges.iter().for_each(|e| pipeline.ingest_span(e)),
+        Work::Cluster(news) => {
+            for (service, node) in &news.placements {
+                pipeline.observe_placement(service, node);
+            }
+            news.events.iter().for_each(|e| pipeline.ingest_event(e));
+            news.changes.iter().for_each(|c| pipeline.ingest_change(c));
+        }
+        Work::Changes(list) => list.iter().for_each(|c| pipeline.ingest_change(c)),
+        Work::Logs(logs) => logs.iter().for_each(|l| pipeline.ingest_log(l)),
     }
 }
 
@@ -49,56 +74,24 @@ pub(super) fn work(
     ready.store(true, Ordering::Relaxed);
     loop {
         match rx.recv_timeout(next_eval.saturating_duration_since(Instant::now())) {
-            Ok(Work::Alerts(alerts)) => {
+            Ok(work) => {
                 metrics.queue_depth.dec();
-                for a in &alerts {
-                    pipeline.ingest_alert(a);
-                }
-            }
-            Ok(Work::Spans(edges)) => {
-                metrics.queue_depth.dec();
-                for e in &edges {
-                    pipeline.ingest_span(e);
-                }
-            }
-            Ok(Work::Cluster(news)) => {
-                metrics.queue_depth.dec();
-                for (service, node) in &news.placements {
-                    pipeline.observe_placement(service, node);
-                }
-                for e in &news.events {
-                    pipeline.ingest_event(e);
-                }
-                for c in &news.changes {
-                    pipeline.ingest_change(c);
-                }
-            }
-            Ok(Work::Changes(list)) => {
-                metrics.queue_depth.dec();
-                for c in &list {
-                    pipeline.ingest_change(c);
-                }
-            }
-            Ok(Work::Logs(logs)) => {
-                metrics.queue_depth.dec();
-                for l in &logs {
-                    pipeline.ingest_log(l);
-                }
-            }
-            Ok(Work::Samples(batch)) => {
-                metrics.queue_depth.dec();
-                for (key, ts, value) in &batch.samples {
-                    pipeline.ingest_sample(key, *ts, *value);
-                    if let Some(score) = watch.observe(key, *ts, *value) {
-                        gauges
-                            .entry(key.clone())
-                            .or_insert_with(|| {
-                                metrics
-                                    .anomaly_score
-                                    .get_or_create(&score_labels(key))
-                                    .clone()
-                            })
-                            .set(score.score);
+                if let Work::Samples(batch) = &work {
+                    for (key, ts, value) in &batch.samples {
+                        let Some(score) = watch.observe(key, *ts, *value) else {
+                            continue;
+                        };
+                        // The gauge is looked up before the key is cloned for a new one.
+                        if let Some(g) = gauges.get(key) {
+                            g.set(score.score);
+                        } else {
+                            let g = metrics
+                                .anomaly_score
+                                .get_or_create(&score_labels(key))
+                                .clone();
+                            g.set(score.score);
+                            gauges.insert(key.clone(), g);
+                        }
                         match score.phase {
                             EventPhase::Onset => {
                                 let why = watch
@@ -110,16 +103,14 @@ pub(super) fn work(
                                 in_event.insert(key.clone());
                             }
                             EventPhase::Normal if in_event.remove(key) => {
-                                out.send(Notice::Resolved {
-                                    key: format!("anomaly:{key}"),
-                                    at: *ts,
-                                });
+                                out.send(anomaly_resolved(key, *ts));
                             }
                             _ => {}
                         }
                     }
+                    metrics.watched_series.set(watch.len() as i64);
                 }
-                metrics.watched_series.set(watch.len() as i64);
+                apply(&mut pipeline, work);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -135,7 +126,7 @@ pub(super) fn work(
                 out.record(Record::Anomalies(eval.anomalies));
             }
             for (id, _) in &eval.updates {
-                if let Some(i) = pipeline.correlator().incidents().find(|i| i.id == *id) {
+                if let Some(i) = pipeline.correlator().incident(id) {
                     out.record(Record::Incident(Box::new(i.clone())));
                     out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
                 }
