@@ -6,7 +6,9 @@
 //! Robust Root Cause Analysis for Microservices*, FSE 2024): the distance from the median of the
 //! normal period in interquartile ranges, a robust and scale-free measure, so that a CPU series
 //! in cores and a latency series in seconds compare. The series' onset is the first row after
-//! the fault start where that distance passes [`ONSET_Z`]. The scores become the entity facts
+//! the fault start where that distance passes [`ONSET_Z`]. When the case names the KPI the fault
+//! was noticed on, each series' strength is weighted by how closely it moved with that KPI over
+//! the case's rows (|Pearson correlation|). The scores become the entity facts
 //! a live incident would hold, and the ranking then weighs the kind of each signal, explains a
 //! caller's symptoms away by a callee that went wrong no later (ε-Diagnosis, MicroRCA) and
 //! credits recent changes, exactly as it does live.
@@ -270,10 +272,14 @@ pub fn facts(case: &RecordedCase) -> BTreeMap<Entity, EntityFacts> {
         let Some(sc) = score_series(s, harmful) else {
             continue;
         };
+        let deviation = strength(sc.z);
+        if deviation <= 0.0 {
+            continue;
+        }
         let comove = target
             .as_ref()
             .map_or(1.0, |t| correlation(&rows(s), t).abs());
-        let peak_score = strength(sc.z) * comove;
+        let peak_score = deviation * comove;
         if peak_score <= 0.0 {
             continue;
         }

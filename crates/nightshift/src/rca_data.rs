@@ -6,6 +6,7 @@
 //! `microservice`, `metric`, `statistic`, `unix_timestamp`). The ranking itself is
 //! `nightshift_correlate::recorded`, the one that ranks live incidents.
 
+use crate::series_csv::{CsvRows, parse_timestamp, read_csv_rows};
 use anyhow::{Context, Result, bail};
 use nightshift_core::{Hypothesis, Millis};
 use nightshift_correlate::recorded::{RecordedCase, RecordedSeries, correlation, rank_case};
@@ -27,29 +28,18 @@ pub struct Column {
     pub values: Vec<f64>,
 }
 
-/// A time cell: Unix seconds (fractions allowed) or milliseconds.
-fn parse_time(cell: &str) -> Option<Millis> {
-    let v: f64 = cell.trim().parse().ok()?;
-    if !v.is_finite() {
-        return None;
-    }
-    Some(if v.abs() >= 1e11 {
-        v as Millis
-    } else {
-        (v * 1000.0).round() as Millis
-    })
-}
-
 fn parse_value(cell: &str) -> f64 {
     cell.trim().parse().unwrap_or(f64::NAN)
 }
 
-fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))
+/// A row's time cell, or an error naming the file and line.
+fn row_time(path: &Path, line: usize, cell: &str) -> Result<Millis> {
+    parse_timestamp(cell).map_err(|_| {
+        anyhow::anyhow!(
+            "{}: line {line}: time {cell:?} is not a Unix time in seconds",
+            path.display()
+        )
+    })
 }
 
 /// Splits a wide-CSV column name into service and metric: the longest of `services` that the
@@ -72,28 +62,24 @@ fn split_column(name: &str, services: &[String]) -> (String, String) {
     }
 }
 
-/// Reads a wide CSV (`time`, then `<service>_<metric>` columns); `services` are names known to
-/// hold `_` themselves.
-pub fn read_wide(path: &Path, services: &[String]) -> Result<Table> {
-    let mut rows = reader(path)?.into_records();
-    let header = rows
-        .next()
-        .with_context(|| format!("{}: empty file", path.display()))?
-        .with_context(|| format!("{}: line 1", path.display()))?;
-    let time_col = header
+/// A wide CSV (`time`, then `<service>_<metric>` columns); `services` are names known to hold
+/// `_` themselves.
+fn wide_table(path: &Path, csv: CsvRows, services: &[String]) -> Result<Table> {
+    let time_col = csv
+        .header
         .iter()
         .position(|h| {
-            let h = h.trim().to_ascii_lowercase();
+            let h = h.to_ascii_lowercase();
             h == "time" || h == "timestamp"
         })
         .unwrap_or(0);
     let mut table = Table::default();
     let mut index = Vec::new();
-    for (i, h) in header.iter().enumerate() {
-        if i == time_col || h.trim().is_empty() {
+    for (i, h) in csv.header.iter().enumerate() {
+        if i == time_col || h.is_empty() {
             continue;
         }
-        let (service, metric) = split_column(h.trim(), services);
+        let (service, metric) = split_column(h, services);
         index.push(i);
         table.columns.push(Column {
             service,
@@ -101,17 +87,10 @@ pub fn read_wide(path: &Path, services: &[String]) -> Result<Table> {
             values: Vec::new(),
         });
     }
-    for (n, row) in rows.enumerate() {
-        let line = n + 2;
-        let row = row.with_context(|| format!("{}: line {line}", path.display()))?;
-        let cell = row.get(time_col).unwrap_or("");
-        let Some(t) = parse_time(cell) else {
-            bail!(
-                "{}: line {line}: time {cell:?} is not a Unix time in seconds",
-                path.display()
-            );
-        };
-        table.times.push(t);
+    for (line, row) in &csv.rows {
+        table
+            .times
+            .push(row_time(path, *line, row.get(time_col).unwrap_or(""))?);
         for (c, i) in table.columns.iter_mut().zip(&index) {
             c.values.push(row.get(*i).map_or(f64::NAN, parse_value));
         }
@@ -119,45 +98,32 @@ pub fn read_wide(path: &Path, services: &[String]) -> Result<Table> {
     Ok(table)
 }
 
-/// Reads a PetShop `metrics.csv`: rows `microservice`, `metric`, `statistic` and
-/// `unix_timestamp` head the columns; then one row per time.
-pub fn read_petshop(path: &Path) -> Result<Table> {
-    let mut rows = reader(path)?.into_records();
-    let mut head = Vec::new();
-    for want in ["microservice", "metric", "statistic", "unix_timestamp"] {
-        let row = rows
-            .next()
-            .with_context(|| format!("{}: missing the {want} header row", path.display()))?
-            .with_context(|| format!("{}: header", path.display()))?;
-        if row.get(0).map(str::trim) != Some(want) {
+/// A PetShop `metrics.csv`: rows `microservice`, `metric`, `statistic` and `unix_timestamp` head
+/// the columns; then one row per time.
+fn petshop_table(path: &Path, csv: CsvRows) -> Result<Table> {
+    let head = csv.rows.get(..3).unwrap_or(&[]);
+    for (i, want) in ["metric", "statistic", "unix_timestamp"].iter().enumerate() {
+        if head.get(i).and_then(|(_, r)| r.get(0)) != Some(*want) {
             bail!(
                 "{}: line {}: expected the {want} header row (PetShop layout)",
                 path.display(),
-                head.len() + 1
+                i + 2
             );
         }
-        head.push(row);
     }
     let mut table = Table::default();
-    for i in 1..head[0].len() {
-        let cell = |r: usize| head[r].get(i).unwrap_or("").trim().to_string();
+    for i in 1..csv.header.len() {
+        let cell = |r: usize| head[r].1.get(i).unwrap_or("").to_string();
         table.columns.push(Column {
-            service: cell(0),
-            metric: format!("{}_{}", cell(1), cell(2)),
+            service: csv.header[i].clone(),
+            metric: format!("{}_{}", cell(0), cell(1)),
             values: Vec::new(),
         });
     }
-    for (n, row) in rows.enumerate() {
-        let line = n + 5;
-        let row = row.with_context(|| format!("{}: line {line}", path.display()))?;
-        let cell = row.get(0).unwrap_or("");
-        let Some(t) = parse_time(cell) else {
-            bail!(
-                "{}: line {line}: time {cell:?} is not a Unix time",
-                path.display()
-            );
-        };
-        table.times.push(t);
+    for (line, row) in &csv.rows[3..] {
+        table
+            .times
+            .push(row_time(path, *line, row.get(0).unwrap_or(""))?);
         for (i, c) in table.columns.iter_mut().enumerate() {
             c.values.push(row.get(i + 1).map_or(f64::NAN, parse_value));
         }
@@ -165,35 +131,40 @@ pub fn read_petshop(path: &Path) -> Result<Table> {
     Ok(table)
 }
 
+/// Reads a metrics file in either layout (PetShop's is told by its first cell).
+pub fn read_table(path: &Path, services: &[String]) -> Result<Table> {
+    let csv = read_csv_rows(path)?;
+    if csv.header.first().is_some_and(|h| h == "microservice") {
+        petshop_table(path, csv)
+    } else {
+        wide_table(path, csv, services)
+    }
+}
+
 /// Reads a call graph: an adjacency matrix (a header row of names after an empty cell, then one
 /// row per caller with non-zero cells for its callees, as PetShop's `graph.csv`), or an edge
 /// list of `caller,callee` lines.
 pub fn read_graph(path: &Path) -> Result<Vec<(String, String)>> {
-    let rows: Vec<csv::StringRecord> = reader(path)?
-        .into_records()
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let Some(header) = rows.first() else {
-        return Ok(Vec::new());
-    };
+    let csv = read_csv_rows(path)?;
     let mut calls = Vec::new();
-    if header.get(0).is_some_and(|c| c.trim().is_empty()) && header.len() > 2 {
-        let names: Vec<&str> = header.iter().skip(1).map(str::trim).collect();
-        for row in &rows[1..] {
-            let caller = row.get(0).unwrap_or("").trim();
-            for (callee, cell) in names.iter().zip(row.iter().skip(1)) {
-                if parse_value(cell) != 0.0 && !parse_value(cell).is_nan() {
-                    calls.push((caller.to_string(), callee.to_string()));
+    if csv.header.first().is_some_and(String::is_empty) && csv.header.len() > 2 {
+        for (_, row) in &csv.rows {
+            let caller = row.get(0).unwrap_or("");
+            for (callee, cell) in csv.header.iter().skip(1).zip(row.iter().skip(1)) {
+                let v = parse_value(cell);
+                if v != 0.0 && !v.is_nan() {
+                    calls.push((caller.to_string(), callee.clone()));
                 }
             }
         }
     } else {
-        for (n, row) in rows.iter().enumerate() {
+        // An edge list; its first line is an edge too unless it names the columns.
+        let first = (1, csv::StringRecord::from(csv.header.clone()));
+        for (line, row) in std::iter::once(&first).chain(&csv.rows) {
             let (Some(a), Some(b)) = (row.get(0), row.get(1)) else {
-                bail!("{}: line {}: expected caller,callee", path.display(), n + 1);
+                bail!("{}: line {line}: expected caller,callee", path.display());
             };
-            let (a, b) = (a.trim(), b.trim());
-            let header_like = n == 0
+            let header_like = *line == 1
                 && ["caller", "source", "from", "client"]
                     .contains(&a.to_ascii_lowercase().as_str());
             if !header_like && !a.is_empty() && !b.is_empty() {
@@ -266,22 +237,6 @@ pub fn case_from(
         calls,
         target: None,
         changes: Vec::new(),
-    }
-}
-
-/// Reads a metrics file in either layout (PetShop's is told by its first cell).
-pub fn read_table(path: &Path, services: &[String]) -> Result<Table> {
-    let first = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .split([',', '\n'])
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    if first == "microservice" {
-        read_petshop(path)
-    } else {
-        read_wide(path, services)
     }
 }
 
@@ -446,7 +401,7 @@ fn petshop_cases(dir: &Path) -> Result<Vec<FoundCase>> {
         let noissue = regime.join("noissue/metrics.csv");
         let normal = noissue
             .exists()
-            .then(|| read_petshop(&noissue))
+            .then(|| read_table(&noissue, &[]))
             .transpose()?;
         for split in ["train", "test"] {
             let split_dir = regime.join(split);
@@ -477,7 +432,7 @@ fn petshop_cases(dir: &Path) -> Result<Vec<FoundCase>> {
                         t["target"]["agg"].as_str().unwrap_or("")
                     ),
                 );
-                let table = read_petshop(&metrics)?;
+                let table = read_table(&metrics, &[])?;
                 let mut case = case_from(
                     &table,
                     (ts * 1000.0) as Millis,
@@ -523,16 +478,15 @@ fn rcaeval_cases(dir: &Path) -> Result<Vec<FoundCase>> {
             let (table, start, normal) = if data.exists() && inject.exists() {
                 let text = std::fs::read_to_string(&inject)
                     .with_context(|| format!("cannot read {}", inject.display()))?;
-                let start = parse_time(&text).with_context(|| {
-                    format!("{}: {:?} is not a Unix time", inject.display(), text.trim())
-                })?;
-                (read_wide(&data, &known)?, start, None)
+                let start = parse_timestamp(&text)
+                    .with_context(|| format!("{}: not a Unix time", inject.display()))?;
+                (read_table(&data, &known)?, start, None)
             } else if normal.exists() && anomalous.exists() {
-                let table = read_wide(&anomalous, &known)?;
+                let table = read_table(&anomalous, &known)?;
                 let Some(&start) = table.times.first() else {
                     continue;
                 };
-                (table, start, Some(read_wide(&normal, &known)?))
+                (table, start, Some(read_table(&normal, &known)?))
             } else {
                 continue;
             };
