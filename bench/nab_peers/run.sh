@@ -27,7 +27,7 @@ while [[ $# -gt 0 ]]; do
     --skip-build) build=0; shift ;;
     --peers-only) peers_only=1; shift ;;
     --) shift; peers_args=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
