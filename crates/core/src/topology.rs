@@ -107,28 +107,65 @@ impl Topology {
         }
     }
 
+    /// What `e` depends on directly: the services it calls and the nodes it runs on.
+    pub fn dependencies(&self, e: &Entity) -> Vec<Entity> {
+        match e.kind {
+            EntityKind::Service => self
+                .callees(&e.name)
+                .map(Entity::service)
+                .chain(self.nodes_of(&e.name).map(Entity::node))
+                .collect(),
+            EntityKind::Node => Vec::new(),
+        }
+    }
+
+    /// Entities within `max` hops of `from` over undirected calls and placement, with the hop
+    /// count of the shortest path (`from` itself at 0).
+    pub fn within_hops(&self, from: &Entity, max: usize) -> BTreeMap<Entity, usize> {
+        self.reach(from, max, |e| self.neighbours(e))
+    }
+
+    /// Everything `from` depends on within `max` hops (callees, their callees, the nodes they
+    /// run on), with the hop count of the shortest path (`from` itself at 0).
+    pub fn downstream(&self, from: &Entity, max: usize) -> BTreeMap<Entity, usize> {
+        self.reach(from, max, |e| self.dependencies(e))
+    }
+
+    /// Whether `a` depends on `b`, directly or through other services: a fault in `b` can then
+    /// show up as a symptom in `a`.
+    pub fn depends_on(&self, a: &Entity, b: &Entity) -> bool {
+        a != b && self.downstream(a, usize::MAX).contains_key(b)
+    }
+
     /// Hop distance between two entities over undirected calls and placement, up to `max` hops.
     pub fn distance(&self, a: &Entity, b: &Entity, max: usize) -> Option<usize> {
-        if a == b {
-            return Some(0);
-        }
-        let mut seen: BTreeSet<Entity> = BTreeSet::from([a.clone()]);
-        let mut frontier = vec![a.clone()];
-        for d in 1..=max {
-            let mut next = Vec::new();
+        self.within_hops(a, max).get(b).copied()
+    }
+
+    /// Breadth-first search from `from` along `next`, up to `max` hops.
+    fn reach(
+        &self,
+        from: &Entity,
+        max: usize,
+        next: impl Fn(&Entity) -> Vec<Entity>,
+    ) -> BTreeMap<Entity, usize> {
+        let mut seen = BTreeMap::from([(from.clone(), 0usize)]);
+        let mut frontier = vec![from.clone()];
+        let mut hops = 0;
+        while !frontier.is_empty() && hops < max {
+            hops += 1;
+            let mut following = Vec::new();
             for e in &frontier {
-                for n in self.neighbours(e) {
-                    if &n == b {
-                        return Some(d);
-                    }
-                    if seen.insert(n.clone()) {
-                        next.push(n);
+                for n in next(e) {
+                    if !seen.contains_key(&n) {
+                        seen.insert(n.clone(), hops);
+                        following.push(n);
                     }
                 }
             }
-            frontier = next;
+            frontier = following;
         }
-        None
+        seen
     }
 }
 
@@ -147,5 +184,10 @@ mod tests {
         assert_eq!(t.distance(&fe, &Entity::node("db-03"), 5), Some(3));
         assert_eq!(t.distance(&fe, &Entity::node("db-03"), 2), None);
         assert_eq!(t.entry_points(), vec!["frontend"]);
+        let pg = Entity::service("postgres");
+        assert!(t.depends_on(&fe, &pg));
+        assert!(t.depends_on(&fe, &Entity::node("db-03")));
+        assert!(!t.depends_on(&pg, &fe));
+        assert!(!t.depends_on(&pg, &pg));
     }
 }

@@ -18,6 +18,10 @@ use nightshift_core::{
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Hypotheses scoring at least this share of the top one count as leading suspects when deciding
+/// whether a new signal belongs to an incident.
+const LEADING_SHARE: f64 = 0.5;
+
 #[derive(Debug, Clone)]
 pub struct CorrelatorConfig {
     pub attach_window: Millis,
@@ -200,7 +204,12 @@ impl Correlator {
 
     /// The open incident this observation belongs to: recent enough and closest in the topology.
     fn find_incident(&self, obs: &Observation) -> Option<usize> {
-        let reach = self.within_hops(&obs.entity, self.cfg.max_hops);
+        let reach = self.topology.within_hops(&obs.entity, self.cfg.max_hops);
+        let class = match &obs.fact {
+            Fact::Anomaly(a) => Some(a.class),
+            Fact::Alert(a) => alert_class(a.name()),
+            _ => None,
+        };
         self.incidents
             .iter()
             .enumerate()
@@ -208,31 +217,65 @@ impl Correlator {
                 s.incident.status == IncidentStatus::Open
                     && obs.ts - s.last_activity <= self.cfg.attach_window
             })
+            .filter(|(_, s)| self.explains(s, &obs.entity))
             .filter_map(|(i, s)| {
                 let d = s.facts.keys().filter_map(|e| reach.get(e)).min()?;
-                Some((i, *d, s.last_activity))
+                let suspect = s.incident.hypotheses.first().is_some_and(|top| {
+                    self.leading_suspects(s, top.score)
+                        .any(|h| *h == obs.entity)
+                });
+                // A caller of two failing services: its symptom belongs with the incident where
+                // its calls went wrong the same way.
+                let same_calls = class.is_some_and(|c| {
+                    s.facts
+                        .get(&obs.entity)
+                        .is_some_and(|f| f.edges_out.keys().any(|(_, ec)| *ec == c))
+                });
+                Some((i, (!suspect, !same_calls, *d), s.last_activity))
             })
             .min_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
             .map(|(i, _, _)| i)
     }
 
-    /// Entities within `max` hops (calls in both directions and placement), with their distance.
-    fn within_hops(&self, from: &Entity, max: usize) -> BTreeMap<Entity, usize> {
-        let mut seen = BTreeMap::from([(from.clone(), 0usize)]);
-        let mut frontier = vec![from.clone()];
-        for d in 1..=max {
-            let mut next = Vec::new();
-            for e in &frontier {
-                for n in self.topology.neighbours(e) {
-                    if !seen.contains_key(&n) {
-                        seen.insert(n.clone(), d);
-                        next.push(n);
-                    }
-                }
-            }
-            frontier = next;
-        }
-        seen
+    /// Whether an incident's diagnosis can account for a signal on `entity`: the entity is
+    /// already part of it, or it lies on one dependency path with a leading suspect (it depends
+    /// on the suspect, so the fault can reach it, or the suspect depends on it, so it may be the
+    /// real cause). A signal off every such path is a second fault, even next door in the
+    /// topology, and waits to open an incident of its own. Before any ranking every nearby
+    /// signal is welcome.
+    fn explains(&self, st: &IncidentState, entity: &Entity) -> bool {
+        let Some(top) = st.incident.hypotheses.first() else {
+            return true;
+        };
+        st.facts.contains_key(entity)
+            || self.leading_suspects(st, top.score).any(|h| {
+                h == entity
+                    || self.topology.depends_on(entity, h)
+                    || self.topology.depends_on(h, entity)
+                    || self.shares_workload(entity, h)
+            })
+    }
+
+    fn leading_suspects<'a>(
+        &self,
+        st: &'a IncidentState,
+        top: f64,
+    ) -> impl Iterator<Item = &'a Entity> + 'a {
+        st.incident
+            .hypotheses
+            .iter()
+            .take_while(move |h| h.score >= top * LEADING_SHARE)
+            .map(|h| &h.entity)
+    }
+
+    /// Two nodes running replicas of one service: when one fails, the other takes its load.
+    fn shares_workload(&self, a: &Entity, b: &Entity) -> bool {
+        a.kind == EntityKind::Node
+            && b.kind == EntityKind::Node
+            && self
+                .topology
+                .services_on(&a.name)
+                .any(|s| self.topology.nodes_of(s).any(|n| n == b.name))
     }
 
     fn attach(&mut self, i: usize, obs: Observation) {
@@ -458,7 +501,7 @@ impl Correlator {
             .collect();
         let mut group: Vec<usize> = (0..entities.len()).collect();
         for (i, entity) in entities.iter().enumerate() {
-            let reach = self.within_hops(entity, self.cfg.max_hops);
+            let reach = self.topology.within_hops(entity, self.cfg.max_hops);
             for (j, other) in entities.iter().enumerate().skip(i + 1) {
                 if reach.contains_key(other) {
                     let (gi, gj) = (find(&mut group, i), find(&mut group, j));
@@ -527,6 +570,21 @@ impl Correlator {
 
     pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.iter().map(|s| &s.incident)
+    }
+}
+
+/// The golden signal an alert's name speaks of, when it says (`HighLatencyP99`, `HighErrorRate`).
+fn alert_class(name: &str) -> Option<SignalClass> {
+    let name = name.to_ascii_lowercase();
+    if ["latency", "slow", "duration"]
+        .iter()
+        .any(|w| name.contains(w))
+    {
+        Some(SignalClass::Latency)
+    } else if ["error", "5xx", "fail"].iter().any(|w| name.contains(w)) {
+        Some(SignalClass::Errors)
+    } else {
+        None
     }
 }
 

@@ -217,38 +217,6 @@ fn blame_edges(
     }
 }
 
-fn dependencies(topo: &Topology, e: &Entity) -> Vec<Entity> {
-    match e.kind {
-        EntityKind::Service => topo
-            .callees(&e.name)
-            .map(Entity::service)
-            .chain(topo.nodes_of(&e.name).map(Entity::node))
-            .collect(),
-        EntityKind::Node => Vec::new(),
-    }
-}
-
-/// Everything `e` depends on within `max` hops (callees, their callees, the nodes they run on),
-/// with the hop count of the shortest path.
-fn downstream(topo: &Topology, e: &Entity, max: usize) -> Vec<(Entity, usize)> {
-    let mut seen: BTreeMap<Entity, usize> = BTreeMap::from([(e.clone(), 0)]);
-    let mut frontier = vec![e.clone()];
-    for hops in 1..=max {
-        let mut next = Vec::new();
-        for f in &frontier {
-            for d in dependencies(topo, f) {
-                if !seen.contains_key(&d) {
-                    seen.insert(d.clone(), hops);
-                    next.push(d);
-                }
-            }
-        }
-        frontier = next;
-    }
-    seen.remove(e);
-    seen.into_iter().collect()
-}
-
 /// Ranks root-cause hypotheses for one incident.
 pub fn rank(
     facts: &BTreeMap<Entity, EntityFacts>,
@@ -290,7 +258,10 @@ pub fn rank(
             .is_some_and(|f| f.class_peak(SignalClass::Saturation) > 0.0);
         let mut score = total;
         let mut explainers: Vec<(Entity, f64)> = Vec::new();
-        for (d, hops) in downstream(topo, e, cfg.explain_hops) {
+        for (d, hops) in topo.downstream(e, cfg.explain_hops) {
+            if d == *e {
+                continue;
+            }
             let Some(ds) = strengths.get(&d) else {
                 continue;
             };

@@ -46,9 +46,14 @@ pub struct ScenarioScore {
 
 /// Alert firings attributed to faults, and how Nightshift's incidents grouped them. A firing
 /// belongs to the fault whose window (to 10 minutes after its end) holds its start; among
-/// concurrent faults, to the one whose target is nearest its service in the topology.
+/// concurrent faults, to the one whose target is nearest its service in the topology. A fault's
+/// consequences (`caused_by`) count as that fault. A firing equally near two concurrent faults
+/// (a caller of both) has no single true fault: it is counted as ambiguous and left out of
+/// purity and completeness.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct GroupingCounts {
+    /// Firings equally near two concurrent faults.
+    pub ambiguous: usize,
     /// Firings attributed to a fault.
     pub fault_alerts: usize,
     /// Of those, the ones some incident holds.
@@ -65,6 +70,8 @@ pub struct GroupingCounts {
 #[derive(Debug, Clone, Serialize)]
 pub struct Grouping {
     pub alerts: usize,
+    /// Firings equally near two concurrent faults, left out of both figures.
+    pub ambiguous: usize,
     pub purity: Option<f64>,
     pub completeness: Option<f64>,
 }
@@ -75,8 +82,8 @@ fn grouping_counts(
     replay: &Replay,
     windows: &[(Millis, Millis)],
 ) -> GroupingCounts {
-    let targets: Vec<Entity> = scenario
-        .faults()
+    let faults = scenario.faults();
+    let targets: Vec<Entity> = faults
         .iter()
         .map(|f| {
             if f.kind.targets_node() {
@@ -99,21 +106,31 @@ fn grouping_counts(
             .get("service")
             .map(|s| Entity::service(s))
             .or_else(|| a.labels.get("node").map(|n| Entity::node(n)));
-        let fault = windows
+        // Root faults active at the firing, by the distance of their (or their consequences')
+        // targets from the firing's entity.
+        let mut nearest: BTreeMap<usize, usize> = BTreeMap::new();
+        for (i, _) in windows
             .iter()
             .enumerate()
             .filter(|(_, (s, e))| a.starts_at >= *s && a.starts_at <= e + FALSE_INCIDENT_MARGIN)
-            .min_by_key(|(i, (s, _))| {
-                let d = entity
-                    .as_ref()
-                    .and_then(|x| replay.topology.distance(x, &targets[*i], 8))
-                    .unwrap_or(usize::MAX);
-                (d, std::cmp::Reverse(*s))
-            })
-            .map(|(i, _)| i);
-        let Some(fault) = fault else {
+        {
+            let d = entity
+                .as_ref()
+                .and_then(|x| replay.topology.distance(x, &targets[i], 8))
+                .unwrap_or(usize::MAX);
+            let root = faults[i].caused_by.unwrap_or(i);
+            let n = nearest.entry(root).or_insert(d);
+            *n = (*n).min(d);
+        }
+        let Some(&best) = nearest.values().min() else {
             continue;
         };
+        let mut roots = nearest.iter().filter(|(_, d)| **d == best).map(|(r, _)| *r);
+        let fault = roots.next().unwrap_or_default();
+        if roots.next().is_some() {
+            counts.ambiguous += 1;
+            continue;
+        }
         let incident = replay.incidents.iter().position(|i| {
             i.alerts.contains(&a.fingerprint)
                 && a.starts_at >= i.opened_at - FALSE_INCIDENT_MARGIN
@@ -218,7 +235,12 @@ pub fn score_scenario(scenario: &Scenario, replay: &Replay) -> (ScenarioScore, V
         .count() as u64;
 
     let mut cases = Vec::new();
-    for (f, (s, e)) in scenario.faults().iter().zip(&windows) {
+    for (f, (s, e)) in scenario
+        .faults()
+        .iter()
+        .zip(&windows)
+        .filter(|(f, _)| f.caused_by.is_none())
+    {
         let incident = replay
             .incidents
             .iter()
@@ -276,7 +298,11 @@ pub fn score_scenario(scenario: &Scenario, replay: &Replay) -> (ScenarioScore, V
     }
     let score = ScenarioScore {
         scenario: scenario.name().to_string(),
-        faults: scenario.faults().len(),
+        faults: scenario
+            .faults()
+            .iter()
+            .filter(|f| f.caused_by.is_none())
+            .count(),
         alerts: fired,
         incidents: replay.incidents.len(),
         false_incidents,
@@ -370,6 +396,7 @@ pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
     let g = scores
         .iter()
         .fold(GroupingCounts::default(), |acc, s| GroupingCounts {
+            ambiguous: acc.ambiguous + s.grouping.ambiguous,
             fault_alerts: acc.fault_alerts + s.grouping.fault_alerts,
             grouped: acc.grouped + s.grouping.grouped,
             pure: acc.pure + s.grouping.pure,
@@ -381,6 +408,7 @@ pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
         alerts,
         grouping: Grouping {
             alerts: g.fault_alerts,
+            ambiguous: g.ambiguous,
             purity: share(g.pure, g.grouped),
             completeness: share(g.complete, g.fault_alerts),
         },

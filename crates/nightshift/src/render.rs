@@ -229,5 +229,12 @@ pub fn report(r: &Report) -> String {
         pct(r.grouping.purity),
         pct(r.grouping.completeness)
     );
+    if r.grouping.ambiguous > 0 {
+        let _ = writeln!(
+            out,
+            "{} more alerts were equally near two concurrent faults (a caller of both) and are left out of these two figures.",
+            r.grouping.ambiguous
+        );
+    }
     out
 }

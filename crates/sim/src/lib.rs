@@ -22,8 +22,16 @@ pub fn builtin_scenarios() -> Vec<(&'static str, &'static str)> {
             include_str!("../../../scenarios/platform-bad-deploy-users.yaml"),
         ),
         (
+            "platform-cascading-faults.yaml",
+            include_str!("../../../scenarios/platform-cascading-faults.yaml"),
+        ),
+        (
             "platform-cert-expiry-users.yaml",
             include_str!("../../../scenarios/platform-cert-expiry-users.yaml"),
+        ),
+        (
+            "platform-concurrent-faults.yaml",
+            include_str!("../../../scenarios/platform-concurrent-faults.yaml"),
         ),
         (
             "platform-cpu-throttle-pricing.yaml",

@@ -112,6 +112,9 @@ pub struct Fault {
     pub kind: FaultKind,
     /// A service name, or a node name for `node_down`.
     pub target: String,
+    /// Index of the earlier fault this one is a consequence of (a cascading failure). Its
+    /// symptoms belong to that fault's incident, and that fault's target is the root cause.
+    pub caused_by: Option<usize>,
 }
 
 impl Fault {
@@ -363,6 +366,8 @@ struct RawFault {
     kind: String,
     target: String,
     duration: Option<String>,
+    /// The target of an earlier fault that this one is a consequence of.
+    caused_by: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -858,11 +863,28 @@ impl Validator<'_> {
                     _ => {}
                 }
             }
+            let caused_by = match &f.caused_by {
+                None => None,
+                Some(cause) => {
+                    let earlier = out
+                        .iter()
+                        .rposition(|e: &Fault| e.target == *cause && e.at_ms <= at_ms);
+                    let Some(c) = earlier else {
+                        return Err(self.err(
+                            format!("faults[{i}].caused_by"),
+                            format!("{cause:?} is not the target of an earlier fault"),
+                        ));
+                    };
+                    // The root of a chain of consequences.
+                    Some(out[c].caused_by.unwrap_or(c))
+                }
+            };
             out.push(Fault {
                 at_ms,
                 duration_ms: duration,
                 kind,
                 target: f.target.clone(),
+                caused_by,
             });
         }
         Ok(out)
@@ -1130,6 +1152,20 @@ mod tests {
             "faults:\n  - {at: 110m, kind: cpu_throttle, target: checkout, duration: 20m}\n",
         );
         assert!(m.starts_with("scenarios/x.yaml: faults[0].duration: the fault would end at 2h10m, outside the scenario"), "{m}");
+    }
+
+    #[test]
+    fn consequences_name_an_earlier_fault() {
+        let sc = parse("faults:\n  - {at: 30m, kind: db_saturation, target: postgres}\n  - {at: 40m, kind: pod_crashloop, target: checkout, caused_by: postgres}\n").unwrap();
+        assert_eq!(sc.faults()[0].caused_by, None);
+        assert_eq!(sc.faults()[1].caused_by, Some(0));
+        let m = message(
+            "faults:\n  - {at: 30m, kind: pod_crashloop, target: checkout, caused_by: postgres}\n  - {at: 40m, kind: db_saturation, target: postgres}\n",
+        );
+        assert_eq!(
+            m,
+            "scenarios/x.yaml: faults[0].caused_by: \"postgres\" is not the target of an earlier fault"
+        );
     }
 
     #[test]
