@@ -71,6 +71,8 @@ pub enum EvidenceKind {
     Change,
     Trace,
     Topology,
+    /// A status transition of the incident itself (opened, acknowledged, resolved, reopened).
+    Lifecycle,
 }
 
 impl EvidenceKind {
@@ -83,6 +85,7 @@ impl EvidenceKind {
             EvidenceKind::Change => "change",
             EvidenceKind::Trace => "trace",
             EvidenceKind::Topology => "topology",
+            EvidenceKind::Lifecycle => "lifecycle",
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct Hypothesis {
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
     Open,
+    /// Someone is on it; it still resolves by itself when its signals recover.
+    Acknowledged,
     Resolved,
 }
 
@@ -130,8 +135,14 @@ impl IncidentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             IncidentStatus::Open => "open",
+            IncidentStatus::Acknowledged => "acknowledged",
             IncidentStatus::Resolved => "resolved",
         }
+    }
+
+    /// Open or acknowledged: still going on.
+    pub fn is_active(self) -> bool {
+        self != IncidentStatus::Resolved
     }
 }
 
@@ -161,6 +172,16 @@ pub struct Incident {
     pub opened_at: Millis,
     pub updated_at: Millis,
     pub resolved_at: Option<Millis>,
+    #[serde(default)]
+    pub acknowledged_at: Option<Millis>,
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
+    /// Times it came back after resolving, within the correlator's reopen window.
+    #[serde(default)]
+    pub reopened: u32,
+    /// Resolving and relapsing repeatedly; it then waits longer before resolving again.
+    #[serde(default)]
+    pub flapping: bool,
     pub blast_radius: BlastRadius,
     /// Distinct alert fingerprints grouped here.
     pub alerts: Vec<String>,

@@ -32,6 +32,13 @@ pub struct CorrelatorConfig {
     pub persistent_single: Millis,
     pub rank: RankConfig,
     pub max_timeline: usize,
+    /// A resolved incident whose signals come back within this long reopens instead of a new
+    /// incident opening.
+    pub reopen_window: Millis,
+    /// An incident reopened `flap_reopens` times within `flap_window` is flapping: it then
+    /// stays quiet three times `resolve_after` before resolving again.
+    pub flap_window: Millis,
+    pub flap_reopens: usize,
 }
 
 impl Default for CorrelatorConfig {
@@ -44,6 +51,9 @@ impl Default for CorrelatorConfig {
             persistent_single: 2 * MINUTE,
             rank: RankConfig::default(),
             max_timeline: 200,
+            reopen_window: 30 * MINUTE,
+            flap_window: 60 * MINUTE,
+            flap_reopens: 2,
         }
     }
 }
@@ -70,6 +80,8 @@ struct IncidentState {
     active_alerts: BTreeSet<String>,
     last_activity: Millis,
     dirty: bool,
+    /// When it reopened, for flapping detection.
+    reopens: Vec<Millis>,
 }
 
 /// What `advance` did to an incident.
@@ -78,6 +90,17 @@ pub enum IncidentUpdate {
     Opened,
     Updated,
     Resolved,
+    /// A resolved incident relapsed within the reopen window.
+    Reopened,
+}
+
+/// Why a lifecycle request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no incident {0}")]
+    NotFound(String),
+    #[error("incident {0} is already resolved; it reopens by itself if its signals come back")]
+    Resolved(String),
 }
 
 /// The streaming correlator: feed it signals in time order, call `advance` once per evaluation.
@@ -214,8 +237,7 @@ impl Correlator {
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                s.incident.status == IncidentStatus::Open
-                    && obs.ts - s.last_activity <= self.cfg.attach_window
+                s.incident.status.is_active() && obs.ts - s.last_activity <= self.cfg.attach_window
             })
             .filter(|(_, s)| self.explains(s, &obs.entity))
             .filter_map(|(i, s)| {
@@ -449,27 +471,23 @@ impl Correlator {
             .retain(|o| now - o.ts <= self.cfg.pending_window);
         self.open_from_pending(now, &mut out);
         for st in &mut self.incidents {
-            if st.incident.status == IncidentStatus::Open
+            let quiet = if st.incident.flapping {
+                3 * self.cfg.resolve_after
+            } else {
+                self.cfg.resolve_after
+            };
+            if st.incident.status.is_active()
                 && st.active_alerts.is_empty()
-                && now - st.last_activity >= self.cfg.resolve_after
+                && now - st.last_activity >= quiet
             {
                 st.incident.status = IncidentStatus::Resolved;
                 st.incident.resolved_at = Some(now);
                 st.incident.updated_at = now;
-                if st.incident.timeline.len() < self.cfg.max_timeline {
-                    let entity = st
-                        .incident
-                        .hypotheses
-                        .first()
-                        .map(|h| h.entity.clone())
-                        .unwrap_or_else(|| Entity::service("?"));
-                    st.incident.timeline.push(TimelineEntry {
-                        ts: now,
-                        kind: EvidenceKind::Topology,
-                        entity,
-                        text: "resolved: signals back to normal".into(),
-                    });
-                }
+                transition(
+                    &mut st.incident,
+                    now,
+                    "resolved: signals back to normal".into(),
+                );
                 out.push((st.incident.id.clone(), IncidentUpdate::Resolved));
             }
         }
@@ -521,6 +539,18 @@ impl Correlator {
                 self.pending.extend(obs);
                 continue;
             }
+            if let Some(i) = self.relapsed(&obs, now) {
+                self.reopen(i, now);
+                for o in obs {
+                    self.attach(i, o);
+                }
+                self.incidents[i].incident.timeline.sort_by_key(|t| t.ts);
+                out.push((
+                    self.incidents[i].incident.id.clone(),
+                    IncidentUpdate::Reopened,
+                ));
+                continue;
+            }
             let id = format!("inc-{:04}", self.next_id);
             self.next_id += 1;
             let first_entity = obs[0].entity.clone();
@@ -531,6 +561,10 @@ impl Correlator {
                 opened_at: now,
                 updated_at: now,
                 resolved_at: None,
+                acknowledged_at: None,
+                acknowledged_by: None,
+                reopened: 0,
+                flapping: false,
                 blast_radius: BlastRadius::default(),
                 alerts: Vec::new(),
                 anomaly_count: 0,
@@ -538,9 +572,9 @@ impl Correlator {
                 hypotheses: Vec::new(),
                 timeline: vec![TimelineEntry {
                     ts: now,
-                    kind: EvidenceKind::Topology,
+                    kind: EvidenceKind::Lifecycle,
                     entity: first_entity,
-                    text: "incident opened".into(),
+                    text: "opened".into(),
                 }],
             };
             self.incidents.push(IncidentState {
@@ -549,6 +583,7 @@ impl Correlator {
                 active_alerts: BTreeSet::new(),
                 last_activity: now,
                 dirty: true,
+                reopens: Vec::new(),
             });
             let i = self.incidents.len() - 1;
             let mut obs = obs;
@@ -559,6 +594,90 @@ impl Correlator {
             self.incidents[i].incident.timeline.sort_by_key(|t| t.ts);
             out.push((id, IncidentUpdate::Opened));
         }
+    }
+
+    /// The incident resolved within the reopen window that a strong group of new signals is a
+    /// relapse of: its leading suspect misbehaves again. Symptoms shared with other faults (a
+    /// gateway that calls everything) are not enough.
+    fn relapsed(&self, obs: &[Observation], now: Millis) -> Option<usize> {
+        self.incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.incident.status == IncidentStatus::Resolved
+                    && s.incident
+                        .resolved_at
+                        .is_some_and(|r| now - r <= self.cfg.reopen_window)
+                    && s.incident.hypotheses.first().is_some_and(|top| {
+                        self.leading_suspects(s, top.score)
+                            .any(|h| obs.iter().any(|o| o.entity == *h))
+                    })
+            })
+            .max_by_key(|(_, s)| s.incident.resolved_at)
+            .map(|(i, _)| i)
+    }
+
+    fn reopen(&mut self, i: usize, now: Millis) {
+        let (window, flap_reopens) = (self.cfg.flap_window, self.cfg.flap_reopens);
+        let st = &mut self.incidents[i];
+        let was = st.incident.resolved_at.unwrap_or(now);
+        st.reopens.push(now);
+        st.reopens.retain(|t| now - t <= window);
+        st.last_activity = now;
+        st.dirty = true;
+        let inc = &mut st.incident;
+        inc.status = IncidentStatus::Open;
+        inc.resolved_at = None;
+        inc.updated_at = now;
+        inc.reopened += 1;
+        transition(
+            inc,
+            now,
+            format!(
+                "reopened: signals came back {} after resolving",
+                nightshift_core::format_duration(now - was)
+            ),
+        );
+        if !inc.flapping && st.reopens.len() >= flap_reopens {
+            inc.flapping = true;
+            transition(
+                inc,
+                now,
+                format!(
+                    "flapping: reopened {} times within {}; it now waits {} of quiet before resolving",
+                    st.reopens.len(),
+                    nightshift_core::format_duration(window),
+                    nightshift_core::format_duration(3 * self.cfg.resolve_after)
+                ),
+            );
+        }
+    }
+
+    /// Marks an incident as acknowledged by `by`. Acknowledging it again changes nothing.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Millis,
+    ) -> Result<&Incident, LifecycleError> {
+        let st = self
+            .incidents
+            .iter_mut()
+            .find(|s| s.incident.id == id)
+            .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
+        let inc = &mut st.incident;
+        match inc.status {
+            IncidentStatus::Resolved => return Err(LifecycleError::Resolved(id.to_string())),
+            IncidentStatus::Acknowledged => {}
+            IncidentStatus::Open => {
+                inc.status = IncidentStatus::Acknowledged;
+                inc.acknowledged_at = Some(now);
+                inc.acknowledged_by = Some(by.to_string());
+                inc.updated_at = inc.updated_at.max(now);
+                transition(inc, now, format!("acknowledged by {by}"));
+            }
+        }
+        Ok(inc)
     }
 
     pub fn incident(&self, id: &str) -> Option<&Incident> {
@@ -698,10 +817,175 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
     };
 }
 
+/// Puts a status change on the timeline. Transitions are few and always recorded, past the
+/// timeline's cap on evidence lines.
+fn transition(inc: &mut Incident, ts: Millis, text: String) {
+    let entity = inc
+        .hypotheses
+        .first()
+        .map(|h| h.entity.clone())
+        .or_else(|| inc.timeline.first().map(|t| t.entity.clone()))
+        .unwrap_or_else(|| Entity::service("?"));
+    inc.timeline.push(TimelineEntry {
+        ts,
+        kind: EvidenceKind::Lifecycle,
+        entity,
+        text,
+    });
+}
+
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nightshift_core::{Direction, SeriesKey};
+
+    fn anomaly(service: &str, metric: &str, class: SignalClass, ts: Millis) -> Anomaly {
+        Anomaly {
+            series: SeriesKey::new(metric, &[("service", service)]),
+            entity: Entity::service(service),
+            class,
+            ts,
+            score: 0.9,
+            value: 10.0,
+            expected: 1.0,
+            lower: 0.0,
+            upper: 2.0,
+            direction: Direction::Up,
+            detector: "test".into(),
+            promql: metric.into(),
+        }
+    }
+
+    /// `gateway` calls `search → elastic` and `users → users-db`.
+    fn correlator() -> Correlator {
+        let mut c = Correlator::default();
+        let t = c.topology_mut();
+        t.add_call("gateway", "search");
+        t.add_call("search", "elastic");
+        t.add_call("gateway", "users");
+        t.add_call("users", "users-db");
+        c
+    }
+
+    /// Feeds one saturation anomaly on `service` and one latency anomaly on `caller` per
+    /// minute from `from` to `to` (exclusive), advancing the correlator each minute.
+    fn fault(c: &mut Correlator, service: &str, caller: &str, from: Millis, to: Millis) {
+        let mut t = from;
+        while t < to {
+            c.observe_anomaly(&anomaly(service, "cpu", SignalClass::Saturation, t));
+            c.observe_anomaly(&anomaly(caller, "latency", SignalClass::Latency, t));
+            c.advance(t);
+            t += MINUTE;
+        }
+    }
+
+    fn quiet(c: &mut Correlator, from: Millis, to: Millis) {
+        let mut t = from;
+        while t < to {
+            c.advance(t);
+            t += MINUTE;
+        }
+    }
+
+    #[test]
+    fn a_concurrent_fault_off_the_suspects_path_opens_its_own_incident() {
+        let mut c = correlator();
+        fault(&mut c, "elastic", "search", 0, 5 * MINUTE);
+        fault(&mut c, "users-db", "users", 5 * MINUTE, 10 * MINUTE);
+        let incidents: Vec<&Incident> = c.incidents().collect();
+        assert_eq!(incidents.len(), 2, "{incidents:#?}");
+        assert_eq!(
+            incidents[0].hypotheses[0].entity,
+            Entity::service("elastic")
+        );
+        assert_eq!(
+            incidents[1].hypotheses[0].entity,
+            Entity::service("users-db")
+        );
+        // The gateway calls both: its latency is explained by either.
+        c.observe_anomaly(&anomaly(
+            "gateway",
+            "latency",
+            SignalClass::Latency,
+            10 * MINUTE,
+        ));
+        c.advance(10 * MINUTE);
+        assert_eq!(c.incidents().count(), 2);
+    }
+
+    #[test]
+    fn lifecycle_acknowledge_resolve_reopen_and_flap_all_on_the_timeline() {
+        let mut c = correlator();
+        fault(&mut c, "users-db", "users", 0, 5 * MINUTE);
+        let id = c.incidents().next().expect("an incident").id.clone();
+        assert!(matches!(
+            c.acknowledge("inc-9999", "ana", MINUTE),
+            Err(LifecycleError::NotFound(_))
+        ));
+        let inc = c.acknowledge(&id, "ana", 5 * MINUTE).expect("acknowledged");
+        assert_eq!(inc.status, IncidentStatus::Acknowledged);
+        assert_eq!(inc.acknowledged_by.as_deref(), Some("ana"));
+        // Still attached to while acknowledged, and resolved once quiet.
+        fault(&mut c, "users-db", "users", 5 * MINUTE, 6 * MINUTE);
+        quiet(&mut c, 6 * MINUTE, 20 * MINUTE);
+        let inc = c.incident(&id).expect("kept");
+        assert_eq!(inc.status, IncidentStatus::Resolved);
+        assert!(matches!(
+            c.acknowledge(&id, "ana", 20 * MINUTE),
+            Err(LifecycleError::Resolved(_))
+        ));
+        // A relapse within the reopen window reopens it rather than opening a new one.
+        fault(&mut c, "users-db", "users", 25 * MINUTE, 28 * MINUTE);
+        assert_eq!(c.incidents().count(), 1);
+        let inc = c.incident(&id).expect("kept");
+        assert_eq!(inc.status, IncidentStatus::Open);
+        assert_eq!((inc.reopened, inc.flapping), (1, false));
+        quiet(&mut c, 28 * MINUTE, 40 * MINUTE);
+        assert_eq!(
+            c.incident(&id).map(|i| i.status),
+            Some(IncidentStatus::Resolved)
+        );
+        // A second relapse within the hour: flapping, and it now needs longer to resolve.
+        fault(&mut c, "users-db", "users", 45 * MINUTE, 48 * MINUTE);
+        let inc = c.incident(&id).expect("kept");
+        assert_eq!((inc.reopened, inc.flapping), (2, true));
+        quiet(&mut c, 48 * MINUTE, 62 * MINUTE);
+        assert_eq!(
+            c.incident(&id).map(|i| i.status),
+            Some(IncidentStatus::Open)
+        );
+        quiet(&mut c, 62 * MINUTE, 80 * MINUTE);
+        let inc = c.incident(&id).expect("kept");
+        assert_eq!(inc.status, IncidentStatus::Resolved);
+        let transitions: Vec<&str> = inc
+            .timeline
+            .iter()
+            .filter(|t| t.kind == EvidenceKind::Lifecycle)
+            .map(|t| t.text.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            transitions,
+            [
+                "opened",
+                "acknowledged by ana",
+                "resolved",
+                "reopened",
+                "resolved",
+                "reopened",
+                "flapping",
+                "resolved"
+            ]
+        );
+        // Past the reopen window, the same fault is a new incident.
+        fault(&mut c, "users-db", "users", 200 * MINUTE, 205 * MINUTE);
+        assert_eq!(c.incidents().count(), 2);
     }
 }

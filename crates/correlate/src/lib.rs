@@ -11,6 +11,6 @@ pub mod rank;
 pub mod recorded;
 
 pub use dedup::{AlertDeduper, AlertOutcome};
-pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate};
+pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError};
 pub use nightshift_core::LogPattern;
 pub use rank::{RankConfig, rank};

@@ -1,6 +1,5 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
-mod api;
 mod config;
 mod detect;
 mod eval;

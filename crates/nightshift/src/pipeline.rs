@@ -2,7 +2,9 @@
 //! track log templates, and correlate everything into incidents. One instance per cluster.
 
 use nightshift_core::{Alert, Anomaly, Change, Event, LogRecord, Millis, SeriesKey, SpanEdge};
-use nightshift_correlate::{AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate};
+use nightshift_correlate::{
+    AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
+};
 use nightshift_detect::logpattern::LogTemplateTracker;
 use nightshift_detect::{DetectorBank, Overrides, SignalDeriver};
 
@@ -137,6 +139,16 @@ impl Pipeline {
         }
         eval.updates = self.correlator.advance(ts);
         eval
+    }
+
+    /// Marks an open incident as acknowledged by `by`.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Millis,
+    ) -> Result<&nightshift_core::Incident, LifecycleError> {
+        self.correlator.acknowledge(id, by, now)
     }
 
     pub fn correlator(&self) -> &Correlator {

@@ -277,6 +277,37 @@ fn an_alert_storm_becomes_a_stored_incident_raised_in_alertmanager() {
     );
     assert_eq!(get(ns, "/api/v1/incidents/inc-none").0, 404);
     assert_eq!(get(ns, "/api/v1/incidents?status=sideways").0, 400);
+
+    // Acknowledged by someone: the answer is the incident as stored, with the transition on
+    // its timeline, and it lists as acknowledged.
+    let ack = format!("/api/v1/incidents/{id}/acknowledge");
+    let (code, body) = http(ns, "POST", &ack, &JSON, br#"{"by": "ana"}"#);
+    assert_eq!(code, 200, "{body}");
+    let acked: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "ana");
+    let (_, body) = get(ns, &format!("/api/v1/incidents/{id}"));
+    let stored: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(stored["status"], "acknowledged", "{body}");
+    assert!(
+        stored["timeline"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|e| e["kind"] == "lifecycle" && e["text"] == "acknowledged by ana")),
+        "{body}"
+    );
+    let (_, body) = get(ns, "/api/v1/incidents?status=acknowledged");
+    assert!(body.contains(&id), "{body}");
+    let (code, body) = http(ns, "POST", &ack, &JSON, br#"{"who": "ana"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("by"), "{body}");
+    let (code, body) = http(
+        ns,
+        "POST",
+        "/api/v1/incidents/inc-none/acknowledge",
+        &JSON,
+        b"",
+    );
+    assert_eq!(code, 404, "{body}");
     assert_eq!(get(ns, "/api/v1/anomalies?limit=nope").0, 400);
 
     // And Alertmanager has it, with the root cause and a link back.

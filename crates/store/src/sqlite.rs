@@ -30,7 +30,7 @@ const FILE_POOL_SIZE: u32 = 4;
 /// Bound parameters per `IN (...)` list, well under SQLite's and PostgreSQL's limits.
 const IN_CHUNK: usize = 500;
 
-const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes";
+const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping";
 
 /// A [`Store`] in SQLite.
 ///
@@ -120,11 +120,14 @@ impl Store for SqliteStore {
 
         sqlx::query(
             "INSERT INTO incidents (id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, \
-             anomaly_count, changes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET title = excluded.title, status = excluded.status, \
              opened_at = excluded.opened_at, updated_at = excluded.updated_at, resolved_at = excluded.resolved_at, \
              blast_radius = excluded.blast_radius, alerts = excluded.alerts, \
-             anomaly_count = excluded.anomaly_count, changes = excluded.changes",
+             anomaly_count = excluded.anomaly_count, changes = excluded.changes, \
+             acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
+             reopened = excluded.reopened, flapping = excluded.flapping",
         )
         .bind(id)
         .bind(incident.title.as_str())
@@ -136,6 +139,10 @@ impl Store for SqliteStore {
         .bind(to_json(&what("alerts"), &incident.alerts)?)
         .bind(to_i64(&what("anomaly count"), incident.anomaly_count)?)
         .bind(to_json(&what("changes"), &incident.changes)?)
+        .bind(incident.acknowledged_at)
+        .bind(incident.acknowledged_by.as_deref())
+        .bind(i64::from(incident.reopened))
+        .bind(incident.flapping)
         .execute(&mut *tx)
         .await?;
 
@@ -404,6 +411,10 @@ fn incident_from_row(row: &SqliteRow) -> Result<Incident, StoreError> {
         opened_at: row.try_get("opened_at")?,
         updated_at: row.try_get("updated_at")?,
         resolved_at: row.try_get("resolved_at")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        reopened: from_i64(&what("reopened count"), row.try_get("reopened")?)?,
+        flapping: row.try_get("flapping")?,
         blast_radius: from_json(&what("blast radius"), row.try_get("blast_radius")?)?,
         alerts: from_json(&what("alerts"), row.try_get("alerts")?)?,
         anomaly_count: from_i64(&what("anomaly count"), row.try_get("anomaly_count")?)?,

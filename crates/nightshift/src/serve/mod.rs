@@ -8,6 +8,7 @@
 //! with backoff, so memory stays bounded under any burst and nothing that was answered 2xx is
 //! dropped.
 
+mod api;
 mod metrics;
 mod receivers;
 mod worker;
@@ -16,7 +17,6 @@ use self::metrics::*;
 pub(crate) use self::receivers::text;
 use self::receivers::*;
 use self::worker::*;
-use crate::api;
 use crate::config::Config;
 use crate::notify::{
     self, Notice, NotifyMetrics, anomaly_alert, anomaly_resolved, incident_notice,
@@ -63,14 +63,31 @@ type Labels = Vec<(String, String)>;
 enum Record {
     Incident(Box<Incident>),
     Anomalies(Vec<Anomaly>),
+    /// An incident someone changed by request; `reply` gets it once it is in the database.
+    Requested {
+        incident: Box<Incident>,
+        reply: Reply,
+    },
 }
 
 /// Writes what the pipeline thread finds to the store, in order, until the thread is done.
 async fn record(store: SqliteStore, mut rx: tokio::sync::mpsc::Receiver<Record>) {
     while let Some(r) = rx.recv().await {
-        let result = match &r {
-            Record::Incident(i) => store.upsert_incident(i).await,
-            Record::Anomalies(a) => store.record_anomalies(a).await,
+        let result = match r {
+            Record::Incident(i) => store.upsert_incident(&i).await,
+            Record::Anomalies(a) => store.record_anomalies(&a).await,
+            Record::Requested { incident, reply } => {
+                let result = store.upsert_incident(&incident).await;
+                let answer = match &result {
+                    Ok(()) => Ok(*incident),
+                    Err(e) => Err((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot store the incident ({e}); retry later"),
+                    )),
+                };
+                let _ = reply.send(answer);
+                result
+            }
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot record a finding in the database");
@@ -89,7 +106,17 @@ enum Work {
     Changes(Vec<Change>),
     /// What the Kubernetes watchers found (its changes already stored).
     Cluster(crate::kube_watch::ClusterNews),
+    /// Someone acknowledges an incident; `reply` gets the incident as changed, once stored.
+    Acknowledge {
+        id: String,
+        by: String,
+        reply: Reply,
+    },
 }
+
+/// The answer to a request on an incident: the incident as changed and stored, or the status
+/// and message of the refusal.
+type Reply = tokio::sync::oneshot::Sender<Result<Incident, (axum::http::StatusCode, String)>>;
 
 pub(crate) struct App {
     queue: SyncSender<Work>,
@@ -240,6 +267,7 @@ async fn run(config: Config) -> Result<()> {
         .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
+        .route("/api/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/topology", get(api::topology))
         .route("/metrics", get(metrics_page))

@@ -2,6 +2,8 @@
 //! the derived signals on its interval, and hands findings to the recorder and the notifier.
 
 use super::*;
+use axum::http::StatusCode;
+use nightshift_correlate::LifecycleError;
 
 /// Where the worker's findings go: the recorder (the store), the topology the read API serves,
 /// and, when an Alertmanager is configured, the notifier.
@@ -32,7 +34,7 @@ impl Outbox {
 }
 
 /// Feeds one queued batch to the pipeline.
-fn apply(pipeline: &mut Pipeline, work: Work) {
+fn apply(pipeline: &mut Pipeline, work: Work, out: &Outbox) {
     match work {
         Work::Samples(batch) => {
             for (key, ts, value) in &batch.samples {
@@ -52,6 +54,20 @@ fn apply(pipeline: &mut Pipeline, work: Work) {
         }
         Work::Changes(list) => list.iter().for_each(|c| pipeline.ingest_change(c)),
         Work::Logs(logs) => logs.iter().for_each(|l| pipeline.ingest_log(l)),
+        Work::Acknowledge { id, by, reply } => match pipeline.acknowledge(&id, &by, now_ms()) {
+            // Answered by the recorder once written, behind the findings queued before it.
+            Ok(incident) => out.record(Record::Requested {
+                incident: Box::new(incident.clone()),
+                reply,
+            }),
+            Err(e) => {
+                let status = match e {
+                    LifecycleError::NotFound(_) => StatusCode::NOT_FOUND,
+                    LifecycleError::Resolved(_) => StatusCode::CONFLICT,
+                };
+                let _ = reply.send(Err((status, e.to_string())));
+            }
+        },
     }
 }
 
@@ -110,7 +126,7 @@ pub(super) fn work(
                     }
                     metrics.watched_series.set(watch.len() as i64);
                 }
-                apply(&mut pipeline, work);
+                apply(&mut pipeline, work, out);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,

@@ -127,6 +127,10 @@ fn incident(id: &str, opened_at: Millis) -> Incident {
         opened_at,
         updated_at: opened_at + 60_000,
         resolved_at: None,
+        acknowledged_at: None,
+        acknowledged_by: None,
+        reopened: 0,
+        flapping: false,
         blast_radius: BlastRadius {
             entities: vec![Entity::service("checkout"), Entity::service("frontend")],
             entry_points: vec!["frontend".to_string()],

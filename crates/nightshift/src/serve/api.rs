@@ -2,7 +2,7 @@
 //! first and bounded (`limit`, at most 10,000; 1,000 by default); a bad query parameter is a 400
 //! naming it.
 
-use crate::serve::{App, text};
+use super::{App, Work, enqueue, text};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -18,7 +18,7 @@ const MAX_LIMIT: u32 = 10_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ListQuery {
+pub(super) struct ListQuery {
     status: Option<String>,
     entity: Option<String>,
     since: Option<Millis>,
@@ -44,12 +44,12 @@ fn listed<T: Serialize>(what: &str, r: Result<Vec<T>, StoreError>) -> Response {
     }
 }
 
-/// The query of a list with a status (alerts, incidents): `status` one of `choices` (first the
-/// active state, then the ended one), no `entity`.
+/// The query of a list with a status (alerts, incidents): `status` one of `choices`, no
+/// `entity`.
 fn status_query<T: Copy>(
     what: &str,
     query: Result<Query<ListQuery>, QueryRejection>,
-    choices: [(&str, T); 2],
+    choices: &[(&str, T)],
 ) -> Result<(ListQuery, Option<T>), Box<Response>> {
     let q = query.map_err(|e| Box::new(bad(what, e)))?.0;
     let status = match q.status.as_deref() {
@@ -57,10 +57,10 @@ fn status_query<T: Copy>(
         Some(s) => match choices.iter().find(|(name, _)| *name == s) {
             Some((_, v)) => Some(*v),
             None => {
-                let (a, b) = (choices[0].0, choices[1].0);
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
                 return Err(Box::new(bad(
                     what,
-                    format!("status {s:?} is neither {a} nor {b}"),
+                    format!("status {s:?} is not one of {}", names.join(", ")),
                 )));
             }
         },
@@ -72,7 +72,7 @@ fn status_query<T: Copy>(
 }
 
 /// `GET /api/v1/alerts?status=firing|resolved&since=MS&limit=N`: stored alerts.
-pub(crate) async fn alerts(
+pub(super) async fn alerts(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
@@ -80,7 +80,7 @@ pub(crate) async fn alerts(
         ("firing", AlertStatus::Firing),
         ("resolved", AlertStatus::Resolved),
     ];
-    let (q, status) = match status_query("alerts", query, choices) {
+    let (q, status) = match status_query("alerts", query, &choices) {
         Ok(ok) => ok,
         Err(r) => return *r,
     };
@@ -93,15 +93,16 @@ pub(crate) async fn alerts(
 }
 
 /// `GET /api/v1/incidents?status=open|resolved&since=MS&limit=N`: incidents by `opened_at`.
-pub(crate) async fn incidents(
+pub(super) async fn incidents(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let choices = [
         ("open", IncidentStatus::Open),
+        ("acknowledged", IncidentStatus::Acknowledged),
         ("resolved", IncidentStatus::Resolved),
     ];
-    let (q, status) = match status_query("incidents", query, choices) {
+    let (q, status) = match status_query("incidents", query, &choices) {
         Ok(ok) => ok,
         Err(r) => return *r,
     };
@@ -114,7 +115,7 @@ pub(crate) async fn incidents(
 }
 
 /// `GET /api/v1/incidents/{id}`: one incident with its hypotheses, evidence and timeline.
-pub(crate) async fn incident(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+pub(super) async fn incident(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     match app.store.incident(&id).await {
         Ok(Some(i)) => Json(i).into_response(),
         Ok(None) => text(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
@@ -125,8 +126,55 @@ pub(crate) async fn incident(State(app): State<Arc<App>>, Path(id): Path<String>
     }
 }
 
+/// Who acknowledges, in the optional JSON body of an acknowledgement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acknowledgement {
+    by: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/acknowledge` with an optional body `{"by": "NAME"}`: marks an
+/// open incident as acknowledged. The answer is the incident as stored: 404 for an incident
+/// this server does not track, 409 for a resolved one.
+pub(super) async fn acknowledge(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let what = format!("acknowledge {id}");
+    let ack: Acknowledgement = if body.iter().all(u8::is_ascii_whitespace) {
+        Acknowledgement::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => {
+                return bad(
+                    &what,
+                    format!("the body must be {{\"by\": \"NAME\"}} ({e})"),
+                );
+            }
+        }
+    };
+    let by = ack.by.unwrap_or_else(|| "api".to_string());
+    if by.trim().is_empty() || by.len() > 200 {
+        return bad(&what, "`by` must name someone, in at most 200 bytes");
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if let Some(busy) = enqueue(&app, Work::Acknowledge { id, by, reply }, &what) {
+        return busy;
+    }
+    match answer.await {
+        Ok(Ok(incident)) => Json(incident).into_response(),
+        Ok(Err((status, message))) => text(status, format!("{what}: {message}")),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what}: shutting down"),
+        ),
+    }
+}
+
 /// `GET /api/v1/anomalies?entity=NAME&since=MS&limit=N`: anomaly reports on derived signals.
-pub(crate) async fn anomalies(
+pub(super) async fn anomalies(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
@@ -146,7 +194,7 @@ pub(crate) async fn anomalies(
 }
 
 /// `GET /api/v1/topology`: the call graph and placement learned so far.
-pub(crate) async fn topology(State(app): State<Arc<App>>) -> Response {
+pub(super) async fn topology(State(app): State<Arc<App>>) -> Response {
     let snapshot = app
         .topology
         .lock()
@@ -156,7 +204,7 @@ pub(crate) async fn topology(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /api/v1/changes?since=MS&limit=N`: recorded deploys and other changes.
-pub(crate) async fn changes(
+pub(super) async fn changes(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
