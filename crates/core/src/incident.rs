@@ -154,6 +154,82 @@ pub struct BlastRadius {
     pub entry_points: Vec<String>,
 }
 
+/// How urgent a burn is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BurnSeverity {
+    /// 6× over 6 h and 30 min.
+    Ticket,
+    /// 14.4× over 1 h and 5 min.
+    Page,
+}
+
+impl BurnSeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BurnSeverity::Ticket => "ticket",
+            BurnSeverity::Page => "page",
+        }
+    }
+}
+
+/// One service's burn rates at one moment, for an incident to show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloBurn {
+    pub service: String,
+    /// The availability objective, e.g. 0.999.
+    pub objective: f64,
+    pub severity: BurnSeverity,
+    pub burn_5m: f64,
+    pub burn_30m: f64,
+    pub burn_1h: f64,
+    pub burn_6h: f64,
+    pub ts: Millis,
+}
+
+impl SloBurn {
+    /// One line a person reads.
+    pub fn summary(&self) -> String {
+        let (long, short, lw, sw) = match self.severity {
+            BurnSeverity::Page => (self.burn_1h, self.burn_5m, "1h", "5m"),
+            BurnSeverity::Ticket => (self.burn_6h, self.burn_30m, "6h", "30m"),
+        };
+        let objective = format!("{:.4}", self.objective * 100.0);
+        let objective = objective.trim_end_matches('0').trim_end_matches('.');
+        format!(
+            "{} burns its {objective}% error budget {long:.1}× over {lw} and {short:.1}× over {sw}",
+            self.service
+        )
+    }
+}
+
+/// How urgently an incident needs people, from its users' point of view.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub enum Priority {
+    /// A user-facing service burns its error budget at the page rate.
+    P1,
+    /// The page rate on an internal service, or the ticket rate on a user-facing one.
+    P2,
+    /// The ticket rate on an internal service, or user-facing services showing symptoms.
+    P3,
+    /// No error budget burning and no user-facing symptom.
+    #[default]
+    P4,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+            Priority::P4 => "P4",
+        }
+    }
+}
+
 /// One line of an incident's timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
@@ -182,6 +258,11 @@ pub struct Incident {
     /// Resolving and relapsing repeatedly; it then waits longer before resolving again.
     #[serde(default)]
     pub flapping: bool,
+    #[serde(default)]
+    pub priority: Priority,
+    /// Services of the incident burning their error budget, at the worst seen.
+    #[serde(default)]
+    pub slo: Vec<SloBurn>,
     pub blast_radius: BlastRadius,
     /// Distinct alert fingerprints grouped here.
     pub alerts: Vec<String>,

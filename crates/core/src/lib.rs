@@ -12,8 +12,8 @@ pub mod topology;
 
 pub use alert::{Alert, AlertStatus};
 pub use incident::{
-    Anomaly, BlastRadius, Direction, Evidence, EvidenceKind, Hypothesis, Incident, IncidentStatus,
-    SignalClass, TimelineEntry,
+    Anomaly, BlastRadius, BurnSeverity, Direction, Evidence, EvidenceKind, Hypothesis, Incident,
+    IncidentStatus, Priority, SignalClass, SloBurn, TimelineEntry,
 };
 pub use resource::{Entity, EntityKind, Resource};
 pub use series::{Sample, SeriesKey};

@@ -11,11 +11,13 @@
 use crate::dedup::{AlertDeduper, AlertOutcome};
 use crate::facts::{AlertFact, EdgeFact, EntityFacts, SeriesFact};
 use crate::rank::{RankConfig, rank};
+use crate::slo::SloTracker;
 use nightshift_core::LogPattern;
 use nightshift_core::{
     Alert, Anomaly, BlastRadius, Change, Entity, EntityKind, Event, EventType, EvidenceKind,
     Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,
 };
+use nightshift_core::{BurnSeverity, Priority};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Hypotheses scoring at least this share of the top one count as leading suspects when deciding
@@ -39,6 +41,8 @@ pub struct CorrelatorConfig {
     /// stays quiet three times `resolve_after` before resolving again.
     pub flap_window: Millis,
     pub flap_reopens: usize,
+    /// The availability objective every service's error budget is measured against.
+    pub slo_objective: f64,
 }
 
 impl Default for CorrelatorConfig {
@@ -54,6 +58,7 @@ impl Default for CorrelatorConfig {
             reopen_window: 30 * MINUTE,
             flap_window: 60 * MINUTE,
             flap_reopens: 2,
+            slo_objective: 0.999,
         }
     }
 }
@@ -113,6 +118,7 @@ pub struct Correlator {
     incidents: Vec<IncidentState>,
     pending: Vec<Observation>,
     next_id: u64,
+    slo: SloTracker,
 }
 
 impl Default for Correlator {
@@ -124,13 +130,14 @@ impl Default for Correlator {
 impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Self {
         Self {
-            cfg,
             topology: Topology::new(),
             dedup: AlertDeduper::new(),
             changes: VecDeque::new(),
             incidents: Vec::new(),
             pending: Vec::new(),
             next_id: 1,
+            slo: SloTracker::new(cfg.slo_objective),
+            cfg,
         }
     }
 
@@ -205,6 +212,16 @@ impl Correlator {
             entity: p.entity.clone(),
             fact: Fact::Log(Box::new(p.clone())),
         });
+    }
+
+    /// A service's request rate (per second) and error ratio at one evaluation, for its error
+    /// budget's burn rate.
+    pub fn observe_traffic(&mut self, service: &str, ts: Millis, requests: f64, error_ratio: f64) {
+        self.slo.observe(service, ts, requests, error_ratio);
+    }
+
+    pub fn slo(&self) -> &SloTracker {
+        &self.slo
     }
 
     pub fn observe_change(&mut self, c: &Change) {
@@ -491,6 +508,11 @@ impl Correlator {
                 out.push((st.incident.id.clone(), IncidentUpdate::Resolved));
             }
         }
+        for st in &mut self.incidents {
+            if st.incident.status.is_active() && burn_slo(st, &self.slo, &self.topology, now) {
+                st.dirty = true;
+            }
+        }
         let changes: Vec<Change> = self.changes.iter().cloned().collect();
         for st in &mut self.incidents {
             if !st.dirty {
@@ -565,6 +587,8 @@ impl Correlator {
                 acknowledged_by: None,
                 reopened: 0,
                 flapping: false,
+                priority: Priority::P4,
+                slo: Vec::new(),
                 blast_radius: BlastRadius::default(),
                 alerts: Vec::new(),
                 anomaly_count: 0,
@@ -817,6 +841,58 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
     };
 }
 
+/// Updates the burn rates of the incident's services and its priority; true when either changed.
+/// Each service keeps its worst burn seen while the incident lasts.
+fn burn_slo(st: &mut IncidentState, slo: &SloTracker, topo: &Topology, now: Millis) -> bool {
+    let inc = &mut st.incident;
+    let mut changed = false;
+    for e in st.facts.keys().filter(|e| e.kind == EntityKind::Service) {
+        let Some(burn) = slo.alerting(&e.name, now) else {
+            continue;
+        };
+        match inc.slo.iter_mut().find(|b| b.service == burn.service) {
+            Some(b) if b.severity > burn.severity => {}
+            Some(b) if b.severity == burn.severity => {
+                if burn.burn_5m > b.burn_5m {
+                    *b = burn;
+                }
+            }
+            _ => {
+                inc.timeline.push(TimelineEntry {
+                    ts: now,
+                    kind: EvidenceKind::Anomaly,
+                    entity: e.clone(),
+                    text: format!("SLO {}: {}", burn.severity.as_str(), burn.summary()),
+                });
+                inc.slo.retain(|b| b.service != burn.service);
+                inc.slo.push(burn);
+                changed = true;
+            }
+        }
+    }
+    let entry: BTreeSet<&str> = topo.entry_points().into_iter().collect();
+    let user_facing = |s: &str| entry.contains(s);
+    let worst = |user: bool| {
+        inc.slo
+            .iter()
+            .filter(|b| user_facing(&b.service) == user)
+            .map(|b| b.severity)
+            .max()
+    };
+    let priority = match (worst(true), worst(false)) {
+        (Some(BurnSeverity::Page), _) => Priority::P1,
+        (_, Some(BurnSeverity::Page)) | (Some(BurnSeverity::Ticket), _) => Priority::P2,
+        (_, Some(BurnSeverity::Ticket)) => Priority::P3,
+        _ if !inc.blast_radius.entry_points.is_empty() => Priority::P3,
+        _ => Priority::P4,
+    };
+    if priority != inc.priority {
+        inc.priority = priority;
+        changed = true;
+    }
+    changed
+}
+
 /// Puts a status change on the timeline. Transitions are few and always recorded, past the
 /// timeline's cap on evidence lines.
 fn transition(inc: &mut Incident, ts: Millis, text: String) {
@@ -919,6 +995,44 @@ mod tests {
         ));
         c.advance(10 * MINUTE);
         assert_eq!(c.incidents().count(), 2);
+    }
+
+    #[test]
+    fn a_user_facing_error_budget_burning_fast_makes_the_incident_p1() {
+        let mut c = correlator();
+        for m in 0..60 {
+            c.observe_traffic("gateway", m * MINUTE, 100.0, 0.0001);
+            c.observe_traffic("users", m * MINUTE, 50.0, 0.0001);
+        }
+        // users-db fails; users returns 10% errors (100× the 99.9% budget), the gateway 5%.
+        let mut t = 60 * MINUTE;
+        while t < 70 * MINUTE {
+            c.observe_traffic("gateway", t, 100.0, 0.05);
+            c.observe_traffic("users", t, 50.0, 0.1);
+            c.observe_anomaly(&anomaly("users-db", "cpu", SignalClass::Saturation, t));
+            c.observe_anomaly(&anomaly("users", "errors", SignalClass::Errors, t));
+            c.advance(t);
+            t += MINUTE;
+        }
+        let inc = c.incidents().next().expect("an incident");
+        // Only users is in the incident so far: an internal service paging is P2.
+        assert_eq!(inc.priority, Priority::P2, "{:?}", inc.slo);
+        assert_eq!(inc.slo.len(), 1);
+        assert_eq!(inc.slo[0].service, "users");
+        // The gateway's errors join it: a user-facing page.
+        while t < 82 * MINUTE {
+            c.observe_traffic("gateway", t, 100.0, 0.05);
+            c.observe_anomaly(&anomaly("gateway", "errors", SignalClass::Errors, t));
+            c.advance(t);
+            t += MINUTE;
+        }
+        let inc = c.incidents().next().expect("an incident");
+        assert_eq!(inc.priority, Priority::P1, "{:?}", inc.slo);
+        assert!(
+            inc.timeline
+                .iter()
+                .any(|e| e.text.starts_with("SLO page: gateway burns"))
+        );
     }
 
     #[test]

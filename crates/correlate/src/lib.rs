@@ -9,8 +9,10 @@ pub mod facts;
 pub mod grouping;
 pub mod rank;
 pub mod recorded;
+pub mod slo;
 
 pub use dedup::{AlertDeduper, AlertOutcome};
 pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError};
 pub use nightshift_core::LogPattern;
 pub use rank::{RankConfig, rank};
+pub use slo::SloTracker;

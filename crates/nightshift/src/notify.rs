@@ -94,6 +94,11 @@ pub fn incident_alert(incident: &Incident, link: String) -> Outgoing {
     let mut annotations = BTreeMap::from([
         ("summary".to_string(), incident.title.clone()),
         ("link".to_string(), link),
+        // An annotation, not a label: a label that changes would make it another alert.
+        (
+            "priority".to_string(),
+            incident.priority.as_str().to_string(),
+        ),
     ]);
     if let Some(top) = incident.hypotheses.first() {
         labels.insert("service".into(), top.entity.name.clone());

@@ -1,7 +1,14 @@
 //! The detection-to-diagnosis pipeline: derive signals from raw telemetry, detect anomalies,
 //! track log templates, and correlate everything into incidents. One instance per cluster.
 
-use nightshift_core::{Alert, Anomaly, Change, Event, LogRecord, Millis, SeriesKey, SpanEdge};
+use nightshift_core::{
+    Alert, Anomaly, Change, EntityKind, Event, LogRecord, Millis, SeriesKey, SpanEdge,
+};
+use std::collections::BTreeMap;
+
+/// The derived series an error budget is measured on.
+const REQUESTS: &str = "service:http_requests:rate1m";
+const ERROR_RATIO: &str = "service:http_errors:ratio_rate1m";
 use nightshift_correlate::{
     AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
 };
@@ -122,12 +129,32 @@ impl Pipeline {
             }
         }
         let mut eval = Evaluation::default();
+        // Each service's request rate and error ratio, for its error budget.
+        let mut traffic: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
         for signal in self.deriver.flush(ts) {
             self.stats.signals += 1;
+            let slot = match signal.key.metric.as_str() {
+                REQUESTS => Some(0),
+                ERROR_RATIO => Some(1),
+                _ => None,
+            };
+            if let (Some(slot), EntityKind::Service) = (slot, signal.entity.kind) {
+                let t = traffic.entry(signal.entity.name.clone()).or_default();
+                if slot == 0 {
+                    t.0 = Some(signal.value);
+                } else {
+                    t.1 = Some(signal.value);
+                }
+            }
             if let Some(a) = self.detectors.observe(&signal)
                 && !learning
             {
                 eval.anomalies.push(a);
+            }
+        }
+        for (service, (requests, errors)) in traffic {
+            if let (Some(r), Some(e)) = (requests, errors) {
+                self.correlator.observe_traffic(&service, ts, r, e);
             }
         }
         for pattern in self.templates.flush(ts, learning) {

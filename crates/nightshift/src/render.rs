@@ -16,7 +16,14 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
         )
     };
     let mut s = String::new();
-    let _ = writeln!(s, "━━ {} · {} · {}", inc.id, inc.status.as_str(), inc.title);
+    let _ = writeln!(
+        s,
+        "━━ {} · {} · {} · {}",
+        inc.id,
+        inc.priority.as_str(),
+        inc.status.as_str(),
+        inc.title
+    );
     let resolved = inc
         .resolved_at
         .map(|r| format!(", resolved {}", rel(r)))
@@ -28,6 +35,17 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
         inc.alerts.len(),
         inc.anomaly_count
     );
+    if inc.reopened > 0 {
+        let _ = writeln!(
+            s,
+            "   reopened {} time(s){}",
+            inc.reopened,
+            if inc.flapping { " · flapping" } else { "" }
+        );
+    }
+    for b in &inc.slo {
+        let _ = writeln!(s, "   SLO {}: {}", b.severity.as_str(), b.summary());
+    }
     let names: Vec<String> = inc
         .blast_radius
         .entities

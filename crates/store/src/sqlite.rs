@@ -30,7 +30,7 @@ const FILE_POOL_SIZE: u32 = 4;
 /// Bound parameters per `IN (...)` list, well under SQLite's and PostgreSQL's limits.
 const IN_CHUNK: usize = 500;
 
-const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping";
+const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping, priority, slo";
 
 /// A [`Store`] in SQLite.
 ///
@@ -120,14 +120,15 @@ impl Store for SqliteStore {
 
         sqlx::query(
             "INSERT INTO incidents (id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, \
-             anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping, priority, slo) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET title = excluded.title, status = excluded.status, \
              opened_at = excluded.opened_at, updated_at = excluded.updated_at, resolved_at = excluded.resolved_at, \
              blast_radius = excluded.blast_radius, alerts = excluded.alerts, \
              anomaly_count = excluded.anomaly_count, changes = excluded.changes, \
              acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
-             reopened = excluded.reopened, flapping = excluded.flapping",
+             reopened = excluded.reopened, flapping = excluded.flapping, \
+             priority = excluded.priority, slo = excluded.slo",
         )
         .bind(id)
         .bind(incident.title.as_str())
@@ -143,6 +144,8 @@ impl Store for SqliteStore {
         .bind(incident.acknowledged_by.as_deref())
         .bind(i64::from(incident.reopened))
         .bind(incident.flapping)
+        .bind(enum_name(&what("priority"), &incident.priority)?)
+        .bind(to_json(&what("slo burns"), &incident.slo)?)
         .execute(&mut *tx)
         .await?;
 
@@ -415,6 +418,8 @@ fn incident_from_row(row: &SqliteRow) -> Result<Incident, StoreError> {
         acknowledged_by: row.try_get("acknowledged_by")?,
         reopened: from_i64(&what("reopened count"), row.try_get("reopened")?)?,
         flapping: row.try_get("flapping")?,
+        priority: parse_enum(&what("priority"), row.try_get("priority")?)?,
+        slo: from_json(&what("slo burns"), row.try_get("slo")?)?,
         blast_radius: from_json(&what("blast radius"), row.try_get("blast_radius")?)?,
         alerts: from_json(&what("alerts"), row.try_get("alerts")?)?,
         anomaly_count: from_i64(&what("anomaly count"), row.try_get("anomaly_count")?)?,

@@ -131,6 +131,8 @@ fn incident(id: &str, opened_at: Millis) -> Incident {
         acknowledged_by: None,
         reopened: 0,
         flapping: false,
+        priority: nightshift_core::Priority::P2,
+        slo: Vec::new(),
         blast_radius: BlastRadius {
             entities: vec![Entity::service("checkout"), Entity::service("frontend")],
             entry_points: vec!["frontend".to_string()],
