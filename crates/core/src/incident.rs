@@ -152,6 +152,35 @@ pub struct BlastRadius {
     pub entities: Vec<Entity>,
     /// Services with no callers (user-facing) that show symptoms.
     pub entry_points: Vec<String>,
+    /// Calls that went wrong, as `client → server`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Services that depend on the leading suspect, directly or not, and show no symptom yet.
+    #[serde(default)]
+    pub at_risk: Vec<String>,
+}
+
+/// An alert that is a symptom of the diagnosed cause: kept and shown with the incident, but
+/// not a lead of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InhibitedAlert {
+    pub alertname: String,
+    pub entity: Entity,
+    /// The leading suspect it is a symptom of.
+    pub cause: Entity,
+}
+
+/// An earlier incident like this one, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarIncident {
+    pub id: String,
+    pub title: String,
+    pub opened_at: Millis,
+    pub resolved_at: Option<Millis>,
+    /// In [0, 1]: shared root cause, fault signature and log templates.
+    pub similarity: f64,
+    /// What resolved it, e.g. "rollback of checkout (v2.4.0) 12m after it opened".
+    pub resolution: String,
 }
 
 /// How urgent a burn is.
@@ -263,6 +292,12 @@ pub struct Incident {
     /// Services of the incident burning their error budget, at the worst seen.
     #[serde(default)]
     pub slo: Vec<SloBurn>,
+    /// Alerts that are symptoms of the leading suspect.
+    #[serde(default)]
+    pub inhibited: Vec<InhibitedAlert>,
+    /// Earlier incidents like this one, most similar first.
+    #[serde(default)]
+    pub similar: Vec<SimilarIncident>,
     pub blast_radius: BlastRadius,
     /// Distinct alert fingerprints grouped here.
     pub alerts: Vec<String>,

@@ -13,7 +13,7 @@ pub mod topology;
 pub use alert::{Alert, AlertStatus};
 pub use incident::{
     Anomaly, BlastRadius, BurnSeverity, Direction, Evidence, EvidenceKind, Hypothesis, Incident,
-    IncidentStatus, Priority, SignalClass, SloBurn, TimelineEntry,
+    IncidentStatus, InhibitedAlert, Priority, SignalClass, SimilarIncident, SloBurn, TimelineEntry,
 };
 pub use resource::{Entity, EntityKind, Resource};
 pub use series::{Sample, SeriesKey};

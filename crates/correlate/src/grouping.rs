@@ -17,7 +17,7 @@ use nightshift_core::{
     Alert, Anomaly, BlastRadius, Change, Entity, EntityKind, Event, EventType, EvidenceKind,
     Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,
 };
-use nightshift_core::{BurnSeverity, Priority};
+use nightshift_core::{BurnSeverity, InhibitedAlert, Priority, SimilarIncident};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Hypotheses scoring at least this share of the top one count as leading suspects when deciding
@@ -87,6 +87,8 @@ struct IncidentState {
     dirty: bool,
     /// When it reopened, for flapping detection.
     reopens: Vec<Millis>,
+    /// What ended it, once resolved (for later incidents' history).
+    resolution: Option<String>,
 }
 
 /// What `advance` did to an incident.
@@ -500,6 +502,7 @@ impl Correlator {
                 st.incident.status = IncidentStatus::Resolved;
                 st.incident.resolved_at = Some(now);
                 st.incident.updated_at = now;
+                st.resolution = Some(resolution(&st.incident, &self.changes, now));
                 transition(
                     &mut st.incident,
                     now,
@@ -522,6 +525,14 @@ impl Correlator {
             refresh(st, &self.topology, &changes, &self.cfg);
             if !out.iter().any(|(id, _)| *id == st.incident.id) {
                 out.push((st.incident.id.clone(), IncidentUpdate::Updated));
+            }
+        }
+        for (id, update) in &out {
+            if *update != IncidentUpdate::Resolved
+                && let Some(i) = self.incidents.iter().position(|s| s.incident.id == *id)
+            {
+                let similar = self.similar_to(i);
+                self.incidents[i].incident.similar = similar;
             }
         }
         out
@@ -589,6 +600,8 @@ impl Correlator {
                 flapping: false,
                 priority: Priority::P4,
                 slo: Vec::new(),
+                inhibited: Vec::new(),
+                similar: Vec::new(),
                 blast_radius: BlastRadius::default(),
                 alerts: Vec::new(),
                 anomaly_count: 0,
@@ -608,6 +621,7 @@ impl Correlator {
                 last_activity: now,
                 dirty: true,
                 reopens: Vec::new(),
+                resolution: None,
             });
             let i = self.incidents.len() - 1;
             let mut obs = obs;
@@ -675,6 +689,55 @@ impl Correlator {
                 ),
             );
         }
+    }
+
+    /// Earlier resolved incidents like incident `i`, most similar first: the same leading
+    /// suspect weighs half, the same kind of cause a quarter, shared log templates the last
+    /// quarter (Jaccard overlap). Only those at least half similar, three at most.
+    fn similar_to(&self, i: usize) -> Vec<SimilarIncident> {
+        let st = &self.incidents[i];
+        let Some(top) = st.incident.hypotheses.first() else {
+            return Vec::new();
+        };
+        let templates = |s: &IncidentState| -> BTreeSet<String> {
+            s.facts
+                .values()
+                .flat_map(|f| f.logs.keys().cloned())
+                .collect()
+        };
+        let mine = templates(st);
+        let mut out: Vec<SimilarIncident> = self.incidents[..i]
+            .iter()
+            .filter(|p| p.incident.status == IncidentStatus::Resolved)
+            .filter_map(|p| {
+                let ptop = p.incident.hypotheses.first()?;
+                let theirs = templates(p);
+                let union = mine.union(&theirs).count();
+                let shared = if union == 0 {
+                    0.0
+                } else {
+                    mine.intersection(&theirs).count() as f64 / union as f64
+                };
+                let similarity = 0.5 * f64::from(u8::from(ptop.entity == top.entity))
+                    + 0.25 * f64::from(u8::from(ptop.cause == top.cause))
+                    + 0.25 * shared;
+                (similarity >= 0.5).then(|| SimilarIncident {
+                    id: p.incident.id.clone(),
+                    title: p.incident.title.clone(),
+                    opened_at: p.incident.opened_at,
+                    resolved_at: p.incident.resolved_at,
+                    similarity,
+                    resolution: p.resolution.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.similarity
+                .total_cmp(&a.similarity)
+                .then(b.opened_at.cmp(&a.opened_at))
+        });
+        out.truncate(3);
+        out
     }
 
     /// Marks an incident as acknowledged by `by`. Acknowledging it again changes nothing.
@@ -819,6 +882,37 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
         .map(|(e, _)| e.clone())
         .collect();
     let entry: BTreeSet<&str> = topo.entry_points().into_iter().collect();
+    let suspects: Vec<&Entity> = match inc.hypotheses.first() {
+        Some(top) => inc
+            .hypotheses
+            .iter()
+            .take_while(|h| h.score >= top.score * LEADING_SHARE)
+            .map(|h| &h.entity)
+            .collect(),
+        None => Vec::new(),
+    };
+    let endpoints: BTreeSet<String> = st
+        .facts
+        .iter()
+        .flat_map(|(e, f)| {
+            f.edges_in
+                .keys()
+                .map(move |(client, _)| format!("{client} → {}", e.name))
+        })
+        .collect();
+    let at_risk: BTreeSet<String> = suspects
+        .first()
+        .map(|s| {
+            topo.services
+                .iter()
+                .filter(|svc| {
+                    let e = Entity::service(svc.as_str());
+                    !affected.contains(&e) && topo.depends_on(&e, s)
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     inc.blast_radius = BlastRadius {
         entry_points: affected
             .iter()
@@ -826,7 +920,23 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
             .map(|e| e.name.clone())
             .collect(),
         entities: affected,
+        endpoints: endpoints.into_iter().collect(),
+        at_risk: at_risk.into_iter().collect(),
     };
+    // Alerts on entities that depend on a leading suspect are its symptoms.
+    inc.inhibited = st
+        .facts
+        .iter()
+        .filter_map(|(e, f)| {
+            let cause = suspects.iter().find(|s| topo.depends_on(e, s))?;
+            Some(f.alerts.keys().map(move |name| InhibitedAlert {
+                alertname: name.clone(),
+                entity: e.clone(),
+                cause: (*cause).clone(),
+            }))
+        })
+        .flatten()
+        .collect();
     inc.title = match inc.hypotheses.first() {
         Some(h) => {
             let n = inc.blast_radius.entities.len();
@@ -891,6 +1001,37 @@ fn burn_slo(st: &mut IncidentState, slo: &SloTracker, topo: &Topology, now: Mill
         changed = true;
     }
     changed
+}
+
+/// How a resolved incident ended: a change to one of its entities while it was open (a fix or a
+/// rollback), else recovery on its own, with who had acknowledged it.
+fn resolution(inc: &Incident, changes: &VecDeque<Change>, now: Millis) -> String {
+    let after = |ts: Millis| nightshift_core::format_duration(ts - inc.opened_at);
+    let involved = |target: &str| {
+        inc.hypotheses.iter().any(|h| h.entity.name == target)
+            || inc.blast_radius.entities.iter().any(|e| e.name == target)
+    };
+    let fix = changes
+        .iter()
+        .rfind(|c| c.ts >= inc.opened_at && c.ts <= now && involved(&c.target));
+    let acked = inc
+        .acknowledged_by
+        .as_deref()
+        .map(|by| format!(" (acknowledged by {by})"))
+        .unwrap_or_default();
+    match fix {
+        Some(c) => format!(
+            "{} of {}{} {} after it opened{acked}",
+            c.kind.as_str(),
+            c.target,
+            c.version
+                .as_deref()
+                .map(|v| format!(" ({v})"))
+                .unwrap_or_default(),
+            after(c.ts)
+        ),
+        None => format!("recovered on its own after {}{acked}", after(now)),
+    }
 }
 
 /// Puts a status change on the timeline. Transitions are few and always recorded, past the
@@ -1098,8 +1239,73 @@ mod tests {
                 "resolved"
             ]
         );
-        // Past the reopen window, the same fault is a new incident.
+        // Past the reopen window, the same fault is a new incident, which remembers the first
+        // one and how it ended.
         fault(&mut c, "users-db", "users", 200 * MINUTE, 205 * MINUTE);
         assert_eq!(c.incidents().count(), 2);
+        let new = c.incidents().last().expect("the new incident");
+        assert_eq!(new.similar.len(), 1, "{:?}", new.similar);
+        assert_eq!(new.similar[0].id, id);
+        assert!(new.similar[0].similarity >= 0.75);
+        assert!(
+            new.similar[0]
+                .resolution
+                .starts_with("recovered on its own after"),
+            "{}",
+            new.similar[0].resolution
+        );
+    }
+
+    #[test]
+    fn symptom_alerts_are_shown_under_their_cause_and_a_fix_is_remembered() {
+        let mut c = correlator();
+        let alert = |name: &str, service: &str, ts: Millis| {
+            let labels = BTreeMap::from([
+                ("alertname".to_string(), name.to_string()),
+                ("service".to_string(), service.to_string()),
+            ]);
+            Alert::firing(labels, BTreeMap::new(), ts)
+        };
+        fault(&mut c, "users-db", "users", 0, 3 * MINUTE);
+        c.observe_alert(&alert("HighErrorRate", "users", 3 * MINUTE));
+        c.observe_alert(&alert("PostgresTooManyConnections", "users-db", 3 * MINUTE));
+        fault(&mut c, "users-db", "users", 3 * MINUTE, 5 * MINUTE);
+        let inc = c.incidents().next().expect("an incident");
+        assert_eq!(inc.hypotheses[0].entity, Entity::service("users-db"));
+        let inhibited: Vec<(&str, &str)> = inc
+            .inhibited
+            .iter()
+            .map(|a| (a.alertname.as_str(), a.entity.name.as_str()))
+            .collect();
+        assert_eq!(inhibited, [("HighErrorRate", "users")]);
+        assert_eq!(inc.inhibited[0].cause, Entity::service("users-db"));
+        // The gateway calls users and shows nothing yet: at risk.
+        assert_eq!(inc.blast_radius.at_risk, ["gateway"]);
+        // A rollback of users-db while it is open is what resolved it.
+        c.observe_change(&Change {
+            id: "c1".into(),
+            ts: 6 * MINUTE,
+            kind: nightshift_core::ChangeKind::Rollback,
+            target: "users-db".into(),
+            version: Some("v1".into()),
+            description: String::new(),
+        });
+        let mut r = alert("HighErrorRate", "users", 3 * MINUTE);
+        r.status = nightshift_core::AlertStatus::Resolved;
+        c.observe_alert(&r);
+        let mut r = alert("PostgresTooManyConnections", "users-db", 3 * MINUTE);
+        r.status = nightshift_core::AlertStatus::Resolved;
+        c.observe_alert(&r);
+        quiet(&mut c, 6 * MINUTE, 20 * MINUTE);
+        fault(&mut c, "users-db", "users", 60 * MINUTE, 65 * MINUTE);
+        let new = c.incidents().last().expect("a second incident");
+        assert_eq!(c.incidents().count(), 2);
+        assert!(
+            new.similar[0]
+                .resolution
+                .starts_with("rollback of users-db (v1)"),
+            "{:?}",
+            new.similar
+        );
     }
 }

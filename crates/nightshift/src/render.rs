@@ -65,6 +65,41 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
             inc.blast_radius.entry_points.join(", ")
         );
     }
+    let lists = [
+        ("calls gone wrong", &inc.blast_radius.endpoints),
+        (
+            "at risk (depend on the cause, no symptom yet)",
+            &inc.blast_radius.at_risk,
+        ),
+    ];
+    for (what, list) in lists {
+        if !list.is_empty() {
+            let _ = writeln!(s, "   {what}: {}", list.join(", "));
+        }
+    }
+    if !inc.inhibited.is_empty() {
+        let names: Vec<String> = inc
+            .inhibited
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} on {} (symptom of {})",
+                    a.alertname, a.entity.name, a.cause.name
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "   inhibited symptom alerts: {}", names.join(", "));
+    }
+    for p in &inc.similar {
+        let _ = writeln!(
+            s,
+            "   happened before: {} {} ({:.0}% alike): {}",
+            p.id,
+            p.title,
+            p.similarity * 100.0,
+            p.resolution
+        );
+    }
     for c in &inc.changes {
         let _ = writeln!(
             s,

@@ -6,3 +6,6 @@ ALTER TABLE incidents ADD COLUMN flapping BOOLEAN NOT NULL DEFAULT FALSE;
 -- Priority from error-budget burn rates, and the burns themselves (JSON).
 ALTER TABLE incidents ADD COLUMN priority TEXT NOT NULL DEFAULT 'P4';
 ALTER TABLE incidents ADD COLUMN slo TEXT NOT NULL DEFAULT '[]';
+-- Symptom alerts shown under the diagnosed cause, and similar earlier incidents (JSON).
+ALTER TABLE incidents ADD COLUMN inhibited TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE incidents ADD COLUMN similar TEXT NOT NULL DEFAULT '[]';

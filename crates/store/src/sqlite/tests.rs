@@ -133,9 +133,17 @@ fn incident(id: &str, opened_at: Millis) -> Incident {
         flapping: false,
         priority: nightshift_core::Priority::P2,
         slo: Vec::new(),
+        inhibited: vec![nightshift_core::InhibitedAlert {
+            alertname: "HighLatency".into(),
+            entity: Entity::service("frontend"),
+            cause: Entity::service("checkout"),
+        }],
+        similar: Vec::new(),
         blast_radius: BlastRadius {
             entities: vec![Entity::service("checkout"), Entity::service("frontend")],
             entry_points: vec!["frontend".to_string()],
+            endpoints: vec!["frontend → checkout".to_string()],
+            at_risk: Vec::new(),
         },
         alerts: vec![
             "0123456789abcdef".to_string(),
