@@ -55,7 +55,7 @@ impl Default for CorrelatorConfig {
             persistent_single: 2 * MINUTE,
             rank: RankConfig::default(),
             max_timeline: 200,
-            reopen_window: 30 * MINUTE,
+            reopen_window: 15 * MINUTE,
             flap_window: 60 * MINUTE,
             flap_reopens: 2,
             slo_objective: 0.999,
