@@ -298,6 +298,9 @@ pub struct Incident {
     /// Earlier incidents like this one, most similar first.
     #[serde(default)]
     pub similar: Vec<SimilarIncident>,
+    /// Once resolved, what resolved it (see [`SimilarIncident::resolution`]).
+    #[serde(default)]
+    pub resolution: Option<String>,
     pub blast_radius: BlastRadius,
     /// Distinct alert fingerprints grouped here.
     pub alerts: Vec<String>,

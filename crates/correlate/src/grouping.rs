@@ -87,8 +87,6 @@ struct IncidentState {
     dirty: bool,
     /// When it reopened, for flapping detection.
     reopens: Vec<Millis>,
-    /// What ended it, once resolved (for later incidents' history).
-    resolution: Option<String>,
 }
 
 /// What `advance` did to an incident.
@@ -502,7 +500,7 @@ impl Correlator {
                 st.incident.status = IncidentStatus::Resolved;
                 st.incident.resolved_at = Some(now);
                 st.incident.updated_at = now;
-                st.resolution = Some(resolution(&st.incident, &self.changes, now));
+                st.incident.resolution = Some(resolution(&st.incident, &self.changes, now));
                 transition(
                     &mut st.incident,
                     now,
@@ -602,6 +600,7 @@ impl Correlator {
                 slo: Vec::new(),
                 inhibited: Vec::new(),
                 similar: Vec::new(),
+                resolution: None,
                 blast_radius: BlastRadius::default(),
                 alerts: Vec::new(),
                 anomaly_count: 0,
@@ -621,7 +620,6 @@ impl Correlator {
                 last_activity: now,
                 dirty: true,
                 reopens: Vec::new(),
-                resolution: None,
             });
             let i = self.incidents.len() - 1;
             let mut obs = obs;
@@ -666,6 +664,7 @@ impl Correlator {
         let inc = &mut st.incident;
         inc.status = IncidentStatus::Open;
         inc.resolved_at = None;
+        inc.resolution = None;
         inc.updated_at = now;
         inc.reopened += 1;
         transition(
@@ -727,7 +726,7 @@ impl Correlator {
                     opened_at: p.incident.opened_at,
                     resolved_at: p.incident.resolved_at,
                     similarity,
-                    resolution: p.resolution.clone().unwrap_or_default(),
+                    resolution: p.incident.resolution.clone().unwrap_or_default(),
                 })
             })
             .collect();
@@ -738,6 +737,34 @@ impl Correlator {
         });
         out.truncate(3);
         out
+    }
+
+    /// Takes back incidents recorded by an earlier run, as history for "has this happened
+    /// before?", and numbers new incidents after them. Their per-entity facts are not stored,
+    /// so their log templates do not count towards similarity. Incidents still active when the
+    /// earlier run stopped resolve here once quiet, like any other.
+    pub fn remember(&mut self, incidents: impl IntoIterator<Item = Incident>) {
+        for incident in incidents {
+            if self.incidents.iter().any(|s| s.incident.id == incident.id) {
+                continue;
+            }
+            if let Some(n) = incident
+                .id
+                .strip_prefix("inc-")
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                self.next_id = self.next_id.max(n + 1);
+            }
+            self.incidents.push(IncidentState {
+                last_activity: incident.updated_at,
+                facts: BTreeMap::new(),
+                active_alerts: BTreeSet::new(),
+                dirty: false,
+                reopens: Vec::new(),
+                incident,
+            });
+        }
+        self.incidents.sort_by_key(|s| s.incident.opened_at);
     }
 
     /// Marks an incident as acknowledged by `by`. Acknowledging it again changes nothing.
@@ -1254,6 +1281,25 @@ mod tests {
             "{}",
             new.similar[0].resolution
         );
+    }
+
+    #[test]
+    fn incidents_of_an_earlier_run_are_history_and_their_ids_are_not_reused() {
+        let mut before = correlator();
+        fault(&mut before, "users-db", "users", 0, 5 * MINUTE);
+        quiet(&mut before, 5 * MINUTE, 20 * MINUTE);
+        let past: Vec<Incident> = before.incidents().cloned().collect();
+        assert_eq!(past[0].status, IncidentStatus::Resolved);
+        assert!(past[0].resolution.is_some());
+
+        let mut c = correlator();
+        c.remember(past.clone());
+        c.remember(past);
+        assert_eq!(c.incidents().count(), 1, "remembered once");
+        fault(&mut c, "users-db", "users", 120 * MINUTE, 125 * MINUTE);
+        let new = c.incidents().last().expect("a new incident");
+        assert_eq!(new.id, "inc-0002");
+        assert_eq!(new.similar.first().map(|p| p.id.as_str()), Some("inc-0001"));
     }
 
     #[test]

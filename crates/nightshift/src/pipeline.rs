@@ -168,6 +168,11 @@ impl Pipeline {
         eval
     }
 
+    /// Incidents an earlier run recorded: history for new ones, and their ids are not reused.
+    pub fn remember(&mut self, incidents: Vec<nightshift_core::Incident>) {
+        self.correlator.remember(incidents);
+    }
+
     /// Marks an open incident as acknowledged by `by`.
     pub fn acknowledge(
         &mut self,

@@ -30,7 +30,7 @@ const FILE_POOL_SIZE: u32 = 4;
 /// Bound parameters per `IN (...)` list, well under SQLite's and PostgreSQL's limits.
 const IN_CHUNK: usize = 500;
 
-const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping, priority, slo, inhibited, similar";
+const INCIDENT_COLUMNS: &str = "id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping, priority, slo, inhibited, similar, resolution";
 
 /// A [`Store`] in SQLite.
 ///
@@ -121,7 +121,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO incidents (id, title, status, opened_at, updated_at, resolved_at, blast_radius, alerts, \
              anomaly_count, changes, acknowledged_at, acknowledged_by, reopened, flapping, priority, slo, \
-             inhibited, similar) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             inhibited, similar, resolution) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET title = excluded.title, status = excluded.status, \
              opened_at = excluded.opened_at, updated_at = excluded.updated_at, resolved_at = excluded.resolved_at, \
              blast_radius = excluded.blast_radius, alerts = excluded.alerts, \
@@ -129,7 +130,8 @@ impl Store for SqliteStore {
              acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
              reopened = excluded.reopened, flapping = excluded.flapping, \
              priority = excluded.priority, slo = excluded.slo, \
-             inhibited = excluded.inhibited, similar = excluded.similar",
+             inhibited = excluded.inhibited, similar = excluded.similar, \
+             resolution = excluded.resolution",
         )
         .bind(id)
         .bind(incident.title.as_str())
@@ -149,6 +151,7 @@ impl Store for SqliteStore {
         .bind(to_json(&what("slo burns"), &incident.slo)?)
         .bind(to_json(&what("inhibited alerts"), &incident.inhibited)?)
         .bind(to_json(&what("similar incidents"), &incident.similar)?)
+        .bind(incident.resolution.as_deref())
         .execute(&mut *tx)
         .await?;
 
@@ -425,6 +428,7 @@ fn incident_from_row(row: &SqliteRow) -> Result<Incident, StoreError> {
         slo: from_json(&what("slo burns"), row.try_get("slo")?)?,
         inhibited: from_json(&what("inhibited alerts"), row.try_get("inhibited")?)?,
         similar: from_json(&what("similar incidents"), row.try_get("similar")?)?,
+        resolution: row.try_get("resolution")?,
         blast_radius: from_json(&what("blast radius"), row.try_get("blast_radius")?)?,
         alerts: from_json(&what("alerts"), row.try_get("alerts")?)?,
         anomaly_count: from_i64(&what("anomaly count"), row.try_get("anomaly_count")?)?,

@@ -54,6 +54,8 @@ use std::time::{Duration, Instant};
 
 /// Compressed request bodies above this are refused with 413 before they are read whole.
 const MAX_BODY_BYTES: usize = 16 << 20;
+/// How many of the newest stored incidents a restarted server takes back as history.
+const REMEMBERED_INCIDENTS: u32 = 1000;
 /// What a sender is told to wait when the queue is full, in seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
 
@@ -217,6 +219,14 @@ async fn run(config: Config) -> Result<()> {
     let topology = Arc::new(Mutex::new(Topology::default()));
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
     // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
+    // Incidents of earlier runs: history for new ones, and their ids are not reused.
+    let past = store
+        .incidents(&nightshift_store::IncidentFilter {
+            limit: Some(REMEMBERED_INCIDENTS),
+            ..Default::default()
+        })
+        .await
+        .context("cannot read the incidents of earlier runs from the database")?;
     let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
     let recorder = tokio::spawn(record(store.clone(), rec_rx));
     let worker = {
@@ -225,7 +235,8 @@ async fn run(config: Config) -> Result<()> {
         let ready = ready.clone();
         let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
             .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
-        let pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+        let mut pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+        pipeline.remember(past);
         let interval = Duration::from_millis(config.serve.interval_ms as u64);
         std::thread::Builder::new()
             .name("nightshift-pipeline".into())

@@ -9,3 +9,5 @@ ALTER TABLE incidents ADD COLUMN slo TEXT NOT NULL DEFAULT '[]';
 -- Symptom alerts shown under the diagnosed cause, and similar earlier incidents (JSON).
 ALTER TABLE incidents ADD COLUMN inhibited TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE incidents ADD COLUMN similar TEXT NOT NULL DEFAULT '[]';
+-- What resolved an incident.
+ALTER TABLE incidents ADD COLUMN resolution TEXT;

@@ -139,6 +139,7 @@ fn incident(id: &str, opened_at: Millis) -> Incident {
             cause: Entity::service("checkout"),
         }],
         similar: Vec::new(),
+        resolution: Some("recovered on its own after 12m".into()),
         blast_radius: BlastRadius {
             entities: vec![Entity::service("checkout"), Entity::service("frontend")],
             entry_points: vec!["frontend".to_string()],
