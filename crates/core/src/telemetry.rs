@@ -127,6 +127,16 @@ pub struct Change {
     pub description: String,
 }
 
+impl Change {
+    /// What changed, as a person reads it: `deploy of checkout (v2.4.1)`.
+    pub fn summary(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} of {} ({v})", self.kind.as_str(), self.target),
+            None => format!("{} of {}", self.kind.as_str(), self.target),
+        }
+    }
+}
+
 /// A new, bursting, shifted or vanished log template of one entity, as the log pipeline reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogPattern {

@@ -15,7 +15,7 @@ use crate::slo::SloTracker;
 use nightshift_core::LogPattern;
 use nightshift_core::{
     Alert, Anomaly, BlastRadius, Change, Entity, EntityKind, Event, EventType, EvidenceKind,
-    Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,
+    Hypothesis, Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,
 };
 use nightshift_core::{BurnSeverity, InhibitedAlert, Priority, SimilarIncident};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -259,10 +259,7 @@ impl Correlator {
             .filter(|(_, s)| self.explains(s, &obs.entity))
             .filter_map(|(i, s)| {
                 let d = s.facts.keys().filter_map(|e| reach.get(e)).min()?;
-                let suspect = s.incident.hypotheses.first().is_some_and(|top| {
-                    self.leading_suspects(s, top.score)
-                        .any(|h| *h == obs.entity)
-                });
+                let suspect = leading_suspects(&s.incident.hypotheses).any(|h| *h == obs.entity);
                 // A caller of two failing services: its symptom belongs with the incident where
                 // its calls went wrong the same way.
                 let same_calls = class.is_some_and(|c| {
@@ -283,28 +280,14 @@ impl Correlator {
     /// topology, and waits to open an incident of its own. Before any ranking every nearby
     /// signal is welcome.
     fn explains(&self, st: &IncidentState, entity: &Entity) -> bool {
-        let Some(top) = st.incident.hypotheses.first() else {
-            return true;
-        };
-        st.facts.contains_key(entity)
-            || self.leading_suspects(st, top.score).any(|h| {
+        st.incident.hypotheses.is_empty()
+            || st.facts.contains_key(entity)
+            || leading_suspects(&st.incident.hypotheses).any(|h| {
                 h == entity
                     || self.topology.depends_on(entity, h)
                     || self.topology.depends_on(h, entity)
                     || self.shares_workload(entity, h)
             })
-    }
-
-    fn leading_suspects<'a>(
-        &self,
-        st: &'a IncidentState,
-        top: f64,
-    ) -> impl Iterator<Item = &'a Entity> + 'a {
-        st.incident
-            .hypotheses
-            .iter()
-            .take_while(move |h| h.score >= top * LEADING_SHARE)
-            .map(|h| &h.entity)
     }
 
     /// Two nodes running replicas of one service: when one fails, the other takes its load.
@@ -510,7 +493,7 @@ impl Correlator {
             }
         }
         for st in &mut self.incidents {
-            if st.incident.status.is_active() && burn_slo(st, &self.slo, &self.topology, now) {
+            if st.incident.status.is_active() && burn_slo(st, &self.slo, now) {
                 st.dirty = true;
             }
         }
@@ -644,10 +627,8 @@ impl Correlator {
                     && s.incident
                         .resolved_at
                         .is_some_and(|r| now - r <= self.cfg.reopen_window)
-                    && s.incident.hypotheses.first().is_some_and(|top| {
-                        self.leading_suspects(s, top.score)
-                            .any(|h| obs.iter().any(|o| o.entity == *h))
-                    })
+                    && leading_suspects(&s.incident.hypotheses)
+                        .any(|h| obs.iter().any(|o| o.entity == *h))
             })
             .max_by_key(|(_, s)| s.incident.resolved_at)
             .map(|(i, _)| i)
@@ -744,8 +725,13 @@ impl Correlator {
     /// so their log templates do not count towards similarity. Incidents still active when the
     /// earlier run stopped resolve here once quiet, like any other.
     pub fn remember(&mut self, incidents: impl IntoIterator<Item = Incident>) {
+        let mut known: BTreeSet<String> = self
+            .incidents
+            .iter()
+            .map(|s| s.incident.id.clone())
+            .collect();
         for incident in incidents {
-            if self.incidents.iter().any(|s| s.incident.id == incident.id) {
+            if !known.insert(incident.id.clone()) {
                 continue;
             }
             if let Some(n) = incident
@@ -804,6 +790,15 @@ impl Correlator {
     pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.iter().map(|s| &s.incident)
     }
+}
+
+/// An incident's leading suspects: its hypotheses scoring at least `LEADING_SHARE` of the top one.
+fn leading_suspects(hypotheses: &[Hypothesis]) -> impl Iterator<Item = &Entity> {
+    let top = hypotheses.first().map_or(0.0, |h| h.score);
+    hypotheses
+        .iter()
+        .take_while(move |h| h.score >= top * LEADING_SHARE)
+        .map(|h| &h.entity)
 }
 
 /// The golden signal an alert's name speaks of, when it says (`HighLatencyP99`, `HighErrorRate`).
@@ -883,15 +878,7 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
         if !inc.changes.iter().any(|x| x.id == c.id) {
             inc.changes.push(c.clone());
             if inc.timeline.len() < cfg.max_timeline {
-                let text = format!(
-                    "{} of {}{}",
-                    c.kind.as_str(),
-                    c.target,
-                    c.version
-                        .as_deref()
-                        .map(|v| format!(" ({v})"))
-                        .unwrap_or_default()
-                );
+                let text = c.summary();
                 inc.timeline.push(TimelineEntry {
                     ts: c.ts,
                     kind: EvidenceKind::Change,
@@ -909,15 +896,7 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
         .map(|(e, _)| e.clone())
         .collect();
     let entry: BTreeSet<&str> = topo.entry_points().into_iter().collect();
-    let suspects: Vec<&Entity> = match inc.hypotheses.first() {
-        Some(top) => inc
-            .hypotheses
-            .iter()
-            .take_while(|h| h.score >= top.score * LEADING_SHARE)
-            .map(|h| &h.entity)
-            .collect(),
-        None => Vec::new(),
-    };
+    let suspects: Vec<&Entity> = leading_suspects(&inc.hypotheses).collect();
     let endpoints: BTreeSet<String> = st
         .facts
         .iter()
@@ -964,6 +943,7 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
         })
         .flatten()
         .collect();
+    inc.priority = priority(inc, &entry);
     inc.title = match inc.hypotheses.first() {
         Some(h) => {
             let n = inc.blast_radius.entities.len();
@@ -978,9 +958,10 @@ fn refresh(st: &mut IncidentState, topo: &Topology, changes: &[Change], cfg: &Co
     };
 }
 
-/// Updates the burn rates of the incident's services and its priority; true when either changed.
-/// Each service keeps its worst burn seen while the incident lasts.
-fn burn_slo(st: &mut IncidentState, slo: &SloTracker, topo: &Topology, now: Millis) -> bool {
+/// Updates the burn rates of the incident's services; true when one reached a new level (the
+/// incident is then refreshed, its priority with it). Each service keeps its worst burn seen
+/// while the incident lasts.
+fn burn_slo(st: &mut IncidentState, slo: &SloTracker, now: Millis) -> bool {
     let inc = &mut st.incident;
     let mut changed = false;
     for e in st.facts.keys().filter(|e| e.kind == EntityKind::Service) {
@@ -1007,27 +988,26 @@ fn burn_slo(st: &mut IncidentState, slo: &SloTracker, topo: &Topology, now: Mill
             }
         }
     }
-    let entry: BTreeSet<&str> = topo.entry_points().into_iter().collect();
-    let user_facing = |s: &str| entry.contains(s);
+    changed
+}
+
+/// An incident's priority from its services' burns and its user-facing symptoms (see
+/// `docs/architecture.md`, "Error budgets and priority").
+fn priority(inc: &Incident, entry: &BTreeSet<&str>) -> Priority {
     let worst = |user: bool| {
         inc.slo
             .iter()
-            .filter(|b| user_facing(&b.service) == user)
+            .filter(|b| entry.contains(b.service.as_str()) == user)
             .map(|b| b.severity)
             .max()
     };
-    let priority = match (worst(true), worst(false)) {
+    match (worst(true), worst(false)) {
         (Some(BurnSeverity::Page), _) => Priority::P1,
         (_, Some(BurnSeverity::Page)) | (Some(BurnSeverity::Ticket), _) => Priority::P2,
         (_, Some(BurnSeverity::Ticket)) => Priority::P3,
         _ if !inc.blast_radius.entry_points.is_empty() => Priority::P3,
         _ => Priority::P4,
-    };
-    if priority != inc.priority {
-        inc.priority = priority;
-        changed = true;
     }
-    changed
 }
 
 /// How a resolved incident ended: a change to one of its entities while it was open (a fix or a
@@ -1047,16 +1027,7 @@ fn resolution(inc: &Incident, changes: &VecDeque<Change>, now: Millis) -> String
         .map(|by| format!(" (acknowledged by {by})"))
         .unwrap_or_default();
     match fix {
-        Some(c) => format!(
-            "{} of {}{} {} after it opened{acked}",
-            c.kind.as_str(),
-            c.target,
-            c.version
-                .as_deref()
-                .map(|v| format!(" ({v})"))
-                .unwrap_or_default(),
-            after(c.ts)
-        ),
+        Some(c) => format!("{} {} after it opened{acked}", c.summary(), after(c.ts)),
         None => format!("recovered on its own after {}{acked}", after(now)),
     }
 }

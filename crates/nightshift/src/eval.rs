@@ -83,16 +83,7 @@ fn grouping_counts(
     windows: &[(Millis, Millis)],
 ) -> GroupingCounts {
     let faults = scenario.faults();
-    let targets: Vec<Entity> = faults
-        .iter()
-        .map(|f| {
-            if f.kind.targets_node() {
-                Entity::node(&f.target)
-            } else {
-                Entity::service(&f.target)
-            }
-        })
-        .collect();
+    let targets: Vec<Entity> = faults.iter().map(|f| f.entity()).collect();
     // (incident, fault) → firings.
     let mut cells: BTreeMap<(Option<usize>, usize), usize> = BTreeMap::new();
     let mut counts = GroupingCounts::default();

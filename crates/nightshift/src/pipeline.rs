@@ -4,16 +4,16 @@
 use nightshift_core::{
     Alert, Anomaly, Change, EntityKind, Event, LogRecord, Millis, SeriesKey, SpanEdge,
 };
-use std::collections::BTreeMap;
-
-/// The derived series an error budget is measured on.
-const REQUESTS: &str = "service:http_requests:rate1m";
-const ERROR_RATIO: &str = "service:http_errors:ratio_rate1m";
 use nightshift_correlate::{
     AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
 };
 use nightshift_detect::logpattern::LogTemplateTracker;
 use nightshift_detect::{DetectorBank, Overrides, SignalDeriver};
+use std::collections::BTreeMap;
+
+/// The derived series an error budget is measured on.
+const REQUESTS: &str = "service:http_requests:rate1m";
+const ERROR_RATIO: &str = "service:http_errors:ratio_rate1m";
 
 /// Counters of what the pipeline has processed.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
@@ -133,14 +133,12 @@ impl Pipeline {
         let mut traffic: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
         for signal in self.deriver.flush(ts) {
             self.stats.signals += 1;
-            let slot = match signal.key.metric.as_str() {
-                REQUESTS => Some(0),
-                ERROR_RATIO => Some(1),
-                _ => None,
-            };
-            if let (Some(slot), EntityKind::Service) = (slot, signal.entity.kind) {
+            let metric = signal.key.metric.as_str();
+            if signal.entity.kind == EntityKind::Service
+                && (metric == REQUESTS || metric == ERROR_RATIO)
+            {
                 let t = traffic.entry(signal.entity.name.clone()).or_default();
-                if slot == 0 {
+                if metric == REQUESTS {
                     t.0 = Some(signal.value);
                 } else {
                     t.1 = Some(signal.value);

@@ -1,14 +1,9 @@
 //! The command line as a user runs it: the demo, the evaluation and bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn nightshift(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args(args)
-        .output()
-        .expect("the nightshift binary runs")
-}
+use common::{nightshift, nightshift_json};
+use std::path::PathBuf;
 
 fn scenarios_dir() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +76,7 @@ fn demo_json_gives_incidents_with_ranked_evidence_and_records_them() {
     let path = temp_file("good.yaml", GOOD);
     let db = temp_file("demo.db", "");
     std::fs::remove_file(&db).expect("start without a database");
-    let out = nightshift(&[
+    let v = nightshift_json(&[
         "demo",
         "--scenario",
         path.to_str().expect("utf-8"),
@@ -89,12 +84,6 @@ fn demo_json_gives_incidents_with_ranked_evidence_and_records_them() {
         "--db",
         db.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let incidents = v[0]["incidents"].as_array().expect("incidents array");
     assert!(!incidents.is_empty(), "the fault must open an incident");
     let h = &incidents[0]["hypotheses"][0];
@@ -115,13 +104,7 @@ fn demo_json_gives_incidents_with_ranked_evidence_and_records_them() {
 
 #[test]
 fn eval_rca_meets_its_bars_on_the_built_in_scenarios() {
-    let out = nightshift(&["eval", "rca", "--scenario", &scenarios_dir(), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let r = nightshift_json(&["eval", "rca", "--scenario", &scenarios_dir(), "--json"]);
     for key in [
         "cases",
         "ac_at_1",
@@ -185,13 +168,7 @@ fn detect_finds_a_shift_in_a_csv_and_names_bad_lines() {
         ));
     }
     let path = temp_file("series.csv", &csv);
-    let out = nightshift(&["detect", path.to_str().expect("utf-8"), "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let v = nightshift_json(&["detect", path.to_str().expect("utf-8"), "--json"]);
     let requests = &v.as_array().expect("one report per series")[0];
     assert_eq!(requests["series"], "requests");
     let starts: Vec<i64> = requests["events"]
@@ -226,7 +203,7 @@ fn detect_finds_a_shift_in_a_csv_and_names_bad_lines() {
 #[test]
 fn eval_rca_holds_on_generated_systems_nobody_tuned_for() {
     // A seed range outside the ones looked at during development.
-    let out = nightshift(&[
+    let r = nightshift_json(&[
         "eval",
         "rca",
         "--generated",
@@ -235,12 +212,6 @@ fn eval_rca_holds_on_generated_systems_nobody_tuned_for() {
         "777000",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     assert!(f("cases") >= 15.0, "enough faults drawn: {}", f("cases"));
     assert!(f("ac_at_1") >= 0.75, "AC@1 {}", f("ac_at_1"));
@@ -266,19 +237,13 @@ fn detect_applies_per_series_rules_from_a_config_file() {
         "rules.yaml",
         "detect:\n  overrides:\n    - match: 'requests{job=\"web\"}'\n      off: [robust_baseline, seasonal, level_shift, volatility_shift, persist, trend, forecast_band, range_breach]\n",
     );
-    let out = nightshift(&[
+    let v = nightshift_json(&[
         "detect",
         path.to_str().expect("utf-8"),
         "--json",
         "--config",
         config.to_str().expect("utf-8"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     let events = |i: usize| v[i]["events"].as_array().map_or(0, Vec::len);
     assert_eq!(v[0]["series"], "requests{job=\"web\"}");
     assert_eq!(events(0), 0, "the rule silenced the web series");
@@ -310,7 +275,7 @@ fn detect_applies_per_series_rules_from_a_config_file() {
 
 #[test]
 fn concurrent_faults_stay_apart_and_a_cascade_stays_one_incident() {
-    let out = nightshift(&[
+    let r = nightshift_json(&[
         "eval",
         "rca",
         "--scenario",
@@ -319,12 +284,6 @@ fn concurrent_faults_stay_apart_and_a_cascade_stays_one_incident() {
         "platform-cascading-faults",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     // The cascade's crash loop is a consequence of its database fault: one case, not two.
     assert_eq!(r["cases"], 3, "two concurrent faults and one cascade");
     let g = &r["grouping"];

@@ -1,26 +1,11 @@
 //! `nightshift eval nab` as a user runs it: on the NAB corpus, on another detector's results and
 //! on broken input.
 
+mod common;
 mod nab_data;
 
+use common::{json_of, nightshift};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn nightshift(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args(args)
-        .output()
-        .expect("the nightshift binary runs")
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("valid JSON")
-}
 
 fn utf8(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -1,14 +1,9 @@
 //! `nightshift rca` and `nightshift eval rca-data`: recorded cases ranked by the live ranking.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn nightshift(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args(args)
-        .output()
-        .expect("the nightshift binary runs")
-}
+use common::{nightshift, nightshift_json};
+use std::path::PathBuf;
 
 #[test]
 fn petshop_all_68_issues_meet_the_top3_bar() {
@@ -17,7 +12,7 @@ fn petshop_all_68_issues_meet_the_top3_bar() {
         eprintln!("skipped: no PetShop data at {}", dir.display());
         return;
     }
-    let out = nightshift(&[
+    let v = nightshift_json(&[
         "eval",
         "rca-data",
         "--format",
@@ -25,12 +20,6 @@ fn petshop_all_68_issues_meet_the_top3_bar() {
         "--json",
         dir.to_str().expect("UTF-8 path"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["cases"], 68, "all 68 issues");
     let regimes = v["per_fault"].as_object().expect("per regime");
     assert_eq!(regimes.len(), 4, "{regimes:?}");
@@ -72,7 +61,7 @@ fn a_wide_csv_case_is_ranked_and_bad_input_is_named() {
         "caller,callee\nfront-end,carts\ncarts,carts-db\nfront-end,orders\n",
     )
     .expect("written");
-    let out = nightshift(&[
+    let v = nightshift_json(&[
         "rca",
         "--metrics",
         metrics.to_str().expect("UTF-8"),
@@ -82,12 +71,6 @@ fn a_wide_csv_case_is_ranked_and_bad_input_is_named() {
         graph.to_str().expect("UTF-8"),
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v[0]["entity"]["name"], "carts-db", "{v:#}");
     assert!(
         v.as_array()
@@ -124,13 +107,7 @@ fn simulated_scenarios_export_to_the_rcaeval_layout_and_rank() {
     );
     let case = dir.join("postgres_dbsaturation/shop-db-saturation");
     assert!(case.join("data.csv").is_file() && case.join("inject_time.txt").is_file());
-    let out = nightshift(&["eval", "rca-data", "--format", "rcaeval", "--json", dir_s]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = nightshift_json(&["eval", "rca-data", "--format", "rcaeval", "--json", dir_s]);
     let cases = v["cases"].as_u64().expect("cases");
     assert!(cases >= 10, "single-fault service scenarios: {cases}");
     assert!(

@@ -118,6 +118,15 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// The entity the fault hits: its target service, or its node for `node_down`.
+    pub fn entity(&self) -> nightshift_core::Entity {
+        if self.kind.targets_node() {
+            nightshift_core::Entity::node(&self.target)
+        } else {
+            nightshift_core::Entity::service(&self.target)
+        }
+    }
+
     /// End relative to the scenario start, given the scenario's duration.
     pub fn end_ms(&self, scenario_duration_ms: i64) -> i64 {
         self.duration_ms

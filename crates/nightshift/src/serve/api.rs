@@ -1,6 +1,6 @@
-//! The read side of `serve`'s HTTP API: what was stored and found, as JSON. Every list is newest
-//! first and bounded (`limit`, at most 10,000; 1,000 by default); a bad query parameter is a 400
-//! naming it.
+//! `serve`'s HTTP API on what was stored and found, as JSON, and the one request that changes an
+//! incident (acknowledging it). Every list is newest first and bounded (`limit`, at most 10,000;
+//! 1,000 by default); a bad query parameter is a 400 naming it.
 
 use super::{App, Work, enqueue, text};
 use axum::Json;
@@ -92,16 +92,18 @@ pub(super) async fn alerts(
     listed("alerts", app.store.alerts(&filter).await)
 }
 
-/// `GET /api/v1/incidents?status=open|resolved&since=MS&limit=N`: incidents by `opened_at`.
+/// `GET /api/v1/incidents?status=open|acknowledged|resolved&since=MS&limit=N`: incidents by
+/// `opened_at`.
 pub(super) async fn incidents(
     State(app): State<Arc<App>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let choices = [
-        ("open", IncidentStatus::Open),
-        ("acknowledged", IncidentStatus::Acknowledged),
-        ("resolved", IncidentStatus::Resolved),
-    ];
+        IncidentStatus::Open,
+        IncidentStatus::Acknowledged,
+        IncidentStatus::Resolved,
+    ]
+    .map(|s| (s.as_str(), s));
     let (q, status) = match status_query("incidents", query, &choices) {
         Ok(ok) => ok,
         Err(r) => return *r,

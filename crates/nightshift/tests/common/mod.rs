@@ -1,12 +1,35 @@
-//! What the tests of `nightshift serve` share: starting processes on free loopback ports, a
-//! minimal HTTP client and polling.
+//! What the integration tests share: running the binary, starting processes on free loopback
+//! ports, a minimal HTTP client and polling.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// Runs the nightshift binary with `args` to its end.
+pub fn nightshift(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nightshift"))
+        .args(args)
+        .output()
+        .expect("the nightshift binary runs")
+}
+
+/// Runs the nightshift binary, requires it to succeed, and reads its output as JSON.
+pub fn nightshift_json(args: &[&str]) -> serde_json::Value {
+    json_of(&nightshift(args))
+}
+
+/// A successful run's output as JSON; a failed run fails the test with its error output.
+pub fn json_of(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
 
 /// A child process killed when the test ends, however it ends.
 pub struct Running(pub Child);
