@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+
+pub mod anthropic;
+pub mod ask;
+pub mod chat;
+pub mod explain;
+pub mod investigate;
+pub mod openai;
+pub mod provider;
+pub mod quirks;
+pub mod redact;
+
+pub use ask::{Answer, AskContext, Cited, answer};
+pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
+pub use explain::{Conclusion, Source, evidence_ids, explain, recommended_action};
+pub use investigate::{
+    DailyBudget, Investigation, Investigator, Limits, Step, Task, Toolbox, check_conclusion,
+    quote_data,
+};
+pub use provider::{ApiKind, LlmError, LlmProvider, ProviderConfig};
+pub use redact::{redact, redact_json};

@@ -1,0 +1,171 @@
+//! One interface over the chat APIs Nightshift speaks, and what they share: configuration,
+//! errors, timeouts and retries with backoff.
+
+use crate::chat::{ChatRequest, ChatResponse};
+use crate::redact::redact;
+use std::time::Duration;
+
+/// A chat model that can call tools.
+#[async_trait::async_trait]
+pub trait LlmProvider: Send + Sync {
+    /// One round: the conversation so far in, the model's answer out. `deadline` bounds the
+    /// whole call, retries included.
+    async fn chat(
+        &self,
+        request: &ChatRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<ChatResponse, LlmError>;
+
+    /// The model's name, for reports.
+    fn model(&self) -> &str;
+}
+
+/// Which API a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKind {
+    /// `POST {base}/chat/completions` with `Authorization: Bearer KEY`: OpenAI, Ollama
+    /// (`http://localhost:11434/v1`), vLLM, llama.cpp's server, LiteLLM.
+    OpenAi,
+    /// Azure OpenAI: `base` is the deployment's URL, the key goes in `api-key` and the API
+    /// version in the query.
+    Azure,
+    /// `POST {base}/v1/messages` with `x-api-key`.
+    Anthropic,
+}
+
+/// How to reach a model.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub kind: ApiKind,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Sent as the provider wants it; never logged.
+    pub api_key: Option<String>,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Per HTTP request.
+    pub timeout: Duration,
+    /// Further attempts after a failure that may pass (timeouts, 429, 5xx).
+    pub retries: u32,
+    /// Ask for the answer as a stream of server-sent events (OpenAI-compatible APIs).
+    pub stream: bool,
+}
+
+impl ProviderConfig {
+    /// The client for this configuration.
+    pub fn build(&self) -> Result<Box<dyn LlmProvider>, LlmError> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| LlmError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(match self.kind {
+            ApiKind::OpenAi | ApiKind::Azure => {
+                Box::new(crate::openai::OpenAiCompatible::new(self.clone(), http))
+            }
+            ApiKind::Anthropic => Box::new(crate::anthropic::Anthropic::new(self.clone(), http)),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    #[error("LLM configuration: {0}")]
+    Config(String),
+    /// The provider refused the request; retrying the same request will not help.
+    #[error("the LLM provider answered {status}: {message}")]
+    Rejected { status: u16, message: String },
+    /// The provider failed or could not be reached, and retries did not help.
+    #[error("the LLM provider is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the LLM call ran past its deadline")]
+    Deadline,
+    /// The answer was not in the provider's documented shape.
+    #[error("the LLM provider's answer cannot be read: {0}")]
+    BadAnswer(String),
+}
+
+/// What one HTTP attempt gave.
+pub(crate) enum Attempt {
+    Answer(reqwest::Response),
+    /// Worth another try, after at least this long (from `Retry-After`, when given).
+    Retry(String, Option<Duration>),
+}
+
+/// Sends with retries: exponential backoff from 500 ms (or the server's `Retry-After`, capped
+/// at 30 s), never past `deadline`. `send` builds and sends one attempt.
+pub(crate) async fn with_retries<F, Fut>(
+    retries: u32,
+    deadline: tokio::time::Instant,
+    mut send: F,
+) -> Result<reqwest::Response, LlmError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt, LlmError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let outcome = tokio::time::timeout_at(deadline, send())
+            .await
+            .map_err(|_| LlmError::Deadline)??;
+        let (why, after) = match outcome {
+            Attempt::Answer(r) => return Ok(r),
+            Attempt::Retry(why, after) => (why, after),
+        };
+        if attempt >= retries {
+            return Err(LlmError::Unavailable(why));
+        }
+        let backoff = Duration::from_millis(500u64 << attempt.min(6));
+        let wait = after.unwrap_or(backoff).min(Duration::from_secs(30));
+        if tokio::time::Instant::now() + wait >= deadline {
+            return Err(LlmError::Unavailable(format!(
+                "{why}; no time left to retry before the deadline"
+            )));
+        }
+        tracing::warn!(attempt, reason = %why, "LLM call failed; retrying");
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+/// Classifies one sent request: a success to read, a failure worth retrying, or a refusal.
+pub(crate) async fn classify(
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<Attempt, LlmError> {
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {
+            return Ok(Attempt::Retry(redact(&e.to_string()), None));
+        }
+        Err(e) => return Err(LlmError::Unavailable(redact(&e.to_string()))),
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Attempt::Answer(response));
+    }
+    let after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    let message = redact(&snippet(&body, 300));
+    // 429 rate limit, 5xx server trouble, 529 Anthropic overloaded.
+    if status.as_u16() == 429 || status.is_server_error() {
+        Ok(Attempt::Retry(format!("{status}: {message}"), after))
+    } else {
+        Err(LlmError::Rejected {
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
+/// At most `max` characters of `text`, marked when cut.
+pub(crate) fn snippet(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
