@@ -55,7 +55,9 @@ pub(crate) fn body(model: &str, request: &ChatRequest) -> Value {
                 ..
             } => (
                 "user",
-                vec![json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content})],
+                vec![
+                    json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content}),
+                ],
             ),
         };
         match turns.last_mut() {

@@ -151,7 +151,9 @@ enum Intent {
 fn intent(question: &str) -> Intent {
     let t = normalise(question);
     let has = |words: &[&str]| t.split(' ').any(|w| words.iter().any(|x| w.starts_with(x)));
-    if has(&["change", "deploy", "rollout", "release", "rollback", "config"]) {
+    if has(&[
+        "change", "deploy", "rollout", "release", "rollback", "config",
+    ]) {
         Intent::Changes
     } else if has(&[
         "why", "slow", "latenc", "error", "fail", "down", "broken", "wrong", "crash", "incident",
@@ -213,7 +215,9 @@ pub fn answer(question: &str, ctx: &AskContext) -> Answer {
 
     let change_lines = |lines: &mut Vec<String>, evidence: &mut Vec<Cited>| {
         if changes.is_empty() {
-            lines.push(format!("No change to {about} was recorded in the last {span}."));
+            lines.push(format!(
+                "No change to {about} was recorded in the last {span}."
+            ));
         }
         for c in &changes {
             let id = format!("change-{}", evidence.len() + 1);
@@ -231,9 +235,7 @@ pub fn answer(question: &str, ctx: &AskContext) -> Answer {
         change_lines(&mut lines, &mut evidence);
     }
     if relevant.is_empty() && intent != Intent::Changes {
-        lines.push(format!(
-            "No incident concerns {about} in the last {span}."
-        ));
+        lines.push(format!("No incident concerns {about} in the last {span}."));
     }
     for i in &relevant {
         let c = explain(i);
@@ -371,6 +373,10 @@ mod tests {
         assert!(a.evidence.iter().any(|e| e.id == "inc-0001/ev-1"));
         assert!(!a.queries.is_empty());
         let none = answer("what changed in payments in the last hour?", &ctx);
-        assert!(none.answer.contains("No change to payments"), "{}", none.answer);
+        assert!(
+            none.answer.contains("No change to payments"),
+            "{}",
+            none.answer
+        );
     }
 }

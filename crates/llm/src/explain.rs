@@ -120,10 +120,7 @@ pub fn explain(incident: &Incident) -> Conclusion {
     summary.push_str(status);
     let mut action = recommended_action(&top.cause, &name);
     if let Some(past) = incident.similar.first() {
-        action.push_str(&format!(
-            ". Last time ({}): {}",
-            past.id, past.resolution
-        ));
+        action.push_str(&format!(". Last time ({}): {}", past.id, past.resolution));
     }
     Conclusion {
         incident: incident.id.clone(),
@@ -149,9 +146,7 @@ pub fn evidence_ids(incident: &Incident) -> impl Iterator<Item = &str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use nightshift_core::{
-        BlastRadius, Entity, Evidence, EvidenceKind, Hypothesis, Priority,
-    };
+    use nightshift_core::{BlastRadius, Entity, Evidence, EvidenceKind, Hypothesis, Priority};
 
     pub(crate) fn incident() -> Incident {
         let ev = |id: &str, entity: &str, summary: &str| Evidence {

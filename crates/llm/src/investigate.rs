@@ -206,8 +206,10 @@ pub fn quote_data(label: &str, value: &Value) -> String {
     format!("<data source=\"{label}\">\n{body}\n</data>")
 }
 
-static CITATION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(?:inc-\d+/)?(?:ev|tool|anomaly|change)-\d+\b").expect("the citation pattern is valid"));
+static CITATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:inc-\d+/)?(?:ev|tool|anomaly|change)-\d+\b")
+        .expect("the citation pattern is valid")
+});
 
 /// A conclusion the model proposed, accepted only when every evidence id it cites (in its list
 /// or in its text) exists and its root cause is an entity that exists. The error says which
@@ -306,9 +308,18 @@ impl Investigator {
     }
 
     /// Investigates `task` with `tools`; `now` is the wall clock in ms (for the daily budget).
-    pub async fn investigate(&self, task: &Task, tools: &dyn Toolbox, now: Millis) -> Investigation {
+    pub async fn investigate(
+        &self,
+        task: &Task,
+        tools: &dyn Toolbox,
+        now: Millis,
+    ) -> Investigation {
         if let Some(key) = &task.key
-            && let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(key)
+            && let Some(hit) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
         {
             let mut hit = hit.clone();
             hit.cached = true;
@@ -533,8 +544,11 @@ impl Run {
                 call.name
             ));
         }
-        let result = match tokio::time::timeout_at(deadline, tools.call(&call.name, &call.arguments))
-            .await
+        let result = match tokio::time::timeout_at(
+            deadline,
+            tools.call(&call.name, &call.arguments),
+        )
+        .await
         {
             Ok(r) => r,
             Err(_) => {

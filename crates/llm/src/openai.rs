@@ -85,7 +85,9 @@ fn message(m: &Message) -> Value {
             tool_call_id,
             name,
             content,
-        } => json!({"role": "tool", "tool_call_id": tool_call_id, "name": name, "content": content}),
+        } => {
+            json!({"role": "tool", "tool_call_id": tool_call_id, "name": name, "content": content})
+        }
     }
 }
 
@@ -166,8 +168,7 @@ fn finish(
         calls = found;
         content.clear();
     }
-    let usage =
-        usage.unwrap_or_else(|| crate::chat::estimated_usage(request, &content, &calls));
+    let usage = usage.unwrap_or_else(|| crate::chat::estimated_usage(request, &content, &calls));
     Ok(ChatResponse {
         stop: stop_reason(finish, !calls.is_empty()),
         content,
@@ -275,7 +276,13 @@ impl StreamAssembly {
                 quirks::tool_call(id.as_deref(), i, name, &Value::String(args.clone()))
             })
             .collect();
-        finish(request, self.content, calls, self.finish.as_deref(), self.usage)
+        finish(
+            request,
+            self.content,
+            calls,
+            self.finish.as_deref(),
+            self.usage,
+        )
     }
 }
 
@@ -358,7 +365,10 @@ mod tests {
         });
         let b = body("m", &r, false);
         assert_eq!(b["messages"][1]["content"], json!(""));
-        assert_eq!(b["messages"][1]["tool_calls"][0]["function"]["arguments"], json!("{}"));
+        assert_eq!(
+            b["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            json!("{}")
+        );
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub struct ProviderConfig {
 impl ProviderConfig {
     /// The client for this configuration.
     pub fn build(&self) -> Result<Box<dyn LlmProvider>, LlmError> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(LlmError::Config(
+                "no TLS crypto provider is installed; install one (rustls' ring) at start-up"
+                    .into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .build()

@@ -15,13 +15,19 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             "[REDACTED PRIVATE KEY]",
         ),
         // user:password@ in URLs.
-        (r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@", "${1}[REDACTED]@"),
+        (
+            r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@",
+            "${1}[REDACTED]@",
+        ),
         // Authorization headers and bearer tokens.
         (
             r"(?i)\b(authorization\s*[:=]\s*)(bearer|basic|token)?\s*[^\s,;]+",
             "${1}${2} [REDACTED]",
         ),
-        (r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", "Bearer [REDACTED]"),
+        (
+            r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
+            "Bearer [REDACTED]",
+        ),
         // key=value, key: value and "key": "value" for secret-looking keys.
         (
             r#"(?i)(["']?\b[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig)["']?\s*[:=]\s*)(?:"[^"]*"|'[^']*')"#,
@@ -41,7 +47,10 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
             REDACTED,
         ),
-        (r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+", REDACTED),
+        (
+            r"https://hooks\.slack\.com/services/[A-Za-z0-9/]+",
+            REDACTED,
+        ),
     ];
     rules
         .iter()
@@ -102,11 +111,20 @@ mod tests {
                 "hunter2",
             ),
             ("GET /api?token=abc123secret&page=2", "abc123secret"),
-            ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x", "eyJhbGciOiJIUzI1NiJ9"),
+            (
+                "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x",
+                "eyJhbGciOiJIUzI1NiJ9",
+            ),
             ("login failed password=Sup3rS3cret user=bob", "Sup3rS3cret"),
-            (r#"{"api_key": "k-123456789", "user": "bob"}"#, "k-123456789"),
+            (
+                r#"{"api_key": "k-123456789", "user": "bob"}"#,
+                "k-123456789",
+            ),
             ("key AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE"),
-            ("openai sk-proj-abcdefghijklmnop1234 rejected", "abcdefghijklmnop1234"),
+            (
+                "openai sk-proj-abcdefghijklmnop1234 rejected",
+                "abcdefghijklmnop1234",
+            ),
             ("slack xoxb-1234567890-abcdefghij", "xoxb-1234567890"),
             (
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
@@ -122,7 +140,8 @@ mod tests {
             assert!(!r.contains(secret), "{text:?} became {r:?}");
             assert!(r.contains("REDACTED"), "{text:?} became {r:?}");
         }
-        let mut v = serde_json::json!({"line": "db password=abc123 refused", "db_password": "x", "n": 1});
+        let mut v =
+            serde_json::json!({"line": "db password=abc123 refused", "db_password": "x", "n": 1});
         redact_json(&mut v);
         assert_eq!(v["db_password"], "[REDACTED]");
         assert_eq!(v["line"], "db password=[REDACTED] refused");
