@@ -84,6 +84,9 @@ pub(crate) fn body(model: &str, request: &ChatRequest) -> Value {
             .iter()
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
+        if let Some(name) = &request.force_tool {
+            body["tool_choice"] = json!({"type": "tool", "name": name});
+        }
     }
     body
 }
@@ -206,6 +209,7 @@ mod tests {
                 parameters: json!({"type": "object"}),
             }],
             max_tokens: 50,
+            force_tool: None,
         };
         let b = body("claude", &r);
         assert_eq!(b["system"], "be brief");
@@ -224,6 +228,7 @@ mod tests {
             messages: vec![],
             tools: vec![],
             max_tokens: 1,
+            force_tool: None,
         };
         let v = json!({"content": [{"type": "text", "text": "Looking."},
             {"type": "tool_use", "id": "toolu_2", "name": "promql_query", "input": {"query": "up"}}],

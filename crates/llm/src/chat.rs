@@ -64,6 +64,8 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
     /// At most this many tokens in the answer.
     pub max_tokens: u32,
+    /// A tool the model must call in this answer; `None` leaves the choice to the model.
+    pub force_tool: Option<String>,
 }
 
 /// Why the model stopped.

@@ -112,6 +112,8 @@ pub struct Task {
     pub needs_root_cause: bool,
     /// The deterministic answer, shown when the LLM's cannot be.
     pub fallback: Conclusion,
+    /// A tool the model must call first (for example to look at the incident itself).
+    pub first_tool: Option<String>,
 }
 
 /// One tool call the investigation made.
@@ -398,23 +400,41 @@ impl Investigator {
     ) -> Result<Conclusion, String> {
         let mut reminded = false;
         let mut last_rejection: Option<String> = None;
-        for _ in 0..self.limits.max_steps {
+        // The prompt size of the last call as the provider counted it, and how many messages
+        // it had: the next prompt is that plus the messages added since.
+        let mut last_prompt: Option<(u64, usize)> = None;
+        for step in 0..self.limits.max_steps {
             let used = run.investigation.usage.total();
-            if used >= self.limits.max_tokens {
-                return Err(format!(
-                    "the investigation used its {} tokens",
-                    self.limits.max_tokens
-                ));
-            }
             let today = self.budget.remaining(now);
             if today == 0 {
                 return Err("the daily LLM token budget is spent".into());
             }
-            let room = (self.limits.max_tokens - used).min(today);
+            let left = self.limits.max_tokens.saturating_sub(used).min(today);
+            let prompt = predicted_prompt(messages, specs, last_prompt);
+            let room = left.saturating_sub(prompt);
+            if room < MIN_ANSWER_TOKENS {
+                return Err(if today < self.limits.max_tokens.saturating_sub(used) {
+                    "the daily LLM token budget is spent".to_string()
+                } else {
+                    format!(
+                        "the investigation used its {} tokens (another call would need about {})",
+                        self.limits.max_tokens,
+                        prompt + MIN_ANSWER_TOKENS
+                    )
+                });
+            }
             let request = ChatRequest {
                 messages: messages.clone(),
                 tools: specs.to_vec(),
                 max_tokens: (self.limits.answer_tokens as u64).min(room).max(1) as u32,
+                // The first step may be prescribed; the last must conclude.
+                force_tool: if step + 1 == self.limits.max_steps {
+                    Some(CONCLUDE.to_string())
+                } else if step == 0 {
+                    task.first_tool.clone()
+                } else {
+                    None
+                },
             };
             let answer = match self.provider.chat(&request, deadline).await {
                 Ok(a) => a,
@@ -427,6 +447,7 @@ impl Investigator {
                 Err(e) => return Err(format!("the LLM call failed ({e})")),
             };
             run.investigation.llm_calls += 1;
+            last_prompt = Some((answer.usage.prompt_tokens, request.messages.len()));
             run.investigation.usage.prompt_tokens += answer.usage.prompt_tokens;
             run.investigation.usage.completion_tokens += answer.usage.completion_tokens;
             self.budget.spend(now, answer.usage.total());
@@ -593,6 +614,33 @@ fn tool_message(call: &ToolCall, content: &str) -> Message {
         tool_call_id: call.id.clone(),
         name: call.name.clone(),
         content: content.to_string(),
+    }
+}
+
+/// An answer needs at least this many tokens to be worth asking for.
+const MIN_ANSWER_TOKENS: u64 = 32;
+
+/// The tokens the next prompt will take: the last prompt as counted plus the messages added
+/// since, or everything when there was no call yet; estimates get half again as margin, since
+/// tokenisers differ.
+fn predicted_prompt(messages: &[Message], specs: &[ToolSpec], last: Option<(u64, usize)>) -> u64 {
+    let estimate = |ms: &[Message]| -> u64 {
+        ms.iter()
+            .map(|m| crate::chat::estimate_tokens(m.text()) + 4)
+            .sum()
+    };
+    match last {
+        Some((tokens, count)) => tokens + estimate(messages.get(count..).unwrap_or(&[])) * 3 / 2,
+        None => {
+            let tools: u64 = specs
+                .iter()
+                .map(|t| {
+                    crate::chat::estimate_tokens(&t.description)
+                        + crate::chat::estimate_tokens(&t.parameters.to_string())
+                })
+                .sum();
+            (estimate(messages) + tools) * 3 / 2
+        }
     }
 }
 

@@ -50,7 +50,10 @@ pub(crate) fn body(model: &str, request: &ChatRequest, stream: bool) -> Value {
                 }})
             })
             .collect();
-        body["tool_choice"] = json!("auto");
+        body["tool_choice"] = match &request.force_tool {
+            Some(name) => json!({"type": "function", "function": {"name": name}}),
+            None => json!("auto"),
+        };
     }
     if stream {
         body["stream"] = json!(true);
@@ -349,6 +352,7 @@ mod tests {
                 parameters: json!({"type": "object", "properties": {}}),
             }],
             max_tokens: 100,
+            force_tool: None,
         }
     }
 
