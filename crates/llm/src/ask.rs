@@ -60,16 +60,24 @@ const MAX_LISTED: usize = 5;
 /// match whole words, case-insensitively, with `-` and `_` read as spaces, and a plural `s`
 /// tolerated ("payment" finds `payments`).
 pub fn entities_in(question: &str, topology: &Topology) -> Vec<String> {
-    let text = format!(" {} ", normalise(question));
-    let mut found: Vec<(usize, String)> = Vec::new();
-    let names: BTreeSet<&str> = topology
+    entities_named(question, &topology_names(topology))
+}
+
+fn topology_names(topology: &Topology) -> BTreeSet<&str> {
+    topology
         .services
         .iter()
         .map(String::as_str)
         .chain(topology.calls.keys().map(String::as_str))
         .chain(topology.nodes())
-        .collect();
-    for name in names {
+        .collect()
+}
+
+/// The names of `known` a question names, in the order they appear.
+fn entities_named(question: &str, known: &BTreeSet<&str>) -> Vec<String> {
+    let text = format!(" {} ", normalise(question));
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for &name in known {
         let n = normalise(name);
         if n.is_empty() {
             continue;
@@ -176,7 +184,16 @@ fn concerns(i: &Incident, entities: &[String]) -> bool {
 
 /// The deterministic answer.
 pub fn answer(question: &str, ctx: &AskContext) -> Answer {
-    let entities = entities_in(question, &ctx.topology);
+    // Services and nodes known from the topology, and from what was recorded about them
+    // (alerts name services the traces may never have shown).
+    let mut known = topology_names(&ctx.topology);
+    for i in &ctx.incidents {
+        known.extend(i.hypotheses.iter().map(|h| h.entity.name.as_str()));
+        known.extend(i.blast_radius.entities.iter().map(|e| e.name.as_str()));
+    }
+    known.extend(ctx.anomalies.iter().map(|a| a.entity.name.as_str()));
+    known.extend(ctx.changes.iter().map(|c| c.target.as_str()));
+    let entities = entities_named(question, &known);
     let window = window_in(question, ctx.now).unwrap_or(DEFAULT_WINDOW_MS);
     let since = ctx.now - window;
     let intent = intent(question);

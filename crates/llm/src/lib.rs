@@ -9,6 +9,8 @@ pub mod openai;
 pub mod provider;
 pub mod quirks;
 pub mod redact;
+#[doc(hidden)]
+pub mod test_support;
 
 pub use ask::{Answer, AskContext, Cited, answer};
 pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};

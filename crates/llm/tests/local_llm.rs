@@ -5,100 +5,17 @@
 //! answers ends cleanly), never the quality of its answers.
 //!
 //! Without the peers the tests print why and pass, unless `NIGHTSHIFT_REQUIRE_PEERS=1` (as the
-//! test script sets), which makes their absence a failure.
+//! test script sets), which makes their absence a failure (see `test_support`).
 
+use nightshift_llm::test_support::start_local_model as start;
 use nightshift_llm::{
     ApiKind, ChatRequest, ChatResponse, DailyBudget, Investigator, Limits, LlmError, LlmProvider,
     ProviderConfig, Source, Task, ToolSpec, Toolbox, check_conclusion,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-struct LocalModel {
-    child: Child,
-    base: String,
-}
-
-impl Drop for LocalModel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peers() -> Option<PathBuf> {
-    let dir = std::env::var_os("NIGHTSHIFT_PEERS").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
-        PathBuf::from,
-    );
-    let ok = dir.join("venv/bin/python").exists()
-        && std::fs::read_dir(dir.join("model"))
-            .map(|mut d| {
-                d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "gguf")))
-            })
-            .unwrap_or(false);
-    if ok {
-        return Some(dir);
-    }
-    let why = format!(
-        "no local LLM under {}: run scripts/llm-peers to set it up",
-        dir.display()
-    );
-    if std::env::var("NIGHTSHIFT_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-    None
-}
-
-/// Starts llama.cpp's server on a free port and waits until it answers.
-async fn start() -> Option<LocalModel> {
-    let dir = peers()?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let model = std::fs::read_dir(dir.join("model"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(dir.join("venv/bin/python"))
-        .args(["-m", "llama_cpp.server", "--model"])
-        .arg(&model)
-        .args([
-            "--chat_format",
-            "chatml-function-calling",
-            "--n_ctx",
-            "4096",
-        ])
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama_cpp.server");
-    let local = LocalModel {
-        child,
-        base: format!("http://127.0.0.1:{port}/v1"),
-    };
-    let http = reqwest::Client::new();
-    for _ in 0..240 {
-        if let Ok(r) = http.get(format!("{}/models", local.base)).send().await
-            && r.status().is_success()
-        {
-            return Some(local);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("llama_cpp.server did not answer within a minute");
-}
 
 /// Passes requests through to the real model and keeps them, to see what went back.
 struct Recording {

@@ -31,6 +31,49 @@ struct RawConfig {
     kubernetes: Option<KubernetesConfig>,
     #[serde(default)]
     logs: RawLogs,
+    llm: Option<RawLlm>,
+    loki: Option<RawLoki>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLlm {
+    provider: String,
+    model: String,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    api_version: Option<String>,
+    timeout: Option<String>,
+    retries: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    max_steps: Option<u32>,
+    max_tokens: Option<u64>,
+    deadline: Option<String>,
+    daily_tokens: Option<u64>,
+}
+
+/// The optional LLM investigator; absent means every answer is the deterministic one.
+#[derive(Debug, Clone)]
+pub struct LlmConfig {
+    pub provider: nightshift_llm::ProviderConfig,
+    pub limits: nightshift_llm::Limits,
+    pub daily_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoki {
+    url: String,
+    timeout: Option<String>,
+}
+
+/// A Loki the investigator may query with LogQL.
+#[derive(Debug, Clone)]
+pub struct LokiConfig {
+    /// Base URL, e.g. `http://127.0.0.1:3100`.
+    pub url: String,
+    pub timeout_ms: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,6 +240,8 @@ pub struct Config {
     pub kubernetes: Option<KubernetesConfig>,
     /// Log files followed as they grow.
     pub log_files: Vec<crate::tail::FileSource>,
+    pub llm: Option<LlmConfig>,
+    pub loki: Option<LokiConfig>,
 }
 
 impl Config {
@@ -257,6 +302,24 @@ impl Config {
         let overrides = Overrides::new(raw.detect.overrides)?;
         let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
         let prometheus = raw.prometheus.map(check_prometheus).transpose()?;
+        let llm = raw
+            .llm
+            .map(|l| check_llm(l, |name| std::env::var(name).ok()))
+            .transpose()?;
+        let loki = raw
+            .loki
+            .map(|l| -> Result<LokiConfig> {
+                Ok(LokiConfig {
+                    url: check_url("loki.url", &l.url, "http://127.0.0.1:3100")?,
+                    timeout_ms: check_duration(
+                        "loki.timeout",
+                        l.timeout.as_deref(),
+                        10_000,
+                        SECOND..=HOUR,
+                    )?,
+                })
+            })
+            .transpose()?;
         Ok(Self {
             serve,
             overrides,
@@ -265,6 +328,8 @@ impl Config {
             alertmanager,
             prometheus,
             hooks: check_hooks(raw.hooks)?,
+            llm,
+            loki,
             kubernetes: raw.kubernetes,
             log_files: raw
                 .logs
@@ -348,6 +413,80 @@ fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
             10_000,
             SECOND..=HOUR,
         )?,
+    })
+}
+
+/// The LLM section checked; the API key is read from the environment variable it names, so
+/// the key never sits in the file.
+fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmConfig> {
+    use nightshift_llm::ApiKind;
+    let (kind, default_url) = match raw.provider.trim() {
+        "openai" => (ApiKind::OpenAi, Some("https://api.openai.com/v1")),
+        "ollama" => (ApiKind::OpenAi, Some("http://127.0.0.1:11434/v1")),
+        "openai-compatible" => (ApiKind::OpenAi, None),
+        "azure" => (ApiKind::Azure, None),
+        "anthropic" => (ApiKind::Anthropic, Some("https://api.anthropic.com")),
+        other => bail!(
+            "llm.provider: {other:?} is not one of openai, ollama, openai-compatible (vLLM, llama.cpp, LiteLLM), azure, anthropic"
+        ),
+    };
+    let base_url = match (raw.base_url.as_deref(), default_url) {
+        (Some(u), _) => check_url("llm.base_url", u, "http://127.0.0.1:8000/v1")?,
+        (None, Some(d)) => d.to_string(),
+        (None, None) => bail!(
+            "llm.base_url: provider {} needs the server's URL, e.g. http://127.0.0.1:8000/v1",
+            raw.provider
+        ),
+    };
+    if raw.model.trim().is_empty() {
+        bail!("llm.model: name the model, e.g. gpt-4o-mini or llama3.1");
+    }
+    let api_key = match &raw.api_key_env {
+        Some(name) => Some(env(name).filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+            anyhow!("llm.api_key_env: the environment variable {name} is not set")
+        })?),
+        None => None,
+    };
+    if api_key.is_none() && matches!(kind, ApiKind::Anthropic | ApiKind::Azure) {
+        bail!(
+            "llm.api_key_env: provider {} needs an API key; name the environment variable that holds it",
+            raw.provider
+        );
+    }
+    let defaults = nightshift_llm::Limits::default();
+    let max_steps = raw.max_steps.unwrap_or(defaults.max_steps);
+    if !(1..=50).contains(&max_steps) {
+        bail!("llm.max_steps: {max_steps} is outside 1 to 50");
+    }
+    let max_tokens = raw.max_tokens.unwrap_or(defaults.max_tokens);
+    if !(1_000..=2_000_000).contains(&max_tokens) {
+        bail!("llm.max_tokens: {max_tokens} is outside 1000 to 2000000");
+    }
+    let deadline = check_duration(
+        "llm.deadline",
+        raw.deadline.as_deref(),
+        defaults.deadline.as_millis() as i64,
+        SECOND..=HOUR,
+    )?;
+    let timeout = check_duration("llm.timeout", raw.timeout.as_deref(), 60_000, SECOND..=HOUR)?;
+    Ok(LlmConfig {
+        provider: nightshift_llm::ProviderConfig {
+            kind,
+            base_url,
+            model: raw.model.trim().to_string(),
+            api_key,
+            api_version: raw.api_version,
+            timeout: std::time::Duration::from_millis(timeout as u64),
+            retries: raw.retries.unwrap_or(2).min(10),
+            stream: raw.stream,
+        },
+        limits: nightshift_llm::Limits {
+            max_steps,
+            max_tokens,
+            deadline: std::time::Duration::from_millis(deadline as u64),
+            ..defaults
+        },
+        daily_tokens: raw.daily_tokens.unwrap_or(2_000_000),
     })
 }
 
@@ -486,6 +625,45 @@ mod tests {
     use super::*;
     use nightshift_core::SeriesKey;
     use nightshift_detect::{AlarmDirection, EnsembleConfig};
+
+    fn llm(yaml: &str) -> Result<LlmConfig> {
+        let raw: RawLlm = serde_saphyr::from_str(yaml).expect("YAML");
+        check_llm(raw, |name| {
+            (name == "KEY").then(|| "sk-secret-1".to_string())
+        })
+    }
+
+    #[test]
+    fn the_llm_section_is_checked_and_the_key_read_from_the_environment() {
+        let ok = llm("provider: ollama\nmodel: llama3.1\n").unwrap();
+        assert_eq!(ok.provider.base_url, "http://127.0.0.1:11434/v1");
+        assert!(ok.provider.api_key.is_none());
+        let ok =
+            llm("provider: anthropic\nmodel: claude\napi_key_env: KEY\nmax_steps: 3\n").unwrap();
+        assert_eq!(ok.provider.api_key.as_deref(), Some("sk-secret-1"));
+        assert_eq!(ok.limits.max_steps, 3);
+        for (yaml, needle) in [
+            ("provider: gpt\nmodel: m\n", "llm.provider"),
+            ("provider: openai-compatible\nmodel: m\n", "llm.base_url"),
+            (
+                "provider: openai\nmodel: m\napi_key_env: NOPE\n",
+                "NOPE is not set",
+            ),
+            ("provider: anthropic\nmodel: m\n", "needs an API key"),
+            ("provider: ollama\nmodel: \" \"\n", "llm.model"),
+            (
+                "provider: ollama\nmodel: m\nmax_steps: 0\n",
+                "llm.max_steps",
+            ),
+            (
+                "provider: ollama\nmodel: m\ndeadline: 2 weeks\n",
+                "llm.deadline",
+            ),
+        ] {
+            let e = llm(yaml).unwrap_err().to_string();
+            assert!(e.contains(needle), "{yaml:?}: {e}");
+        }
+    }
 
     #[test]
     fn rules_are_read_and_applied() {

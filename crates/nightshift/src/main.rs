@@ -1,5 +1,7 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
+mod assistant;
+mod client;
 mod config;
 mod detect;
 mod eval;
@@ -57,6 +59,39 @@ enum Command {
     /// Measure quality against ground truth.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Ask a running server a question in plain words, e.g. "why is checkout slow?" or "what
+    /// changed in payments in the last hour?".
+    Ask(AskArgs),
+    /// Explain an incident of a running server: what happened, why, and what to do.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct ClientArgs {
+    /// The running `nightshift serve`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
+    server: String,
+    /// Only the deterministic answer, even when the server has an LLM configured.
+    #[arg(long)]
+    no_llm: bool,
+    /// Print the server's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct AskArgs {
+    question: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The incident, e.g. inc-0003.
+    id: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -240,6 +275,18 @@ fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo(args),
+        Command::Ask(a) => emit(&client::ask(
+            &a.client.server,
+            &a.question,
+            !a.client.no_llm,
+            a.client.json,
+        )?),
+        Command::Explain(a) => emit(&client::explain(
+            &a.client.server,
+            &a.id,
+            !a.client.no_llm,
+            a.client.json,
+        )?),
         Command::Serve(args) => {
             serve::serve(config::Config::load_or_default(args.config.as_deref())?)
         }

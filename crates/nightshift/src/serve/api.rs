@@ -1,5 +1,5 @@
-//! `serve`'s HTTP API on what was stored and found, as JSON, and the one request that changes an
-//! incident (acknowledging it). Every list is newest first and bounded (`limit`, at most 10,000;
+//! `serve`'s HTTP API on what was stored and found, as JSON, the one request that changes an
+//! incident (acknowledging it), and questions and explanations (`ask`, `explanation`). Every list is newest first and bounded (`limit`, at most 10,000;
 //! 1,000 by default); a bad query parameter is a 400 naming it.
 
 use super::{App, Work, enqueue, text};
@@ -218,4 +218,75 @@ pub(super) async fn changes(
         return bad("changes", "only `since` and `limit` apply to changes");
     }
     listed("changes", app.store.changes(q.since, limit(&q)).await)
+}
+
+/// The body of `POST /api/v1/ask`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Question {
+    question: String,
+    /// Let the LLM investigate when one is configured (default true).
+    llm: Option<bool>,
+}
+
+/// Questions longer than this are refused.
+const MAX_QUESTION_BYTES: usize = 2_000;
+
+/// `POST /api/v1/ask` with `{"question": "why is checkout slow?"}`: the answer with the evidence
+/// and queries that show it; from the LLM investigator when configured, else deterministic.
+pub(super) async fn ask(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    let q: Question = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return bad(
+                "ask",
+                format!("the body must be {{\"question\": \"…\"}} ({e})"),
+            );
+        }
+    };
+    if q.question.trim().is_empty() || q.question.len() > MAX_QUESTION_BYTES {
+        return bad(
+            "ask",
+            format!("`question` must be a question of 1 to {MAX_QUESTION_BYTES} bytes"),
+        );
+    }
+    match app
+        .assistant
+        .ask(q.question.trim(), q.llm.unwrap_or(true))
+        .await
+    {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("ask: cannot read the database ({e})"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExplainQuery {
+    llm: Option<bool>,
+}
+
+/// `GET /api/v1/incidents/{id}/explanation?llm=false`: what happened, why and what to do,
+/// citing the incident's evidence; investigated by the LLM when configured (once per incident
+/// revision), deterministic otherwise or with `llm=false`.
+pub(super) async fn explanation(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return bad("explanation", e),
+    };
+    match app.store.incident(&id).await {
+        Ok(Some(i)) => Json(app.assistant.explain(&i, q.llm.unwrap_or(true)).await).into_response(),
+        Ok(None) => text(StatusCode::NOT_FOUND, format!("no incident {id:?}")),
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("incident {id}: cannot read the database ({e})"),
+        ),
+    }
 }

@@ -125,6 +125,8 @@ pub(crate) struct App {
     /// The queue's capacity, to refuse a request before decoding it when the queue is full.
     queue_capacity: usize,
     pub(crate) store: SqliteStore,
+    /// Answers questions and explains incidents.
+    pub(crate) assistant: crate::assistant::Assistant,
     /// The topology as of the last evaluation.
     pub(crate) topology: Arc<Mutex<Topology>>,
     /// Running totals of OTLP delta series.
@@ -251,9 +253,11 @@ async fn run(config: Config) -> Result<()> {
             })
             .context("cannot start the pipeline thread")?
     };
+    let assistant = crate::assistant::Assistant::new(&config, store.clone(), topology.clone())?;
     let app = Arc::new(App {
         queue: tx,
         queue_capacity: config.serve.queue,
+        assistant,
         store,
         topology,
         hooks: config.hooks.clone(),
@@ -279,6 +283,8 @@ async fn run(config: Config) -> Result<()> {
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
         .route("/api/v1/incidents/{id}/acknowledge", post(api::acknowledge))
+        .route("/api/v1/incidents/{id}/explanation", get(api::explanation))
+        .route("/api/v1/ask", post(api::ask))
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/topology", get(api::topology))
         .route("/metrics", get(metrics_page))

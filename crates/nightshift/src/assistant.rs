@@ -1,0 +1,521 @@
+//! Questions and explanations for `serve`: answered from the store deterministically, and by
+//! the LLM investigator when one is configured, with read-only tools over the store, the
+//! topology, Prometheus (PromQL) and Loki (LogQL).
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use nightshift_core::{Incident, Millis, Topology};
+use nightshift_llm::{
+    Answer, AskContext, Cited, Conclusion, DailyBudget, Investigation, Investigator, Source, Task,
+    ToolSpec, Toolbox, evidence_ids, explain,
+};
+use nightshift_store::{AnomalyFilter, IncidentFilter, SqliteStore, Store};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How much recorded history a question is answered from.
+const CONTEXT_INCIDENTS: u32 = 200;
+const CONTEXT_ANOMALIES: u32 = 2_000;
+const CONTEXT_CHANGES: u32 = 500;
+
+/// The answer to `POST /api/v1/ask`.
+#[derive(Debug, Serialize)]
+pub struct AskReply {
+    #[serde(flatten)]
+    pub answer: Answer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub investigation: Option<Investigation>,
+}
+
+/// The answer to `GET /api/v1/incidents/{id}/explanation`.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub conclusion: Conclusion,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub investigation: Option<Investigation>,
+}
+
+pub struct Assistant {
+    investigator: Option<Investigator>,
+    tools: Tools,
+}
+
+impl Assistant {
+    pub fn new(
+        config: &Config,
+        store: SqliteStore,
+        topology: Arc<Mutex<Topology>>,
+    ) -> Result<Self> {
+        let investigator = match &config.llm {
+            Some(l) => Some(Investigator::new(
+                Arc::from(l.provider.build().context("llm")?),
+                l.limits.clone(),
+                Arc::new(DailyBudget::new(l.daily_tokens)),
+            )),
+            None => None,
+        };
+        let client = |ms: i64| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_millis(ms as u64))
+                .build()
+                .context("cannot build the HTTP client for the investigator's tools")
+        };
+        let prometheus = match &config.prometheus {
+            Some(p) => Some((p.url.clone(), client(p.timeout_ms)?)),
+            None => None,
+        };
+        let loki = match &config.loki {
+            Some(l) => Some((l.url.clone(), client(l.timeout_ms)?)),
+            None => None,
+        };
+        Ok(Self {
+            investigator,
+            tools: Tools {
+                store,
+                topology,
+                prometheus,
+                loki,
+            },
+        })
+    }
+
+    /// Answers a question: deterministically, then with the LLM when configured and `llm`.
+    pub async fn ask(
+        &self,
+        question: &str,
+        llm: bool,
+    ) -> Result<AskReply, nightshift_store::StoreError> {
+        let now = crate::now_ms();
+        let ctx = self.tools.context(now).await?;
+        let mut answer = nightshift_llm::answer(question, &ctx);
+        let Some(investigator) = self.investigator.as_ref().filter(|_| llm) else {
+            return Ok(AskReply {
+                answer,
+                investigation: None,
+            });
+        };
+        let fallback = Conclusion {
+            incident: answer.incidents.first().cloned().unwrap_or_default(),
+            root_cause: String::new(),
+            cause: String::new(),
+            summary: answer.answer.clone(),
+            confidence: 0.5,
+            action: String::new(),
+            evidence: answer.evidence.iter().map(|e| e.id.clone()).collect(),
+            source: Source::Deterministic,
+            note: None,
+        };
+        let task = Task {
+            key: None,
+            question: question.to_string(),
+            data: vec![(
+                "deterministic_answer".into(),
+                serde_json::to_value(&answer).unwrap_or_default(),
+            )],
+            evidence_ids: answer.evidence.iter().map(|e| e.id.clone()).collect(),
+            entities: entity_names(&ctx.topology, &ctx.incidents),
+            needs_root_cause: false,
+            fallback,
+            first_tool: None,
+        };
+        let inv = investigator.investigate(&task, &self.tools, now).await;
+        if inv.conclusion.source == Source::Llm {
+            let c = &inv.conclusion;
+            answer.answer = if c.action.is_empty() {
+                c.summary.clone()
+            } else {
+                format!("{}\nRecommended: {}", c.summary, c.action)
+            };
+            answer.source = Source::Llm;
+            for step in inv
+                .steps
+                .iter()
+                .filter(|s| c.evidence.contains(&s.evidence_id))
+            {
+                answer.evidence.push(Cited {
+                    id: step.evidence_id.clone(),
+                    summary: format!("{} {}", step.tool, step.arguments),
+                    query: step
+                        .arguments
+                        .get("query")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                });
+            }
+        } else {
+            answer.note = inv.conclusion.note.clone();
+        }
+        Ok(AskReply {
+            answer,
+            investigation: Some(inv),
+        })
+    }
+
+    /// Explains one incident: its deterministic diagnosis, and the LLM's when configured and
+    /// `llm` (cached per incident revision).
+    pub async fn explain(&self, incident: &Incident, llm: bool) -> Explanation {
+        let deterministic = explain(incident);
+        let Some(investigator) = self.investigator.as_ref().filter(|_| llm) else {
+            return Explanation {
+                conclusion: deterministic,
+                investigation: None,
+            };
+        };
+        let topology = self.tools.topology();
+        let task = incident_task(incident, &topology, deterministic);
+        let inv = investigator
+            .investigate(&task, &self.tools, crate::now_ms())
+            .await;
+        Explanation {
+            conclusion: inv.conclusion.clone(),
+            investigation: Some(inv),
+        }
+    }
+}
+
+/// The investigation of one incident: its diagnosis as quoted data, its evidence ids citable.
+pub fn incident_task(incident: &Incident, topology: &Topology, fallback: Conclusion) -> Task {
+    let view = json!({
+        "id": incident.id,
+        "title": incident.title,
+        "status": incident.status,
+        "priority": incident.priority,
+        "opened_at": incident.opened_at,
+        "hypotheses": incident.hypotheses.iter().take(5).collect::<Vec<_>>(),
+        "blast_radius": incident.blast_radius,
+        "changes": incident.changes,
+        "slo": incident.slo,
+        "similar": incident.similar,
+    });
+    Task {
+        key: Some(format!("{}@{}", incident.id, incident.updated_at)),
+        question: format!(
+            "What is the root cause of incident {}, why, and what should be done?",
+            incident.id
+        ),
+        data: vec![("incident".into(), view)],
+        evidence_ids: evidence_ids(incident).map(str::to_string).collect(),
+        entities: entity_names(topology, std::slice::from_ref(incident)),
+        needs_root_cause: true,
+        fallback,
+        first_tool: None,
+    }
+}
+
+/// Every service and node a root cause may name.
+fn entity_names(topology: &Topology, incidents: &[Incident]) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = topology.services.iter().cloned().collect();
+    names.extend(topology.calls.keys().cloned());
+    names.extend(topology.nodes().into_iter().map(str::to_string));
+    for i in incidents {
+        names.extend(i.hypotheses.iter().map(|h| h.entity.name.clone()));
+        names.extend(i.blast_radius.entities.iter().map(|e| e.name.clone()));
+    }
+    names
+}
+
+/// The investigator's read-only tools.
+pub struct Tools {
+    store: SqliteStore,
+    topology: Arc<Mutex<Topology>>,
+    /// Base URL and client of a Prometheus-compatible API.
+    prometheus: Option<(String, reqwest::Client)>,
+    loki: Option<(String, reqwest::Client)>,
+}
+
+fn arg_str<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
+    args.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn arg_num(args: &Value, key: &str) -> Option<f64> {
+    match args.get(key) {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Minutes back from `now`, `default` when not given, at most a week.
+fn since(args: &Value, now: Millis, default: f64) -> Millis {
+    let minutes = arg_num(args, "minutes")
+        .unwrap_or(default)
+        .clamp(1.0, 10_080.0);
+    now - (minutes * 60_000.0) as Millis
+}
+
+fn spec(name: &str, description: &str, properties: Value, required: &[&str]) -> ToolSpec {
+    ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        parameters: json!({"type": "object", "properties": properties, "required": required}),
+    }
+}
+
+impl Tools {
+    pub fn topology(&self) -> Topology {
+        self.topology
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    async fn context(&self, now: Millis) -> Result<AskContext, nightshift_store::StoreError> {
+        Ok(AskContext {
+            topology: self.topology(),
+            incidents: self
+                .store
+                .incidents(&IncidentFilter {
+                    limit: Some(CONTEXT_INCIDENTS),
+                    ..Default::default()
+                })
+                .await?,
+            anomalies: self
+                .store
+                .anomalies(&AnomalyFilter {
+                    since: Some(now - 7 * 86_400_000),
+                    limit: Some(CONTEXT_ANOMALIES),
+                    ..Default::default()
+                })
+                .await?,
+            changes: self
+                .store
+                .changes(Some(now - 7 * 86_400_000), Some(CONTEXT_CHANGES))
+                .await?,
+            now,
+        })
+    }
+
+    async fn prometheus(&self, path: &str, params: &[(&str, String)]) -> Result<Value, String> {
+        let (url, client) = self
+            .prometheus
+            .as_ref()
+            .ok_or("no Prometheus is configured (prometheus.url)")?;
+        get_json(client, &format!("{url}{path}"), params).await
+    }
+}
+
+/// A GET whose JSON answer is the tool's result; errors say what went wrong.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    params: &[(&str, String)],
+) -> Result<Value, String> {
+    let r = client
+        .get(url)
+        .query(params)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = r.status();
+    let body: Value = r
+        .json()
+        .await
+        .map_err(|e| format!("{url} answered {status} with no JSON ({e})"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{url} answered {status}: {}",
+            body.get("error").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    Ok(body.get("data").cloned().unwrap_or(body))
+}
+
+#[async_trait::async_trait]
+impl Toolbox for Tools {
+    fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs = vec![
+            spec(
+                "get_incident",
+                "One incident with its ranked hypotheses, evidence, blast radius and timeline.",
+                json!({"id": {"type": "string", "description": "e.g. inc-0003"}}),
+                &["id"],
+            ),
+            spec(
+                "search_past_incidents",
+                "Earlier incidents, newest first, optionally only those involving a service or node.",
+                json!({"entity": {"type": "string"}, "limit": {"type": "integer", "maximum": 20}}),
+                &[],
+            ),
+            spec(
+                "get_topology",
+                "The call graph (client -> servers), placement (service -> nodes) and databases.",
+                json!({}),
+                &[],
+            ),
+            spec(
+                "get_changes",
+                "Deploys, config changes, rollbacks and scaling recorded recently, newest first.",
+                json!({"service": {"type": "string"}, "minutes": {"type": "number", "description": "how far back, default 60"}}),
+                &[],
+            ),
+            spec(
+                "get_anomalies",
+                "Anomalies on derived signals, strongest first.",
+                json!({"service": {"type": "string"}, "minutes": {"type": "number", "description": "how far back, default 60"}, "limit": {"type": "integer", "maximum": 50}}),
+                &[],
+            ),
+        ];
+        if self.prometheus.is_some() {
+            specs.push(spec(
+                "promql_query",
+                "Evaluate a PromQL expression at one instant (now by default).",
+                json!({"query": {"type": "string"}}),
+                &["query"],
+            ));
+            specs.push(spec(
+                "promql_range",
+                "Evaluate a PromQL expression over the last minutes, at a step.",
+                json!({"query": {"type": "string"}, "minutes": {"type": "number"}, "step_seconds": {"type": "number"}}),
+                &["query"],
+            ));
+        }
+        if self.loki.is_some() {
+            specs.push(spec(
+                "loki_query",
+                "Log lines matching a LogQL query over the last minutes, newest first.",
+                json!({"query": {"type": "string", "description": "e.g. {service=\"checkout\"} |= \"error\""}, "minutes": {"type": "number"}, "limit": {"type": "integer", "maximum": 100}}),
+                &["query"],
+            ));
+        }
+        specs
+    }
+
+    async fn call(&self, name: &str, args: &Value) -> Result<Value, String> {
+        let now = crate::now_ms();
+        let db = |e: nightshift_store::StoreError| format!("cannot read the database: {e}");
+        match name {
+            "get_incident" => {
+                let id = arg_str(args, "id").ok_or("give the incident's `id`, e.g. inc-0003")?;
+                match self.store.incident(id).await.map_err(db)? {
+                    Some(mut i) => {
+                        i.timeline.truncate(30);
+                        Ok(serde_json::to_value(i).unwrap_or_default())
+                    }
+                    None => Err(format!("there is no incident {id:?}")),
+                }
+            }
+            "search_past_incidents" => {
+                let limit = arg_num(args, "limit").unwrap_or(5.0).clamp(1.0, 20.0) as usize;
+                let entity = arg_str(args, "entity");
+                let all = self
+                    .store
+                    .incidents(&IncidentFilter {
+                        limit: Some(CONTEXT_INCIDENTS),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(db)?;
+                let found: Vec<Value> = all
+                    .iter()
+                    .filter(|i| {
+                        entity.is_none_or(|e| {
+                            i.hypotheses.iter().any(|h| h.entity.name == e)
+                                || i.blast_radius.entities.iter().any(|x| x.name == e)
+                        })
+                    })
+                    .take(limit)
+                    .map(|i| {
+                        let top = i.hypotheses.first();
+                        json!({
+                            "id": i.id, "title": i.title, "status": i.status,
+                            "opened_at": i.opened_at, "resolved_at": i.resolved_at,
+                            "root_cause": top.map(|h| h.entity.name.clone()),
+                            "cause": top.map(|h| h.cause.clone()),
+                            "resolution": i.resolution,
+                        })
+                    })
+                    .collect();
+                Ok(json!(found))
+            }
+            "get_topology" => Ok(serde_json::to_value(self.topology()).unwrap_or_default()),
+            "get_changes" => {
+                let service = arg_str(args, "service");
+                let changes = self
+                    .store
+                    .changes(Some(since(args, now, 60.0)), Some(CONTEXT_CHANGES))
+                    .await
+                    .map_err(db)?;
+                Ok(json!(
+                    changes
+                        .iter()
+                        .filter(|c| service.is_none_or(|s| c.target == s))
+                        .take(50)
+                        .collect::<Vec<_>>()
+                ))
+            }
+            "get_anomalies" => {
+                let limit = arg_num(args, "limit").unwrap_or(20.0).clamp(1.0, 50.0) as usize;
+                let mut found = self
+                    .store
+                    .anomalies(&AnomalyFilter {
+                        entity: arg_str(args, "service").map(str::to_string),
+                        since: Some(since(args, now, 60.0)),
+                        limit: Some(CONTEXT_ANOMALIES),
+                    })
+                    .await
+                    .map_err(db)?;
+                found.sort_by(|a, b| b.score.total_cmp(&a.score));
+                found.truncate(limit);
+                Ok(json!(found))
+            }
+            "promql_query" | "promql_range" => {
+                let query = arg_str(args, "query").ok_or("give a PromQL `query`")?;
+                promql_parser::parser::parse(query)
+                    .map_err(|e| format!("not valid PromQL: {e}"))?;
+                if name == "promql_query" {
+                    return self
+                        .prometheus("/api/v1/query", &[("query", query.to_string())])
+                        .await;
+                }
+                let start = since(args, now, 60.0);
+                let step = arg_num(args, "step_seconds")
+                    .unwrap_or(60.0)
+                    .clamp(((now - start) as f64 / 1000.0 / 500.0).max(1.0), 3600.0);
+                self.prometheus(
+                    "/api/v1/query_range",
+                    &[
+                        ("query", query.to_string()),
+                        ("start", format!("{:.3}", start as f64 / 1000.0)),
+                        ("end", format!("{:.3}", now as f64 / 1000.0)),
+                        ("step", format!("{step}")),
+                    ],
+                )
+                .await
+            }
+            "loki_query" => {
+                let (url, client) = self
+                    .loki
+                    .as_ref()
+                    .ok_or("no Loki is configured (loki.url)")?;
+                let query = arg_str(args, "query").ok_or("give a LogQL `query`")?;
+                let limit = arg_num(args, "limit").unwrap_or(50.0).clamp(1.0, 100.0) as u32;
+                let start = since(args, now, 60.0);
+                get_json(
+                    client,
+                    &format!("{url}/loki/api/v1/query_range"),
+                    &[
+                        ("query", query.to_string()),
+                        ("start", format!("{}", start as i128 * 1_000_000)),
+                        ("end", format!("{}", now as i128 * 1_000_000)),
+                        ("limit", limit.to_string()),
+                        ("direction", "backward".into()),
+                    ],
+                )
+                .await
+            }
+            other => Err(format!("there is no tool {other:?}")),
+        }
+    }
+
+    fn output_budget(&self, name: &str) -> Option<usize> {
+        match name {
+            "get_incident" | "loki_query" | "promql_range" => Some(6_000),
+            _ => None,
+        }
+    }
+}
