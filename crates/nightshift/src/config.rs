@@ -49,6 +49,7 @@ struct RawLlm {
     stream: bool,
     max_steps: Option<u32>,
     max_tokens: Option<u64>,
+    answer_tokens: Option<u32>,
     deadline: Option<String>,
     daily_tokens: Option<u64>,
 }
@@ -462,6 +463,13 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
     if !(1_000..=2_000_000).contains(&max_tokens) {
         bail!("llm.max_tokens: {max_tokens} is outside 1000 to 2000000");
     }
+    let answer_tokens = raw.answer_tokens.unwrap_or(defaults.answer_tokens);
+    if !(32..=32_000).contains(&answer_tokens) {
+        bail!("llm.answer_tokens: {answer_tokens} is outside 32 to 32000");
+    }
+    if raw.stream && kind == ApiKind::Anthropic {
+        bail!("llm.stream: streaming is supported for OpenAI-compatible servers only");
+    }
     let deadline = check_duration(
         "llm.deadline",
         raw.deadline.as_deref(),
@@ -484,6 +492,7 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
             max_steps,
             max_tokens,
             deadline: std::time::Duration::from_millis(deadline as u64),
+            answer_tokens,
             ..defaults
         },
         daily_tokens: raw.daily_tokens.unwrap_or(2_000_000),
@@ -658,6 +667,14 @@ mod tests {
             (
                 "provider: ollama\nmodel: m\ndeadline: 2 weeks\n",
                 "llm.deadline",
+            ),
+            (
+                "provider: anthropic\nmodel: m\napi_key_env: KEY\nstream: true\n",
+                "llm.stream",
+            ),
+            (
+                "provider: ollama\nmodel: m\nanswer_tokens: 5\n",
+                "llm.answer_tokens",
             ),
         ] {
             let e = llm(yaml).unwrap_err().to_string();
