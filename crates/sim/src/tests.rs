@@ -952,22 +952,17 @@ fn harmless_blips_do_not_outlast_thirty_seconds() {
     }
 }
 
+/// Every built-in scenario simulates and emits samples. (Its speed is measured by the demo's
+/// timing in BENCHMARKS.md, not asserted here: timed assertions fail on a loaded machine.)
 #[test]
-fn builtin_scenarios_run_fast() {
-    if cfg!(debug_assertions) {
-        // Timing only means something in release builds (`cargo test --release`).
-        return;
-    }
+fn builtin_scenarios_simulate() {
     for (file, yaml) in builtin_scenarios() {
         let s = match Scenario::parse(yaml, file) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         };
-        let t0 = std::time::Instant::now();
         let n: usize = Simulation::new(&s).map(|t| t.samples.len()).sum();
-        let took = t0.elapsed();
-        assert!(n > 0);
-        assert!(took.as_millis() < 1000, "{file} took {took:?}");
+        assert!(n > 0, "{file} emitted no samples");
     }
 }
 
