@@ -4,7 +4,7 @@
 //! `tool_result` blocks of a user turn.
 
 use crate::chat::{ChatRequest, ChatResponse, Message, StopReason, Usage};
-use crate::provider::{LlmError, LlmProvider, ProviderConfig, classify, with_retries};
+use crate::provider::{LlmError, LlmProvider, ProviderConfig, read_json, send};
 use crate::quirks;
 use serde_json::{Value, json};
 
@@ -149,21 +149,15 @@ impl LlmProvider for Anthropic {
         let key = self.config.api_key.clone().ok_or_else(|| {
             LlmError::Config("Anthropic needs an API key (llm.api_key_env)".into())
         })?;
-        let response = with_retries(self.config.retries, deadline, || {
-            let req = self
-                .http
+        let response = send(self.config.retries, deadline, || {
+            self.http
                 .post(&url)
                 .header("x-api-key", &key)
                 .header("anthropic-version", ANTHROPIC_VERSION)
-                .json(&body);
-            async move { classify(req.send().await).await }
+                .json(&body)
         })
         .await?;
-        let v: Value = tokio::time::timeout_at(deadline, response.json())
-            .await
-            .map_err(|_| LlmError::Deadline)?
-            .map_err(|e| LlmError::BadAnswer(format!("not JSON ({e})")))?;
-        parse_answer(request, &v)
+        parse_answer(request, &read_json(response, deadline).await?)
     }
 
     fn model(&self) -> &str {

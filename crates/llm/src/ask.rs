@@ -60,17 +60,24 @@ const MAX_LISTED: usize = 5;
 /// match whole words, case-insensitively, with `-` and `_` read as spaces, and a plural `s`
 /// tolerated ("payment" finds `payments`).
 pub fn entities_in(question: &str, topology: &Topology) -> Vec<String> {
-    entities_named(question, &topology_names(topology))
+    entities_named(question, &known_entities(topology, &[]))
 }
 
-fn topology_names(topology: &Topology) -> BTreeSet<&str> {
-    topology
+/// The services and nodes known from the topology and from incidents (alerts name services
+/// the traces may never have shown): what a question or a root cause may name.
+pub fn known_entities<'a>(topology: &'a Topology, incidents: &'a [Incident]) -> BTreeSet<&'a str> {
+    let mut known: BTreeSet<&str> = topology
         .services
         .iter()
         .map(String::as_str)
         .chain(topology.calls.keys().map(String::as_str))
         .chain(topology.nodes())
-        .collect()
+        .collect();
+    for i in incidents {
+        known.extend(i.hypotheses.iter().map(|h| h.entity.name.as_str()));
+        known.extend(i.blast_radius.entities.iter().map(|e| e.name.as_str()));
+    }
+    known
 }
 
 /// The names of `known` a question names, in the order they appear.
@@ -184,13 +191,7 @@ fn concerns(i: &Incident, entities: &[String]) -> bool {
 
 /// The deterministic answer.
 pub fn answer(question: &str, ctx: &AskContext) -> Answer {
-    // Services and nodes known from the topology, and from what was recorded about them
-    // (alerts name services the traces may never have shown).
-    let mut known = topology_names(&ctx.topology);
-    for i in &ctx.incidents {
-        known.extend(i.hypotheses.iter().map(|h| h.entity.name.as_str()));
-        known.extend(i.blast_radius.entities.iter().map(|e| e.name.as_str()));
-    }
+    let mut known = known_entities(&ctx.topology, &ctx.incidents);
     known.extend(ctx.anomalies.iter().map(|a| a.entity.name.as_str()));
     known.extend(ctx.changes.iter().map(|c| c.target.as_str()));
     let entities = entities_named(question, &known);

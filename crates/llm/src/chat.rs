@@ -109,25 +109,26 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
+/// A rough token count of a prompt: its messages (with a few tokens of framing each) and the
+/// tools' descriptions and schemas.
+pub(crate) fn estimate_prompt(messages: &[Message], tools: &[ToolSpec]) -> u64 {
+    let messages: u64 = messages.iter().map(|m| estimate_tokens(m.text()) + 4).sum();
+    let tools: u64 = tools
+        .iter()
+        .map(|t| estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string()))
+        .sum();
+    messages + tools
+}
+
 /// Usage when the provider reported none: estimated from the request and the answer.
 pub(crate) fn estimated_usage(request: &ChatRequest, content: &str, calls: &[ToolCall]) -> Usage {
-    let prompt = request
-        .messages
-        .iter()
-        .map(|m| estimate_tokens(m.text()))
-        .sum::<u64>()
-        + request
-            .tools
-            .iter()
-            .map(|t| estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string()))
-            .sum::<u64>();
     let completion = estimate_tokens(content)
         + calls
             .iter()
             .map(|c| estimate_tokens(&c.arguments.to_string()) + estimate_tokens(&c.name))
             .sum::<u64>();
     Usage {
-        prompt_tokens: prompt,
+        prompt_tokens: estimate_prompt(&request.messages, &request.tools),
         completion_tokens: completion,
     }
 }

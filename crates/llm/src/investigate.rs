@@ -5,7 +5,7 @@
 //! across them, repeated identical tool calls stopped, tool output cut to a budget per tool.
 //! Whatever stops it, the answer is the deterministic one, saying why.
 
-use crate::chat::{ChatRequest, Message, ToolCall, ToolSpec, Usage};
+use crate::chat::{ChatRequest, Message, ToolCall, ToolSpec, Usage, estimate_prompt};
 use crate::explain::{Conclusion, Source};
 use crate::provider::{LlmError, LlmProvider, snippet};
 use crate::redact::{redact, redact_json};
@@ -305,10 +305,6 @@ impl Investigator {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Investigates `task` with `tools`; `now` is the wall clock in ms (for the daily budget).
     pub async fn investigate(
         &self,
@@ -454,10 +450,7 @@ impl Investigator {
             if answer.tool_calls.is_empty() {
                 // A conclusion may come as JSON in the answer itself.
                 match json_in(&answer.content) {
-                    Some(v) => match self.accept(task, run, &v) {
-                        Ok(c) => return Ok(c),
-                        Err(why) => return Err(why),
-                    },
+                    Some(v) => return self.accept(task, run, &v),
                     None if !reminded => {
                         reminded = true;
                         messages.push(Message::Assistant {
@@ -493,7 +486,7 @@ impl Investigator {
                     }
                     continue;
                 }
-                let reply = run.tool(call, tools, &self.limits, deadline).await?;
+                let reply = run.tool(call, tools, specs, &self.limits, deadline).await?;
                 messages.push(tool_message(call, &reply));
             }
         }
@@ -534,6 +527,7 @@ impl Run {
         &mut self,
         call: &ToolCall,
         tools: &dyn Toolbox,
+        specs: &[ToolSpec],
         limits: &Limits,
         deadline: tokio::time::Instant,
     ) -> Result<String, String> {
@@ -559,7 +553,7 @@ impl Run {
                 "refused: you already made this call; its result is {earlier}. Do not repeat calls."
             ));
         }
-        if !tools.specs().iter().any(|t| t.name == call.name) {
+        if !specs.iter().any(|t| t.name == call.name) {
             return Ok(format!(
                 "error: there is no tool {:?}; the tools are the ones offered",
                 call.name
@@ -624,23 +618,12 @@ const MIN_ANSWER_TOKENS: u64 = 32;
 /// since, or everything when there was no call yet; estimates get half again as margin, since
 /// tokenisers differ.
 fn predicted_prompt(messages: &[Message], specs: &[ToolSpec], last: Option<(u64, usize)>) -> u64 {
-    let estimate = |ms: &[Message]| -> u64 {
-        ms.iter()
-            .map(|m| crate::chat::estimate_tokens(m.text()) + 4)
-            .sum()
-    };
+    let margin = |tokens: u64| tokens * 3 / 2;
     match last {
-        Some((tokens, count)) => tokens + estimate(messages.get(count..).unwrap_or(&[])) * 3 / 2,
-        None => {
-            let tools: u64 = specs
-                .iter()
-                .map(|t| {
-                    crate::chat::estimate_tokens(&t.description)
-                        + crate::chat::estimate_tokens(&t.parameters.to_string())
-                })
-                .sum();
-            (estimate(messages) + tools) * 3 / 2
+        Some((tokens, count)) => {
+            tokens + margin(estimate_prompt(messages.get(count..).unwrap_or(&[]), &[]))
         }
+        None => margin(estimate_prompt(messages, specs)),
     }
 }
 

@@ -12,7 +12,7 @@ pub mod redact;
 #[doc(hidden)]
 pub mod test_support;
 
-pub use ask::{Answer, AskContext, Cited, answer};
+pub use ask::{Answer, AskContext, Cited, answer, known_entities};
 pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
 pub use explain::{Conclusion, Source, evidence_ids, explain, recommended_action};
 pub use investigate::{

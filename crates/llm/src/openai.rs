@@ -6,7 +6,7 @@
 //! Requests avoid what some servers refuse (`content: null` on an assistant message).
 
 use crate::chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, Usage};
-use crate::provider::{ApiKind, LlmError, LlmProvider, ProviderConfig, classify, with_retries};
+use crate::provider::{ApiKind, LlmError, LlmProvider, ProviderConfig, read_json, send};
 use crate::quirks;
 use serde_json::{Value, json};
 
@@ -180,12 +180,20 @@ fn finish(
     })
 }
 
+/// A tool call as its fragments arrive.
+#[derive(Default)]
+struct PartialCall {
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
 /// A streamed answer put back together: content deltas appended, tool calls assembled by
 /// their index from fragments of name and arguments.
 #[derive(Default)]
 pub(crate) struct StreamAssembly {
     content: String,
-    calls: Vec<(Option<String>, String, String)>,
+    calls: Vec<PartialCall>,
     finish: Option<String>,
     usage: Option<Usage>,
     pending: String,
@@ -241,20 +249,20 @@ impl StreamAssembly {
                 .and_then(Value::as_u64)
                 .map_or(n, |i| i as usize)
                 .min(64);
-            while self.calls.len() <= index {
-                self.calls.push((None, String::new(), String::new()));
+            if self.calls.len() <= index {
+                self.calls.resize_with(index + 1, PartialCall::default);
             }
             let slot = &mut self.calls[index];
             if let Some(id) = call.get("id").and_then(Value::as_str) {
-                slot.0 = Some(id.to_string());
+                slot.id = Some(id.to_string());
             }
             if let Some(f) = call.get("function") {
                 if let Some(name) = f.get("name").and_then(Value::as_str) {
-                    slot.1.push_str(name);
+                    slot.name.push_str(name);
                 }
                 match f.get("arguments") {
-                    Some(Value::String(part)) => slot.2.push_str(part),
-                    Some(v @ Value::Object(_)) => slot.2.push_str(&v.to_string()),
+                    Some(Value::String(part)) => slot.arguments.push_str(part),
+                    Some(v @ Value::Object(_)) => slot.arguments.push_str(&v.to_string()),
                     _ => {}
                 }
             }
@@ -274,9 +282,14 @@ impl StreamAssembly {
             .calls
             .iter()
             .enumerate()
-            .filter(|(_, (_, name, _))| !name.is_empty())
-            .map(|(i, (id, name, args))| {
-                quirks::tool_call(id.as_deref(), i, name, &Value::String(args.clone()))
+            .filter(|(_, c)| !c.name.is_empty())
+            .map(|(i, c)| {
+                quirks::tool_call(
+                    c.id.as_deref(),
+                    i,
+                    &c.name,
+                    &Value::String(c.arguments.clone()),
+                )
             })
             .collect();
         finish(
@@ -298,15 +311,13 @@ impl LlmProvider for OpenAiCompatible {
     ) -> Result<ChatResponse, LlmError> {
         let body = body(&self.config.model, request, self.config.stream);
         let url = self.url();
-        let response = with_retries(self.config.retries, deadline, || {
-            let mut req = self.http.post(&url).json(&body);
-            if let Some(key) = &self.config.api_key {
-                req = match self.config.kind {
-                    ApiKind::Azure => req.header("api-key", key),
-                    _ => req.bearer_auth(key),
-                };
+        let response = send(self.config.retries, deadline, || {
+            let req = self.http.post(&url).json(&body);
+            match (&self.config.api_key, self.config.kind) {
+                (Some(key), ApiKind::Azure) => req.header("api-key", key),
+                (Some(key), _) => req.bearer_auth(key),
+                (None, _) => req,
             }
-            async move { classify(req.send().await).await }
         })
         .await?;
         if self.config.stream {
@@ -324,11 +335,7 @@ impl LlmProvider for OpenAiCompatible {
             }
             return assembly.into_response(request);
         }
-        let v: Value = tokio::time::timeout_at(deadline, response.json())
-            .await
-            .map_err(|_| LlmError::Deadline)?
-            .map_err(|e| LlmError::BadAnswer(format!("not JSON ({e})")))?;
-        parse_answer(request, &v)
+        parse_answer(request, &read_json(response, deadline).await?)
     }
 
     fn model(&self) -> &str {

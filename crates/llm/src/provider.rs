@@ -92,28 +92,26 @@ pub enum LlmError {
 }
 
 /// What one HTTP attempt gave.
-pub(crate) enum Attempt {
+enum Attempt {
     Answer(reqwest::Response),
     /// Worth another try, after at least this long (from `Retry-After`, when given).
     Retry(String, Option<Duration>),
 }
 
-/// Sends with retries: exponential backoff from 500 ms (or the server's `Retry-After`, capped
-/// at 30 s), never past `deadline`. `send` builds and sends one attempt.
-pub(crate) async fn with_retries<F, Fut>(
+/// Sends the request `build` makes, with retries: exponential backoff from 500 ms (or the
+/// server's `Retry-After`, capped at 30 s), never past `deadline`. A success is the response;
+/// a refusal that retrying cannot help is an error at once.
+pub(crate) async fn send(
     retries: u32,
     deadline: tokio::time::Instant,
-    mut send: F,
-) -> Result<reqwest::Response, LlmError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Attempt, LlmError>>,
-{
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, LlmError> {
     let mut attempt = 0u32;
     loop {
-        let outcome = tokio::time::timeout_at(deadline, send())
-            .await
-            .map_err(|_| LlmError::Deadline)??;
+        let outcome =
+            tokio::time::timeout_at(deadline, async { classify(build().send().await).await })
+                .await
+                .map_err(|_| LlmError::Deadline)??;
         let (why, after) = match outcome {
             Attempt::Answer(r) => return Ok(r),
             Attempt::Retry(why, after) => (why, after),
@@ -134,10 +132,19 @@ where
     }
 }
 
+/// A whole JSON answer, read before `deadline`.
+pub(crate) async fn read_json(
+    response: reqwest::Response,
+    deadline: tokio::time::Instant,
+) -> Result<serde_json::Value, LlmError> {
+    tokio::time::timeout_at(deadline, response.json())
+        .await
+        .map_err(|_| LlmError::Deadline)?
+        .map_err(|e| LlmError::BadAnswer(format!("not JSON ({e})")))
+}
+
 /// Classifies one sent request: a success to read, a failure worth retrying, or a refusal.
-pub(crate) async fn classify(
-    sent: Result<reqwest::Response, reqwest::Error>,
-) -> Result<Attempt, LlmError> {
+async fn classify(sent: Result<reqwest::Response, reqwest::Error>) -> Result<Attempt, LlmError> {
     let response = match sent {
         Ok(r) => r,
         Err(e) if e.is_timeout() || e.is_connect() || e.is_request() => {

@@ -7,7 +7,13 @@ use std::sync::LazyLock;
 /// What replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Words that make a key's value a secret (`db_password=…`, `"api_key": "…"`).
+const SECRET_WORDS: &str = "password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig";
+
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    let quoted_pair =
+        format!(r#"(?i)(["']?\b[a-z0-9_.-]*(?:{SECRET_WORDS})["']?\s*[:=]\s*)(?:"[^"]*"|'[^']*')"#);
+    let bare_pair = format!(r#"(?i)(\b[a-z0-9_.-]*(?:{SECRET_WORDS})\s*[:=]\s*)([^\s&,;"'\\\[]+)"#);
     let rules: &[(&str, &str)] = &[
         // PEM private keys, whole.
         (
@@ -29,14 +35,8 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
             "Bearer [REDACTED]",
         ),
         // key=value, key: value and "key": "value" for secret-looking keys.
-        (
-            r#"(?i)(["']?\b[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig)["']?\s*[:=]\s*)(?:"[^"]*"|'[^']*')"#,
-            "${1}\"[REDACTED]\"",
-        ),
-        (
-            r#"(?i)(\b[a-z0-9_.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig)\s*[:=]\s*)([^\s&,;"'\\\[]+)"#,
-            "${1}[REDACTED]",
-        ),
+        (&quoted_pair, "${1}\"[REDACTED]\""),
+        (&bare_pair, "${1}[REDACTED]"),
         // Well-known token formats.
         (r"\bAKIA[0-9A-Z]{16}\b", REDACTED),
         (r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}", REDACTED),
@@ -84,7 +84,7 @@ pub fn redact_json(value: &mut serde_json::Value) {
 }
 
 static SECRET_KEY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(password|passwd|secret|token|api[_-]?key|apikey|private[_-]?key|credential|authorization)$")
+    Regex::new(&format!("(?i)(?:{SECRET_WORDS}|authorization)$"))
         .expect("the secret key pattern is valid")
 });
 

@@ -156,15 +156,19 @@ fn investigator(base: &str, limits: Limits, budget: u64) -> Investigator {
 
 const NOW: i64 = 1_700_000_000_000;
 
-#[tokio::test]
-async fn a_server_that_always_asks_for_another_tool_call_is_stopped_by_the_step_budget() {
-    let (base, requests) = serve(Arc::new(|n, _, _| {
+/// A model that always asks for another (different) tool call, each answer costing `tokens`.
+fn endless_tool_calls(tokens: u64) -> Script {
+    Arc::new(move |n, _, _| {
         completion(
             tool_call("get_topology", json!({"query": format!("q{n}")})),
-            10,
+            tokens,
         )
-    }))
-    .await;
+    })
+}
+
+#[tokio::test]
+async fn a_server_that_always_asks_for_another_tool_call_is_stopped_by_the_step_budget() {
+    let (base, requests) = serve(endless_tool_calls(10)).await;
     let limits = Limits {
         max_steps: 4,
         ..Limits::default()
@@ -196,13 +200,7 @@ async fn a_server_that_always_asks_for_another_tool_call_is_stopped_by_the_step_
 
 #[tokio::test]
 async fn the_token_budget_stops_the_loop_and_caps_each_answer() {
-    let (base, requests) = serve(Arc::new(|n, _, _| {
-        completion(
-            tool_call("get_topology", json!({"query": format!("q{n}")})),
-            1_000,
-        )
-    }))
-    .await;
+    let (base, requests) = serve(endless_tool_calls(1_000)).await;
     let limits = Limits {
         max_tokens: 2_500,
         answer_tokens: 800,
@@ -226,13 +224,7 @@ async fn the_token_budget_stops_the_loop_and_caps_each_answer() {
 
 #[tokio::test]
 async fn the_daily_budget_is_shared_by_investigations() {
-    let (base, _) = serve(Arc::new(|n, _, _| {
-        completion(
-            tool_call("get_topology", json!({"query": format!("q{n}")})),
-            400,
-        )
-    }))
-    .await;
+    let (base, _) = serve(endless_tool_calls(400)).await;
     let limits = Limits {
         max_steps: 2,
         ..Limits::default()
@@ -472,7 +464,7 @@ async fn a_streamed_answer_is_put_together() {
         ([("content-type", "text/event-stream")], body).into_response()
     }))
     .await;
-    let mut config = ProviderConfig {
+    let config = ProviderConfig {
         kind: ApiKind::OpenAi,
         base_url: base,
         model: "scripted".into(),
@@ -482,7 +474,6 @@ async fn a_streamed_answer_is_put_together() {
         retries: 0,
         stream: true,
     };
-    config.stream = true;
     let inv = Investigator::new(
         Arc::from(config.build().unwrap()),
         Limits::default(),

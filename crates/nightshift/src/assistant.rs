@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use nightshift_core::{Incident, Millis, Topology};
 use nightshift_llm::{
     Answer, AskContext, Cited, Conclusion, DailyBudget, Investigation, Investigator, Source, Task,
-    ToolSpec, Toolbox, evidence_ids, explain,
+    ToolSpec, Toolbox, evidence_ids, explain, known_entities,
 };
 use nightshift_store::{AnomalyFilter, IncidentFilter, SqliteStore, Store};
 use serde::Serialize;
@@ -207,14 +207,10 @@ pub fn incident_task(incident: &Incident, topology: &Topology, fallback: Conclus
 
 /// Every service and node a root cause may name.
 fn entity_names(topology: &Topology, incidents: &[Incident]) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = topology.services.iter().cloned().collect();
-    names.extend(topology.calls.keys().cloned());
-    names.extend(topology.nodes().into_iter().map(str::to_string));
-    for i in incidents {
-        names.extend(i.hypotheses.iter().map(|h| h.entity.name.clone()));
-        names.extend(i.blast_radius.entities.iter().map(|e| e.name.clone()));
-    }
-    names
+    known_entities(topology, incidents)
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The investigator's read-only tools.

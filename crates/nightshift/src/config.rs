@@ -307,20 +307,7 @@ impl Config {
             .llm
             .map(|l| check_llm(l, |name| std::env::var(name).ok()))
             .transpose()?;
-        let loki = raw
-            .loki
-            .map(|l| -> Result<LokiConfig> {
-                Ok(LokiConfig {
-                    url: check_url("loki.url", &l.url, "http://127.0.0.1:3100")?,
-                    timeout_ms: check_duration(
-                        "loki.timeout",
-                        l.timeout.as_deref(),
-                        10_000,
-                        SECOND..=HOUR,
-                    )?,
-                })
-            })
-            .transpose()?;
+        let loki = raw.loki.map(check_loki).transpose()?;
         Ok(Self {
             serve,
             overrides,
@@ -410,6 +397,18 @@ fn check_alertmanager(raw: RawAlertmanager) -> Result<AlertmanagerConfig> {
         )?,
         timeout_ms: check_duration(
             "alertmanager.timeout",
+            raw.timeout.as_deref(),
+            10_000,
+            SECOND..=HOUR,
+        )?,
+    })
+}
+
+fn check_loki(raw: RawLoki) -> Result<LokiConfig> {
+    Ok(LokiConfig {
+        url: check_url("loki.url", &raw.url, "http://127.0.0.1:3100")?,
+        timeout_ms: check_duration(
+            "loki.timeout",
             raw.timeout.as_deref(),
             10_000,
             SECOND..=HOUR,

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    RW_HEADERS, Running, alertmanager_binary, free_port, get, http, rw_body, rw_series,
-    start_alertmanager, start_nightshift, temp_dir, wait_for,
+    RW_HEADERS, Running, alertmanager_binary, free_port, get, http, post_alert_storm, rw_body,
+    rw_series, start_alertmanager, start_nightshift, temp_dir, wait_for,
 };
 use std::time::Duration;
 
@@ -244,27 +244,16 @@ fn an_alert_storm_becomes_a_stored_incident_raised_in_alertmanager() {
     else {
         return;
     };
-    for name in [
-        "CheckoutErrorsHigh",
-        "CheckoutLatencyHigh",
-        "CheckoutPodRestarting",
-    ] {
-        let body = format!(
-            r#"[{{"labels": {{"alertname": "{name}", "service": "checkout", "severity": "critical"}}}}]"#
-        );
-        assert_eq!(
-            http(ns, "POST", "/api/v1/alerts", &JSON, body.as_bytes()).0,
-            200
-        );
-    }
-
     // The incident is stored and readable, with its ranked hypotheses and evidence.
-    let id = wait_for(Duration::from_secs(30), || {
-        let (_, body) = get(ns, "/api/v1/incidents?status=open");
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        v[0]["id"].as_str().map(str::to_string)
-    })
-    .expect("an incident opened");
+    let id = post_alert_storm(
+        ns,
+        "checkout",
+        &[
+            "CheckoutErrorsHigh",
+            "CheckoutLatencyHigh",
+            "CheckoutPodRestarting",
+        ],
+    );
     let (code, body) = get(ns, &format!("/api/v1/incidents/{id}"));
     assert_eq!(code, 200, "{body}");
     let incident: serde_json::Value = serde_json::from_str(&body).expect("JSON");

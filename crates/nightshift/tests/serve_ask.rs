@@ -5,11 +5,11 @@
 mod common;
 
 use common::{
-    free_port, get, http, nightshift, nightshift_json, start_nightshift_with, temp_dir, wait_for,
+    free_port, get, http, nightshift, nightshift_json, post_alert_storm, start_nightshift_with,
+    temp_dir,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
@@ -17,25 +17,15 @@ const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 fn storm(ns: u16) -> String {
     let change = br#"{"kind": "deploy", "target": "checkout", "version": "v2.4.1"}"#;
     assert_eq!(http(ns, "POST", "/api/v1/changes", &JSON, change).0, 200);
-    for name in [
-        "CheckoutErrorsHigh",
-        "CheckoutLatencyHigh",
-        "CheckoutPodRestarting",
-    ] {
-        let body = format!(
-            r#"[{{"labels": {{"alertname": "{name}", "service": "checkout", "severity": "critical"}}}}]"#
-        );
-        assert_eq!(
-            http(ns, "POST", "/api/v1/alerts", &JSON, body.as_bytes()).0,
-            200
-        );
-    }
-    wait_for(Duration::from_secs(30), || {
-        let (_, body) = get(ns, "/api/v1/incidents?status=open");
-        let v: Value = serde_json::from_str(&body).ok()?;
-        v[0]["id"].as_str().map(str::to_string)
-    })
-    .expect("an incident opened")
+    post_alert_storm(
+        ns,
+        "checkout",
+        &[
+            "CheckoutErrorsHigh",
+            "CheckoutLatencyHigh",
+            "CheckoutPodRestarting",
+        ],
+    )
 }
 
 /// Every evidence id the stored incident carries.

@@ -93,6 +93,27 @@ pub fn http(
     (status, body)
 }
 
+/// Posts one critical alert per name on `service` to Nightshift's Alertmanager API (v2) and
+/// gives the id of the open incident they make.
+pub fn post_alert_storm(port: u16, service: &str, names: &[&str]) -> String {
+    for name in names {
+        let body = format!(
+            r#"[{{"labels": {{"alertname": "{name}", "service": "{service}", "severity": "critical"}}}}]"#
+        );
+        let json = [("Content-Type", "application/json")];
+        assert_eq!(
+            http(port, "POST", "/api/v1/alerts", &json, body.as_bytes()).0,
+            200
+        );
+    }
+    wait_for(Duration::from_secs(30), || {
+        let (_, body) = get(port, "/api/v1/incidents?status=open");
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v[0]["id"].as_str().map(str::to_string)
+    })
+    .expect("an incident opened")
+}
+
 pub fn get(port: u16, path: &str) -> (u16, String) {
     http(port, "GET", path, &[], b"")
 }
