@@ -68,15 +68,27 @@ pub fn verify_github_signature(
                 "X-Hub-Signature-256 is missing (set the webhook's secret in GitHub)".into(),
             )
         })?;
-    let expected = hex_decode(sig)
-        .ok_or_else(|| HookError::Unauthorized("X-Hub-Signature-256 is not hex".into()))?;
+    verify_hmac_sha256(secret, sig, &[body], "X-Hub-Signature-256")
+}
+
+/// Checks a hex HMAC-SHA256 (from the `header` named in errors) of the concatenated `parts`.
+pub(crate) fn verify_hmac_sha256(
+    secret: &str,
+    hex: &str,
+    parts: &[&[u8]],
+    header: &str,
+) -> Result<(), HookError> {
+    let expected =
+        hex_decode(hex).ok_or_else(|| HookError::Unauthorized(format!("{header} is not hex")))?;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .map_err(|_| HookError::Unauthorized("the hook secret is unusable".into()))?;
-    mac.update(body);
+    for part in parts {
+        mac.update(part);
+    }
     mac.verify_slice(&expected).map_err(|_| {
-        HookError::Unauthorized(
-            "X-Hub-Signature-256 does not match the body and the configured secret".into(),
-        )
+        HookError::Unauthorized(format!(
+            "{header} does not match the body and the configured secret"
+        ))
     })
 }
 

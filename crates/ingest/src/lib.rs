@@ -8,6 +8,7 @@ pub mod loki;
 pub mod otlp;
 pub mod promql;
 pub mod remote_write;
+pub mod slack;
 
 pub use alertmanager::{AlertError, decode_postable, decode_webhook};
 pub use promql::{QueryError, decode_query_response};

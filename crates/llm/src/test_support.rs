@@ -1,6 +1,7 @@
-//! For tests of this crate and the binary: starts the real local model that
-//! `scripts/llm-peers` sets up (llama.cpp's OpenAI-compatible server with SmolLM2-135M). Without
-//! it, callers print why and skip, unless `NIGHTSHIFT_REQUIRE_PEERS=1` makes that a failure.
+//! For tests of this crate and the binary: the real peers `scripts/llm-peers` sets up — the
+//! local model (llama.cpp's OpenAI-compatible server with SmolLM2-135M) and a Python with the
+//! MCP SDK. Without them, callers print why and skip, unless `NIGHTSHIFT_REQUIRE_PEERS=1` makes
+//! that a failure.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -19,22 +20,30 @@ impl Drop for LocalModel {
     }
 }
 
-fn peers() -> Option<PathBuf> {
+/// The peers' folder when it holds the Python and, if `model`, the model.
+fn peers(model: bool) -> Option<PathBuf> {
     let dir = std::env::var_os("NIGHTSHIFT_PEERS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
         PathBuf::from,
     );
-    let ok = dir.join("venv/bin/python").exists()
-        && std::fs::read_dir(dir.join("model"))
+    let has_model = || {
+        std::fs::read_dir(dir.join("model"))
             .map(|mut d| {
                 d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "gguf")))
             })
-            .unwrap_or(false);
+            .unwrap_or(false)
+    };
+    let ok = dir.join("venv/bin/python").exists() && (!model || has_model());
     if ok {
         return Some(dir);
     }
     let why = format!(
-        "no local LLM under {}: run scripts/llm-peers to set it up",
+        "no {} under {}: run scripts/llm-peers to set it up",
+        if model {
+            "local LLM"
+        } else {
+            "Python with the MCP SDK"
+        },
         dir.display()
     );
     if std::env::var("NIGHTSHIFT_REQUIRE_PEERS").as_deref() == Ok("1") {
@@ -44,9 +53,14 @@ fn peers() -> Option<PathBuf> {
     None
 }
 
+/// The Python that has the official MCP SDK (PyPI's `mcp`).
+pub fn python() -> Option<PathBuf> {
+    peers(false).map(|d| d.join("venv/bin/python"))
+}
+
 /// Starts llama.cpp's server on a free port and waits until it answers.
 pub async fn start_local_model() -> Option<LocalModel> {
-    let dir = peers()?;
+    let dir = peers(true)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let model = std::fs::read_dir(dir.join("model"))
         .unwrap()

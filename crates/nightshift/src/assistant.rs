@@ -82,6 +82,11 @@ impl Assistant {
         })
     }
 
+    /// The read-only tools the investigator and MCP clients use.
+    pub fn tools(&self) -> &Tools {
+        &self.tools
+    }
+
     /// Answers a question: deterministically, then with the LLM when configured and `llm`.
     pub async fn ask(
         &self,
@@ -253,6 +258,10 @@ fn spec(name: &str, description: &str, properties: Value, required: &[&str]) -> 
 }
 
 impl Tools {
+    pub fn store(&self) -> &SqliteStore {
+        &self.store
+    }
+
     pub fn topology(&self) -> Topology {
         self.topology
             .lock()

@@ -33,6 +33,29 @@ struct RawConfig {
     logs: RawLogs,
     llm: Option<RawLlm>,
     loki: Option<RawLoki>,
+    slack: Option<RawSlack>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    signing_secret: Option<String>,
+    bot_token: Option<String>,
+    channel: Option<String>,
+    api_url: Option<String>,
+}
+
+/// The Slack app: its signing secret turns on the slash command and the buttons
+/// (`/hooks/slack/commands`, `/hooks/slack/interactions`); its bot token and a channel turn on
+/// incident notifications.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub signing_secret: Option<String>,
+    pub bot_token: Option<String>,
+    /// Where incident notifications go, e.g. `#incidents` or a channel id.
+    pub channel: Option<String>,
+    /// Slack's Web API, `https://slack.com/api` unless a proxy stands in between.
+    pub api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +214,8 @@ struct RawServe {
     listen: Option<String>,
     interval: Option<String>,
     queue: Option<usize>,
+    #[serde(default)]
+    mcp_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +240,8 @@ pub struct ServeConfig {
     pub queue: usize,
     /// The SQLite database alerts, anomalies and incidents are recorded in.
     pub store: String,
+    /// `Host` names `/mcp` accepts besides loopback (a guard against DNS rebinding).
+    pub mcp_hosts: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -224,6 +251,7 @@ impl Default for ServeConfig {
             interval_ms: 15_000,
             queue: 64,
             store: DEFAULT_STORE.to_string(),
+            mcp_hosts: Vec::new(),
         }
     }
 }
@@ -243,6 +271,7 @@ pub struct Config {
     pub log_files: Vec<crate::tail::FileSource>,
     pub llm: Option<LlmConfig>,
     pub loki: Option<LokiConfig>,
+    pub slack: Option<SlackConfig>,
 }
 
 impl Config {
@@ -282,6 +311,14 @@ impl Config {
             }
             serve.queue = queue;
         }
+        for (i, host) in raw.serve.mcp_hosts.iter().enumerate() {
+            if host.trim().is_empty() || host.contains(['/', ' ']) {
+                bail!(
+                    "serve.mcp_hosts[{i}]: {host:?} is not a host name or host:port such as nightshift.example.com"
+                );
+            }
+        }
+        serve.mcp_hosts = raw.serve.mcp_hosts;
         if let Some(path) = raw.store.path {
             if path.trim().is_empty() {
                 bail!("store.path: give a file path for the SQLite database, e.g. {DEFAULT_STORE}");
@@ -308,6 +345,7 @@ impl Config {
             .map(|l| check_llm(l, |name| std::env::var(name).ok()))
             .transpose()?;
         let loki = raw.loki.map(check_loki).transpose()?;
+        let slack = raw.slack.map(check_slack).transpose()?;
         Ok(Self {
             serve,
             overrides,
@@ -318,6 +356,7 @@ impl Config {
             hooks: check_hooks(raw.hooks)?,
             llm,
             loki,
+            slack,
             kubernetes: raw.kubernetes,
             log_files: raw
                 .logs
@@ -414,6 +453,37 @@ fn check_loki(raw: RawLoki) -> Result<LokiConfig> {
             SECOND..=HOUR,
         )?,
     })
+}
+
+fn check_slack(raw: RawSlack) -> Result<SlackConfig> {
+    let given = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let slack = SlackConfig {
+        signing_secret: given(raw.signing_secret),
+        bot_token: given(raw.bot_token),
+        channel: given(raw.channel),
+        api_url: check_url(
+            "slack.api_url",
+            raw.api_url.as_deref().unwrap_or("https://slack.com/api"),
+            "https://slack.com/api",
+        )?,
+    };
+    match (&slack.signing_secret, &slack.bot_token, &slack.channel) {
+        (_, Some(_), None) => {
+            bail!(
+                "slack.channel: give the channel incident notifications go to, e.g. \"#incidents\""
+            )
+        }
+        (_, None, Some(_)) => bail!(
+            "slack.bot_token: notifications to slack.channel need the app's bot token (xoxb-…), \
+             e.g. bot_token: ${{SLACK_BOT_TOKEN}}"
+        ),
+        (None, None, None) => bail!(
+            "slack: give signing_secret (for the slash command and buttons) and/or bot_token with \
+             channel (for incident notifications), e.g. signing_secret: ${{SLACK_SIGNING_SECRET}}"
+        ),
+        _ => {}
+    }
+    Ok(slack)
 }
 
 /// The LLM section checked; the API key is read from the environment variable it names, so
@@ -804,6 +874,18 @@ detect:
     }
 
     #[test]
+    fn slack_and_mcp_settings_are_read() {
+        let cfg = Config::parse(
+            "serve:\n  mcp_hosts: [nightshift.example.com]\nslack:\n  signing_secret: s\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.serve.mcp_hosts, ["nightshift.example.com"]);
+        let slack = cfg.slack.unwrap();
+        assert_eq!(slack.api_url, "https://slack.com/api");
+        assert!(slack.bot_token.is_none() && slack.channel.is_none());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             // A misspelt key, with its line.
@@ -860,6 +942,15 @@ detect:
                 "prometheus:\n  url: http://p:9090\n  queries:\n    - query: up\n      step: 1s\n      lookback: 7d\n",
                 "11,000 points",
             ),
+            ("slack: {}\n", "slack: give signing_secret"),
+            ("slack:\n  bot_token: xoxb-1\n", "slack.channel"),
+            ("slack:\n  channel: '#ops'\n", "slack.bot_token"),
+            (
+                "slack:\n  signing_secret: s\n  api_url: slack.com\n",
+                "slack.api_url",
+            ),
+            ("slack:\n  signing_secrt: s\n", "line 2"),
+            ("serve:\n  mcp_hosts: ['a b']\n", "serve.mcp_hosts[0]"),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", Config::parse(text).expect_err(text));

@@ -9,6 +9,7 @@ mod export_rcaeval;
 mod kube_watch;
 mod logs_eval;
 mod logs_parse;
+mod mcp;
 mod nab;
 mod notify;
 mod pipeline;
@@ -19,6 +20,7 @@ mod replay;
 mod scenarios;
 mod series_csv;
 mod serve;
+mod slack;
 mod tail;
 
 use anyhow::{Context, Result};
@@ -64,6 +66,16 @@ enum Command {
     Ask(AskArgs),
     /// Explain an incident of a running server: what happened, why, and what to do.
     Explain(ExplainArgs),
+    /// Serve the Model Context Protocol on standard input and output for an MCP client (an IDE
+    /// or agent), forwarding to a running server's /mcp: its tools, and incidents as resources.
+    Mcp(McpArgs),
+}
+
+#[derive(Args)]
+struct McpArgs {
+    /// The running `nightshift serve`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
+    server: String,
 }
 
 #[derive(Args)]
@@ -287,6 +299,12 @@ fn run() -> Result<()> {
             !a.client.no_llm,
             a.client.json,
         )?),
+        Command::Mcp(a) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(mcp::stdio(&a.server)),
         Command::Serve(args) => {
             serve::serve(config::Config::load_or_default(args.config.as_deref())?)
         }

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    RW_HEADERS, Running, alertmanager_binary, free_port, get, http, post_alert_storm, rw_body,
-    rw_series, start_alertmanager, start_nightshift, temp_dir, wait_for,
+    CHECKOUT_ALERTS, RW_HEADERS, Running, alertmanager_binary, free_port, get, http,
+    post_alert_storm, rw_body, rw_series, start_alertmanager, start_nightshift, temp_dir, wait_for,
 };
 use std::time::Duration;
 
@@ -245,15 +245,7 @@ fn an_alert_storm_becomes_a_stored_incident_raised_in_alertmanager() {
         return;
     };
     // The incident is stored and readable, with its ranked hypotheses and evidence.
-    let id = post_alert_storm(
-        ns,
-        "checkout",
-        &[
-            "CheckoutErrorsHigh",
-            "CheckoutLatencyHigh",
-            "CheckoutPodRestarting",
-        ],
-    );
+    let id = post_alert_storm(ns, "checkout", &CHECKOUT_ALERTS);
     let (code, body) = get(ns, &format!("/api/v1/incidents/{id}"));
     assert_eq!(code, 200, "{body}");
     let incident: serde_json::Value = serde_json::from_str(&body).expect("JSON");

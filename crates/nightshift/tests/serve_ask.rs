@@ -5,28 +5,13 @@
 mod common;
 
 use common::{
-    free_port, get, http, nightshift, nightshift_json, post_alert_storm, start_nightshift_with,
-    temp_dir,
+    checkout_incident_after_deploy, free_port, get, http, nightshift, nightshift_json,
+    start_nightshift_with, temp_dir,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
-
-/// Three critical alerts on checkout and a deploy of it: an incident to ask about.
-fn storm(ns: u16) -> String {
-    let change = br#"{"kind": "deploy", "target": "checkout", "version": "v2.4.1"}"#;
-    assert_eq!(http(ns, "POST", "/api/v1/changes", &JSON, change).0, 200);
-    post_alert_storm(
-        ns,
-        "checkout",
-        &[
-            "CheckoutErrorsHigh",
-            "CheckoutLatencyHigh",
-            "CheckoutPodRestarting",
-        ],
-    )
-}
 
 /// Every evidence id the stored incident carries.
 fn incident_evidence(ns: u16, id: &str) -> BTreeSet<String> {
@@ -53,7 +38,7 @@ fn questions_and_explanations_without_an_llm_cite_evidence_that_exists() {
     let dir = temp_dir("serve-ask");
     let ns = free_port();
     let _nightshift = start_nightshift_with(&dir, ns, "");
-    let id = storm(ns);
+    let id = checkout_incident_after_deploy(ns, "");
     let known = incident_evidence(ns, &id);
     assert!(!known.is_empty());
 
@@ -163,7 +148,7 @@ fn the_real_local_model_investigates_through_serve_within_its_budget() {
             model.base
         ),
     );
-    let id = storm(ns);
+    let id = checkout_incident_after_deploy(ns, "");
     let known = incident_evidence(ns, &id);
 
     // Through the client command: an investigation may take longer than a plain request.

@@ -161,17 +161,31 @@ pub(super) async fn acknowledge(
     if by.trim().is_empty() || by.len() > 200 {
         return bad(&what, "`by` must name someone, in at most 200 bytes");
     }
+    match acknowledge_incident(&app, id, by, &what).await {
+        Ok(incident) => Json(incident).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Has the pipeline acknowledge an incident on behalf of `by`: the incident as stored, or the
+/// answer to give instead (404 unknown, 409 resolved, 503 busy), `what` naming the request.
+pub(super) async fn acknowledge_incident(
+    app: &App,
+    id: String,
+    by: String,
+    what: &str,
+) -> Result<nightshift_core::Incident, Response> {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if let Some(busy) = enqueue(&app, Work::Acknowledge { id, by, reply }, &what) {
-        return busy;
+    if let Some(busy) = enqueue(app, Work::Acknowledge { id, by, reply }, what) {
+        return Err(busy);
     }
     match answer.await {
-        Ok(Ok(incident)) => Json(incident).into_response(),
-        Ok(Err((status, message))) => text(status, format!("{what}: {message}")),
-        Err(_) => text(
+        Ok(Ok(incident)) => Ok(incident),
+        Ok(Err((status, message))) => Err(text(status, format!("{what}: {message}"))),
+        Err(_) => Err(text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{what}: shutting down"),
-        ),
+        )),
     }
 }
 

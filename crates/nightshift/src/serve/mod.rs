@@ -11,6 +11,7 @@
 mod api;
 mod metrics;
 mod receivers;
+mod slack_hooks;
 mod worker;
 
 use self::metrics::*;
@@ -126,9 +127,11 @@ pub(crate) struct App {
     queue_capacity: usize,
     pub(crate) store: SqliteStore,
     /// Answers questions and explains incidents.
-    pub(crate) assistant: crate::assistant::Assistant,
+    pub(crate) assistant: Arc<crate::assistant::Assistant>,
     /// The topology as of the last evaluation.
     pub(crate) topology: Arc<Mutex<Topology>>,
+    /// The Slack app, when configured.
+    pub(crate) slack: Option<slack_hooks::SlackHooks>,
     /// Running totals of OTLP delta series.
     deltas: Mutex<DeltaToCumulative>,
     hooks: crate::config::Hooks,
@@ -218,6 +221,35 @@ async fn run(config: Config) -> Result<()> {
         )))
     };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
+    let (slack, slack_notices) = match &config.slack {
+        Some(sc) => {
+            let api = crate::slack::SlackApi::new(
+                &sc.api_url,
+                sc.bot_token.as_deref().unwrap_or_default(),
+            )
+            .context("cannot build the HTTP client for Slack")?;
+            let notices = if sc.bot_token.is_some() {
+                let (stx, srx) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(crate::slack::notify(
+                    api.clone(),
+                    sc.clone(),
+                    link_base.clone(),
+                    srx,
+                ));
+                Some(stx)
+            } else {
+                None
+            };
+            let hooks = slack_hooks::SlackHooks {
+                signing_secret: sc.signing_secret.clone(),
+                api,
+                link_base: link_base.clone(),
+                llm: config.llm.is_some(),
+            };
+            (Some(hooks), notices)
+        }
+        None => (None, None),
+    };
     let topology = Arc::new(Mutex::new(Topology::default()));
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
     // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
@@ -246,6 +278,7 @@ async fn run(config: Config) -> Result<()> {
                 let out = Outbox {
                     notices,
                     link_base,
+                    slack: slack_notices,
                     records: rec_tx,
                     topology: worker_topology,
                 };
@@ -253,11 +286,16 @@ async fn run(config: Config) -> Result<()> {
             })
             .context("cannot start the pipeline thread")?
     };
-    let assistant = crate::assistant::Assistant::new(&config, store.clone(), topology.clone())?;
+    let assistant = Arc::new(crate::assistant::Assistant::new(
+        &config,
+        store.clone(),
+        topology.clone(),
+    )?);
     let app = Arc::new(App {
         queue: tx,
         queue_capacity: config.serve.queue,
-        assistant,
+        assistant: assistant.clone(),
+        slack,
         store,
         topology,
         hooks: config.hooks.clone(),
@@ -279,6 +317,11 @@ async fn run(config: Config) -> Result<()> {
         .route("/hooks/github", post(github_hook))
         .route("/hooks/gitlab", post(gitlab_hook))
         .route("/hooks/argocd", post(argocd_hook))
+        .route("/hooks/slack/commands", post(slack_hooks::slack_command))
+        .route(
+            "/hooks/slack/interactions",
+            post(slack_hooks::slack_interaction),
+        )
         .route("/api/v1/alerts", post(postable_alerts).get(api::alerts))
         .route("/api/v1/incidents", get(api::incidents))
         .route("/api/v1/incidents/{id}", get(api::incident))
@@ -291,6 +334,10 @@ async fn run(config: Config) -> Result<()> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/openapi.json", get(openapi))
         .route("/readyz", get(readyz))
+        .nest_service(
+            "/mcp",
+            crate::mcp::http_service(assistant, config.serve.mcp_hosts.clone()),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app.clone());
@@ -470,9 +517,12 @@ mod tests {
             .cloned()
             .collect();
         let source = include_str!("mod.rs");
-        let mut mounted: Vec<String> = source
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix(".route(\""))
+        let source = &source[..source.find("#[cfg(test)]").expect("the tests")];
+        // `.route("PATH"` and `.nest_service("PATH"`, on one line or broken after the `(`.
+        let mut mounted: Vec<String> = [".route(", ".nest_service("]
+            .iter()
+            .flat_map(|call| source.split(call).skip(1))
+            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
             .filter_map(|l| l.split('"').next())
             .map(str::to_string)
             .collect();

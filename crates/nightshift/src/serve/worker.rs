@@ -10,6 +10,8 @@ use nightshift_correlate::LifecycleError;
 pub(super) struct Outbox {
     pub(super) notices: Option<tokio::sync::mpsc::Sender<Notice>>,
     pub(super) link_base: String,
+    /// Incidents for the Slack notifier, when it runs.
+    pub(super) slack: Option<tokio::sync::mpsc::Sender<nightshift_core::Incident>>,
     pub(super) records: tokio::sync::mpsc::Sender<Record>,
     pub(super) topology: Arc<Mutex<Topology>>,
 }
@@ -19,6 +21,16 @@ impl Outbox {
     fn record(&self, r: Record) {
         if self.records.blocking_send(r).is_err() {
             tracing::error!("the recorder stopped; a finding was not stored");
+        }
+    }
+
+    /// Hands an incident to the Slack notifier, if it runs; when it is 1,024 behind, the update
+    /// is dropped with a warning (the next one carries the same state).
+    fn to_slack(&self, incident: &nightshift_core::Incident) {
+        if let Some(slack) = &self.slack
+            && slack.try_send(incident.clone()).is_err()
+        {
+            tracing::warn!("the Slack notifier is behind; an incident update was dropped");
         }
     }
 
@@ -56,10 +68,13 @@ fn apply(pipeline: &mut Pipeline, work: Work, out: &Outbox) {
         Work::Logs(logs) => logs.iter().for_each(|l| pipeline.ingest_log(l)),
         Work::Acknowledge { id, by, reply } => match pipeline.acknowledge(&id, &by, now_ms()) {
             // Answered by the recorder once written, behind the findings queued before it.
-            Ok(incident) => out.record(Record::Requested {
-                incident: Box::new(incident.clone()),
-                reply,
-            }),
+            Ok(incident) => {
+                out.to_slack(incident);
+                out.record(Record::Requested {
+                    incident: Box::new(incident.clone()),
+                    reply,
+                })
+            }
             Err(e) => {
                 let status = match e {
                     LifecycleError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -145,6 +160,7 @@ pub(super) fn work(
                 if let Some(i) = pipeline.correlator().incident(id) {
                     out.record(Record::Incident(Box::new(i.clone())));
                     out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
+                    out.to_slack(i);
                 }
             }
             if let Ok(mut t) = out.topology.lock() {

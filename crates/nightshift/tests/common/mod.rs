@@ -114,6 +114,28 @@ pub fn post_alert_storm(port: u16, service: &str, names: &[&str]) -> String {
     .expect("an incident opened")
 }
 
+/// Three critical alerts on checkout.
+pub const CHECKOUT_ALERTS: [&str; 3] = [
+    "CheckoutErrorsHigh",
+    "CheckoutLatencyHigh",
+    "CheckoutPodRestarting",
+];
+
+/// A deploy of checkout (v2.4.1, described by `description`), then [`CHECKOUT_ALERTS`]: the id
+/// of the incident they make.
+pub fn checkout_incident_after_deploy(port: u16, description: &str) -> String {
+    let change = serde_json::json!({
+        "kind": "deploy", "target": "checkout", "version": "v2.4.1", "description": description,
+    })
+    .to_string();
+    let json = [("Content-Type", "application/json")];
+    assert_eq!(
+        http(port, "POST", "/api/v1/changes", &json, change.as_bytes()).0,
+        200
+    );
+    post_alert_storm(port, "checkout", &CHECKOUT_ALERTS)
+}
+
 pub fn get(port: u16, path: &str) -> (u16, String) {
     http(port, "GET", path, &[], b"")
 }

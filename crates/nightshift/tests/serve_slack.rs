@@ -1,0 +1,448 @@
+//! Slack, end to end through `serve`: incident notifications posted and edited through a local
+//! stand-in for Slack's Web API that enforces its documented rules (bot token, channel, block
+//! limits, `chat.update` by channel id and ts), and the slash command and buttons signed the way
+//! Slack signs them (v0 HMAC-SHA256, five-minute window), answered in place or at the
+//! `response_url`.
+
+mod common;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use common::{
+    checkout_incident_after_deploy, free_port, get, http, start_nightshift_with, temp_dir, wait_for,
+};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
+const CHANNEL_ID: &str = "C0INCIDENTS";
+
+/// What the stand-in Slack received: Web API calls accepted, and response_url posts.
+#[derive(Default)]
+struct Received {
+    /// (method, body) of each accepted call.
+    calls: Vec<(String, Value)>,
+    /// Each call's error when Slack would refuse it.
+    refused: Vec<String>,
+    responses: Vec<Value>,
+    posted_ts: HashSet<String>,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// Slack's documented limits on Block Kit messages, as `invalid_blocks` would report them.
+fn check_blocks(body: &Value) -> Result<(), String> {
+    let blocks = match &body["blocks"] {
+        Value::Null => return Ok(()),
+        Value::Array(b) => b,
+        _ => return Err("invalid_blocks_format".into()),
+    };
+    if blocks.len() > 50 {
+        return Err("invalid_blocks: more than 50 blocks".into());
+    }
+    let mut action_ids = HashSet::new();
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("header") => {
+                if b["text"]["type"] != "plain_text"
+                    || b["text"]["text"]
+                        .as_str()
+                        .is_none_or(|t| t.chars().count() > 150)
+                {
+                    return Err("invalid_blocks: header text".into());
+                }
+            }
+            Some("section") => {
+                let t = b["text"]["text"].as_str().unwrap_or_default();
+                if t.is_empty() || t.chars().count() > 3000 {
+                    return Err("invalid_blocks: section text".into());
+                }
+            }
+            Some("context") => {
+                let n = b["elements"].as_array().map_or(0, Vec::len);
+                if n == 0 || n > 10 {
+                    return Err("invalid_blocks: context elements".into());
+                }
+            }
+            Some("actions") => {
+                let elements = b["elements"].as_array().cloned().unwrap_or_default();
+                if elements.is_empty() || elements.len() > 25 {
+                    return Err("invalid_blocks: actions elements".into());
+                }
+                for e in elements {
+                    let id = e["action_id"].as_str().unwrap_or_default().to_string();
+                    if e["type"] != "button"
+                        || e["text"]["type"] != "plain_text"
+                        || e["text"]["text"]
+                            .as_str()
+                            .is_none_or(|t| t.chars().count() > 75)
+                        || id.is_empty()
+                        || id.len() > 255
+                        || !action_ids.insert(id)
+                        || e["value"].as_str().is_some_and(|v| v.len() > 2000)
+                    {
+                        return Err(format!("invalid_blocks: button {e}"));
+                    }
+                }
+            }
+            _ => return Err(format!("invalid_blocks: block type {}", b["type"])),
+        }
+    }
+    Ok(())
+}
+
+async fn web_api(
+    State(got): State<Shared>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Json<Value> {
+    let refuse = |got: &Shared, error: String| {
+        got.lock()
+            .unwrap()
+            .refused
+            .push(format!("{method}: {error}"));
+        Json(json!({"ok": false, "error": error}))
+    };
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    match auth {
+        None => return refuse(&got, "not_authed".into()),
+        Some(a) if a != format!("Bearer {TOKEN}") => {
+            return refuse(&got, "invalid_auth".into());
+        }
+        _ => {}
+    }
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let Ok(body) = serde_json::from_str::<Value>(&body)
+        .map_err(|_| ())
+        .and_then(|b| if json_type { Ok(b) } else { Err(()) })
+    else {
+        return refuse(&got, "invalid_json".into());
+    };
+    if body["text"].as_str().is_none_or(str::is_empty) && body["blocks"].is_null() {
+        return refuse(&got, "no_text".into());
+    }
+    if let Err(e) = check_blocks(&body) {
+        return refuse(&got, e);
+    }
+    let ts = match method.as_str() {
+        "chat.postMessage" => {
+            if body["channel"] != "#incidents" && body["channel"] != CHANNEL_ID {
+                return refuse(&got, "channel_not_found".into());
+            }
+            let mut g = got.lock().unwrap();
+            let ts = format!("1700000000.{:06}", g.posted_ts.len() + 1);
+            g.posted_ts.insert(ts.clone());
+            ts
+        }
+        "chat.update" => {
+            // chat.update takes the channel's id, not its name.
+            if body["channel"] != CHANNEL_ID {
+                return refuse(&got, "channel_not_found".into());
+            }
+            let ts = body["ts"].as_str().unwrap_or_default().to_string();
+            if !got.lock().unwrap().posted_ts.contains(&ts) {
+                return refuse(&got, "message_not_found".into());
+            }
+            ts
+        }
+        _ => return refuse(&got, "unknown_method".into()),
+    };
+    got.lock().unwrap().calls.push((method.clone(), body));
+    Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts}))
+}
+
+async fn response_url(State(got): State<Shared>, headers: HeaderMap, body: String) -> &'static str {
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let mut g = got.lock().unwrap();
+    match serde_json::from_str::<Value>(&body) {
+        Ok(v) if json_type && check_blocks(&v).is_ok() => g.responses.push(v),
+        _ => g.refused.push(format!("response_url: {body}")),
+    }
+    "ok"
+}
+
+/// Starts the stand-in Slack on its own thread; its port and what it receives.
+fn start_slack() -> (u16, Shared) {
+    let got: Shared = Arc::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route("/api/{method}", axum::routing::post(web_api))
+        .route("/response/{n}", axum::routing::post(response_url))
+        .with_state(got.clone());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+    });
+    (port, got)
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Sends `body` the way Slack does, signed with `secret` at `ts`.
+fn signed(ns: u16, path: &str, body: &str, secret: &str, ts: i64) -> (u16, String) {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let ts = ts.to_string();
+    let sig = format!("v0={sig}");
+    http(
+        ns,
+        "POST",
+        path,
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Slack-Request-Timestamp", &ts),
+            ("X-Slack-Signature", &sig),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let enc: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn command(text: &str, response_url: &str) -> String {
+    form(&[
+        ("token", "deprecated-verification-token"),
+        ("team_id", "T0001"),
+        ("channel_id", CHANNEL_ID),
+        ("user_id", "U2147483697"),
+        ("user_name", "alice"),
+        ("command", "/nightshift"),
+        ("text", text),
+        ("response_url", response_url),
+        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+    ])
+}
+
+fn press(action_id: &str, value: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U2147483697", "username": "alice", "team_id": "T0001"},
+        "team": {"id": "T0001"},
+        "channel": {"id": CHANNEL_ID},
+        "response_url": response_url,
+        "actions": [{"type": "button", "action_id": action_id, "value": value,
+                     "block_id": "b", "action_ts": "1700000001.000200"}],
+    });
+    form(&[("payload", &payload.to_string())])
+}
+
+fn all_text(message: &Value) -> String {
+    message.to_string()
+}
+
+#[test]
+fn slack_notifies_answers_and_acknowledges() {
+    let (slack, got) = start_slack();
+    let dir = temp_dir("serve-slack");
+    let ns = free_port();
+    let _nightshift = start_nightshift_with(
+        &dir,
+        ns,
+        &format!(
+            "slack:\n  signing_secret: {SECRET}\n  bot_token: {TOKEN}\n  channel: \"#incidents\"\n  api_url: http://127.0.0.1:{slack}/api\n"
+        ),
+    );
+    let id = checkout_incident_after_deploy(ns, "");
+
+    // The incident is posted once, with its root cause, evidence, the change and buttons.
+    let posted = wait_for(Duration::from_secs(30), || {
+        let g = got.lock().unwrap();
+        g.calls
+            .iter()
+            .find(|(m, b)| m == "chat.postMessage" && b.to_string().contains(&id))
+            .map(|(_, b)| b.clone())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no incident message; refused: {:?}",
+            got.lock().unwrap().refused
+        )
+    });
+    let text = all_text(&posted);
+    assert!(text.contains("Root cause:"), "{text}");
+    assert!(text.contains("`checkout`"), "{text}");
+    assert!(text.contains("Evidence"), "{text}");
+    assert!(text.contains("deploy of checkout (v2.4.1)"), "{text}");
+    assert!(text.contains("\"action_id\":\"acknowledge\""), "{text}");
+    assert!(text.contains(&format!("\"value\":\"{id}\"")), "{text}");
+    let posts = |got: &Shared| {
+        got.lock()
+            .unwrap()
+            .calls
+            .iter()
+            .filter(|(m, b)| m == "chat.postMessage" && b.to_string().contains(&id))
+            .count()
+    };
+
+    // The slash command, answered at once from the deterministic stage.
+    let respond = format!("http://127.0.0.1:{slack}/response/1");
+    let (code, body) = signed(
+        ns,
+        "/hooks/slack/commands",
+        &command("why is checkout failing?", &respond),
+        SECRET,
+        now_s(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["response_type"], "in_channel");
+    assert!(answer["text"].as_str().unwrap().contains(&id), "{answer}");
+    check_blocks(&answer).unwrap();
+
+    let (code, body) = signed(
+        ns,
+        "/hooks/slack/commands",
+        &command(&format!("explain {id}"), &respond),
+        SECRET,
+        now_s(),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Root cause:"), "{body}");
+    let (_, body) = signed(
+        ns,
+        "/hooks/slack/commands",
+        &command("help", &respond),
+        SECRET,
+        now_s(),
+    );
+    assert!(body.contains("\"ephemeral\""), "{body}");
+
+    // Refused: a wrong secret, a stale timestamp, no signature, a tampered body, garbage.
+    let body = command("why is checkout failing?", &respond);
+    let (code, why) = signed(
+        ns,
+        "/hooks/slack/commands",
+        &body,
+        "not-the-secret",
+        now_s(),
+    );
+    assert_eq!(code, 401, "{why}");
+    assert!(why.contains("does not match"), "{why}");
+    let (code, why) = signed(ns, "/hooks/slack/commands", &body, SECRET, now_s() - 600);
+    assert_eq!(code, 401, "{why}");
+    assert!(why.contains("from now"), "{why}");
+    let (code, why) = http(ns, "POST", "/hooks/slack/commands", &[], body.as_bytes());
+    assert_eq!(code, 401, "{why}");
+    let (code, why) = signed(
+        ns,
+        "/hooks/slack/interactions",
+        "payload=%7Bnope",
+        SECRET,
+        now_s(),
+    );
+    assert_eq!(code, 400, "{why}");
+
+    // Acknowledge, pressed in Slack: the incident is acknowledged by the presser, the message
+    // is replaced, and the posted message is edited in place (no second post).
+    let ack_url = format!("http://127.0.0.1:{slack}/response/2");
+    let (code, why) = signed(
+        ns,
+        "/hooks/slack/interactions",
+        &press("acknowledge", &id, &ack_url),
+        SECRET,
+        now_s(),
+    );
+    assert_eq!(code, 200, "{why}");
+    let (_, stored) = get(ns, &format!("/api/v1/incidents/{id}"));
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["status"], "acknowledged");
+    assert_eq!(stored["acknowledged_by"], "slack:alice");
+    let replaced = wait_for(Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .responses
+            .iter()
+            .find(|r| r["replace_original"] == true)
+            .cloned()
+    })
+    .expect("the message is replaced");
+    let text = all_text(&replaced);
+    assert!(text.contains("acknowledged by slack:alice"), "{text}");
+    assert!(!text.contains("\"action_id\":\"acknowledge\""), "{text}");
+    let updated = wait_for(Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .calls
+            .iter()
+            .find(|(m, b)| m == "chat.update" && b.to_string().contains("acknowledged by"))
+            .map(|(_, b)| b.clone())
+    })
+    .expect("the posted message is edited");
+    assert_eq!(updated["channel"], CHANNEL_ID);
+    assert_eq!(posts(&got), 1);
+
+    // Approve with nothing pending says so, to the presser only.
+    signed(
+        ns,
+        "/hooks/slack/interactions",
+        &press("approve", "act-0001", &ack_url),
+        SECRET,
+        now_s(),
+    );
+    let said = wait_for(Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .responses
+            .iter()
+            .find(|r| r.to_string().contains("act-0001"))
+            .cloned()
+    })
+    .expect("an answer to approve");
+    assert_eq!(said["response_type"], "ephemeral");
+    assert!(
+        said["text"].as_str().unwrap().contains("no pending action"),
+        "{said}"
+    );
+
+    let refused = got.lock().unwrap().refused.clone();
+    assert!(refused.is_empty(), "Slack would have refused: {refused:?}");
+}
