@@ -80,7 +80,7 @@ pub async fn start_local_model() -> Option<LocalModel> {
             "--chat_format",
             "chatml-function-calling",
             "--n_ctx",
-            "4096",
+            "8192",
         ])
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .stdout(Stdio::null())

@@ -21,6 +21,10 @@ const CONTEXT_INCIDENTS: u32 = 200;
 const CONTEXT_ANOMALIES: u32 = 2_000;
 const CONTEXT_CHANGES: u32 = 500;
 
+/// Hypotheses, and evidence items of each, an incident's investigation starts from.
+const PROMPT_HYPOTHESES: usize = 3;
+const PROMPT_EVIDENCE: usize = 6;
+
 /// The answer to `POST /api/v1/ask`.
 #[derive(Debug, Serialize)]
 pub struct AskReply {
@@ -78,8 +82,16 @@ impl Assistant {
                 topology,
                 prometheus,
                 loki,
+                clock: None,
             },
         })
+    }
+
+    /// The same assistant with its clock stopped at `now`: for replays, whose telemetry is
+    /// timed in the past, so "the last hour" means the hour before `now`.
+    pub fn frozen_at(mut self, now: Millis) -> Self {
+        self.tools.clock = Some(now);
+        self
     }
 
     /// The read-only tools the investigator and MCP clients use.
@@ -93,7 +105,7 @@ impl Assistant {
         question: &str,
         llm: bool,
     ) -> Result<AskReply, nightshift_store::StoreError> {
-        let now = crate::now_ms();
+        let now = self.tools.now();
         let ctx = self.tools.context(now).await?;
         let mut answer = nightshift_llm::answer(question, &ctx);
         let Some(investigator) = self.investigator.as_ref().filter(|_| llm) else {
@@ -172,7 +184,7 @@ impl Assistant {
         let topology = self.tools.topology();
         let task = incident_task(incident, &topology, deterministic);
         let inv = investigator
-            .investigate(&task, &self.tools, crate::now_ms())
+            .investigate(&task, &self.tools, self.tools.now())
             .await;
         Explanation {
             conclusion: inv.conclusion.clone(),
@@ -183,17 +195,39 @@ impl Assistant {
 
 /// The investigation of one incident: its diagnosis as quoted data, its evidence ids citable.
 pub fn incident_task(incident: &Incident, topology: &Topology, fallback: Conclusion) -> Task {
+    // A compact view: the leading hypotheses with their strongest evidence. The rest is one
+    // `get_incident` call away; every token here is paid for on every model call.
+    let hypotheses: Vec<Value> = incident
+        .hypotheses
+        .iter()
+        .take(PROMPT_HYPOTHESES)
+        .map(|h| {
+            json!({
+                "rank": h.rank,
+                "entity": h.entity.name,
+                "cause": h.cause,
+                "score": (h.score * 1000.0).round() / 1000.0,
+                "summary": h.summary,
+                "evidence": h.evidence.iter().take(PROMPT_EVIDENCE).map(|e| json!({
+                    "id": e.id, "entity": e.entity.name, "summary": e.summary, "query": e.query,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
     let view = json!({
         "id": incident.id,
         "title": incident.title,
         "status": incident.status,
         "priority": incident.priority,
         "opened_at": incident.opened_at,
-        "hypotheses": incident.hypotheses.iter().take(5).collect::<Vec<_>>(),
-        "blast_radius": incident.blast_radius,
-        "changes": incident.changes,
-        "slo": incident.slo,
-        "similar": incident.similar,
+        "hypotheses": hypotheses,
+        "entry_points": incident.blast_radius.entry_points,
+        "failing_calls": incident.blast_radius.endpoints.iter().take(10).collect::<Vec<_>>(),
+        "changes": incident.changes.iter().take(5).map(|c| json!({
+            "id": c.id, "ts": c.ts, "what": c.summary(),
+        })).collect::<Vec<_>>(),
+        "slo": incident.slo.iter().take(3).collect::<Vec<_>>(),
+        "similar": incident.similar.iter().take(3).collect::<Vec<_>>(),
     });
     Task {
         key: Some(format!("{}@{}", incident.id, incident.updated_at)),
@@ -225,6 +259,8 @@ pub struct Tools {
     /// Base URL and client of a Prometheus-compatible API.
     prometheus: Option<(String, reqwest::Client)>,
     loki: Option<(String, reqwest::Client)>,
+    /// A stopped clock (replays); the wall clock when `None`.
+    clock: Option<Millis>,
 }
 
 fn arg_str<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
@@ -258,6 +294,10 @@ fn spec(name: &str, description: &str, properties: Value, required: &[&str]) -> 
 }
 
 impl Tools {
+    fn now(&self) -> Millis {
+        self.clock.unwrap_or_else(crate::now_ms)
+    }
+
     pub fn store(&self) -> &SqliteStore {
         &self.store
     }
@@ -391,7 +431,7 @@ impl Toolbox for Tools {
     }
 
     async fn call(&self, name: &str, args: &Value) -> Result<Value, String> {
-        let now = crate::now_ms();
+        let now = self.now();
         let db = |e: nightshift_store::StoreError| format!("cannot read the database: {e}");
         match name {
             "get_incident" => {

@@ -180,6 +180,73 @@ pub struct Report {
     pub baselines: Baselines,
     pub scenarios: Vec<ScenarioScore>,
     pub per_case: Vec<Case>,
+    /// With `--llm`: the investigator's root causes beside the deterministic ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub investigator: Option<InvestigatorReport>,
+}
+
+/// One fault's incident investigated by the LLM.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvestigatedCase {
+    pub scenario: String,
+    pub target: String,
+    pub incident: String,
+    /// The deterministic top hypothesis.
+    pub deterministic: String,
+    /// The root cause shown: the LLM's when accepted, else the deterministic one.
+    pub investigated: String,
+    /// Whether the LLM's conclusion was accepted (its citations checked).
+    pub accepted: bool,
+    /// Why it was not, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub llm_calls: u32,
+    pub tool_calls: usize,
+    pub tokens: u64,
+    pub seconds: f64,
+}
+
+/// The investigator's figures over every fault (a fault without an incident counts as wrong
+/// for both).
+#[derive(Debug, Clone, Serialize)]
+pub struct InvestigatorReport {
+    pub model: String,
+    pub faults: usize,
+    pub investigated: usize,
+    pub accepted: usize,
+    pub deterministic_ac_at_1: f64,
+    pub investigated_ac_at_1: f64,
+    pub tokens_per_incident: f64,
+    pub seconds_per_incident: f64,
+    pub seconds_per_incident_median: Option<f64>,
+    pub per_case: Vec<InvestigatedCase>,
+}
+
+pub fn investigator_report(
+    model: String,
+    faults: usize,
+    cases: Vec<InvestigatedCase>,
+) -> InvestigatorReport {
+    let share = |n: usize| {
+        if faults == 0 {
+            0.0
+        } else {
+            n as f64 / faults as f64
+        }
+    };
+    let n = cases.len().max(1) as f64;
+    InvestigatorReport {
+        model,
+        faults,
+        investigated: cases.len(),
+        accepted: cases.iter().filter(|c| c.accepted).count(),
+        deterministic_ac_at_1: share(cases.iter().filter(|c| c.deterministic == c.target).count()),
+        investigated_ac_at_1: share(cases.iter().filter(|c| c.investigated == c.target).count()),
+        tokens_per_incident: cases.iter().map(|c| c.tokens as f64).sum::<f64>() / n,
+        seconds_per_incident: cases.iter().map(|c| c.seconds).sum::<f64>() / n,
+        seconds_per_incident_median: median(cases.iter().map(|c| c.seconds).collect()),
+        per_case: cases,
+    }
 }
 
 /// Scores one replayed scenario.
@@ -414,5 +481,6 @@ pub fn report(scores: Vec<ScenarioScore>, cases: Vec<Case>) -> Report {
         },
         scenarios: scores,
         per_case: cases,
+        investigator: None,
     }
 }

@@ -7,6 +7,7 @@ mod detect;
 mod eval;
 mod export_rcaeval;
 mod kube_watch;
+mod llm_eval;
 mod logs_eval;
 mod logs_parse;
 mod mcp;
@@ -23,11 +24,10 @@ mod serve;
 mod slack;
 mod tail;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_core::Incident;
-use nightshift_detect::Overrides;
 use nightshift_sim::Scenario;
 use nightshift_store::{SqliteStore, Store};
 use std::io::IsTerminal;
@@ -238,6 +238,14 @@ struct EvalRcaArgs {
     /// First seed for --generated.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also have the LLM investigator (the configuration's `llm` section) explain each fault's
+    /// incident, and report its accuracy beside the deterministic ranking's, with tokens and
+    /// time per incident.
+    #[arg(long)]
+    llm: bool,
+    /// Configuration file; `--llm` needs its `llm` section.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -514,18 +522,43 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
         scenarios::resolve_all(&args.scenarios)?
     };
     scenarios.extend(scenarios::generated(args.seed, args.generated)?);
+    let config = config::Config::load_or_default(args.config.as_deref())?;
+    let investigator = if args.llm {
+        if config.llm.is_none() {
+            bail!(
+                "eval rca --llm: give --config FILE with an llm section (see nightshift.example.yaml)"
+            );
+        }
+        Some(llm_eval::Runner::new()?)
+    } else {
+        None
+    };
     let bar = progress(&scenarios, args.json);
     let mut scores = Vec::new();
     let mut cases = Vec::new();
+    let mut investigated = Vec::new();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar, None, &Overrides::default());
+        let r = replay::replay(scenario, &bar, None, &config.overrides);
         let (s, c) = eval::score_scenario(scenario, &r);
+        if let Some(runner) = &investigator {
+            bar.set_message(format!("{}: investigating", scenario.name()));
+            investigated.extend(runner.investigate(&config, &r, &c)?);
+        }
         scores.push(s);
         cases.extend(c);
     }
     bar.finish_and_clear();
-    let report = eval::report(scores, cases);
+    let faults = cases.len();
+    let mut report = eval::report(scores, cases);
+    if investigator.is_some() {
+        let model = config.llm.as_ref().map(|l| l.provider.model.clone());
+        report.investigator = Some(eval::investigator_report(
+            model.unwrap_or_default(),
+            faults,
+            investigated,
+        ));
+    }
     if args.json {
         emit_json(&report)
     } else {

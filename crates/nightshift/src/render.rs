@@ -289,5 +289,59 @@ pub fn report(r: &Report) -> String {
             r.grouping.ambiguous
         );
     }
+    if let Some(inv) = &r.investigator {
+        out.push('\n');
+        out.push_str(&investigator(inv));
+    }
+    out
+}
+
+/// `eval rca --llm`: each investigated incident, then accuracy with and without the LLM.
+fn investigator(r: &crate::eval::InvestigatorReport) -> String {
+    let mut out = String::new();
+    let mut t = table(vec![
+        "scenario",
+        "target",
+        "incident",
+        "deterministic",
+        "investigated",
+        "accepted",
+        "LLM calls",
+        "tools",
+        "tokens",
+        "seconds",
+    ]);
+    for c in &r.per_case {
+        t.add_row(vec![
+            c.scenario.clone(),
+            c.target.clone(),
+            c.incident.clone(),
+            c.deterministic.clone(),
+            c.investigated.clone(),
+            if c.accepted {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+            c.llm_calls.to_string(),
+            c.tool_calls.to_string(),
+            c.tokens.to_string(),
+            format!("{:.1}", c.seconds),
+        ]);
+    }
+    let _ = writeln!(out, "{t}\n");
+    let _ = writeln!(
+        out,
+        "Investigator ({}): AC@1 {} with it, {} without, over {} faults; {} of {} conclusions accepted; {:.0} tokens and {:.1} s per incident (median {} s).",
+        r.model,
+        ratio(r.investigated_ac_at_1),
+        ratio(r.deterministic_ac_at_1),
+        r.faults,
+        r.accepted,
+        r.investigated,
+        r.tokens_per_incident,
+        r.seconds_per_incident,
+        opt(r.seconds_per_incident_median, 1),
+    );
     out
 }

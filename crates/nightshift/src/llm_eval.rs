@@ -1,0 +1,84 @@
+//! `nightshift eval rca --llm`: each fault's incident of a replayed scenario explained by the
+//! LLM investigator, with the read-only tools over what the replay recorded and the clock
+//! stopped at the incident's last update, beside the deterministic ranking.
+
+use crate::assistant::Assistant;
+use crate::config::Config;
+use crate::eval::{Case, InvestigatedCase};
+use crate::replay::Replay;
+use anyhow::{Context, Result};
+use nightshift_llm::Source;
+use nightshift_store::{SqliteStore, Store};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub struct Runner {
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Runner {
+    pub fn new() -> Result<Self> {
+        // One TLS crypto provider for the process (rustls needs exactly one), for https LLMs.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Self {
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?,
+        })
+    }
+
+    /// Investigates the incident of every case that has one.
+    pub fn investigate(
+        &self,
+        config: &Config,
+        replay: &Replay,
+        cases: &[Case],
+    ) -> Result<Vec<InvestigatedCase>> {
+        self.runtime.block_on(async {
+            // The scenario's own history only: one database per scenario.
+            let store = SqliteStore::in_memory()
+                .await
+                .context("cannot open an in-memory database")?;
+            for i in &replay.incidents {
+                store.upsert_incident(i).await?;
+            }
+            for c in &replay.changes {
+                store.record_change(c).await?;
+            }
+            store.record_anomalies(&replay.anomalies).await?;
+            let topology = Arc::new(Mutex::new(replay.topology.clone()));
+            let mut out = Vec::new();
+            for case in cases {
+                let Some(incident) = case
+                    .incident
+                    .as_ref()
+                    .and_then(|id| replay.incidents.iter().find(|i| &i.id == id))
+                else {
+                    continue;
+                };
+                let assistant = Assistant::new(config, store.clone(), topology.clone())?
+                    .frozen_at(incident.updated_at);
+                let started = Instant::now();
+                let explained = assistant.explain(incident, true).await;
+                let seconds = started.elapsed().as_secs_f64();
+                let inv = explained.investigation.as_ref();
+                out.push(InvestigatedCase {
+                    scenario: case.scenario.clone(),
+                    target: case.target.clone(),
+                    incident: incident.id.clone(),
+                    deterministic: case.top.clone().unwrap_or_default(),
+                    investigated: explained.conclusion.root_cause.clone(),
+                    accepted: explained.conclusion.source == Source::Llm,
+                    note: explained.conclusion.note.clone(),
+                    llm_calls: inv.map_or(0, |i| i.llm_calls),
+                    tool_calls: inv.map_or(0, |i| i.steps.len()),
+                    tokens: inv.map_or(0, |i| i.usage.total()),
+                    seconds,
+                });
+            }
+            anyhow::Ok(out)
+        })
+    }
+}
