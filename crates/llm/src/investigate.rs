@@ -628,7 +628,7 @@ fn predicted_prompt(messages: &[Message], specs: &[ToolSpec], last: Option<(u64,
 }
 
 /// At most `max` bytes of `text` (cut at a character boundary), marked when cut.
-fn truncate(text: &str, max: usize) -> (String, bool) {
+pub fn truncate(text: &str, max: usize) -> (String, bool) {
     if text.len() <= max {
         return (text.to_string(), false);
     }

@@ -17,7 +17,7 @@ pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpe
 pub use explain::{Conclusion, Source, evidence_ids, explain, recommended_action};
 pub use investigate::{
     DailyBudget, Investigation, Investigator, Limits, Step, Task, Toolbox, check_conclusion,
-    quote_data,
+    quote_data, truncate,
 };
 pub use provider::{ApiKind, LlmError, LlmProvider, ProviderConfig};
 pub use redact::{redact, redact_json};

@@ -8,7 +8,7 @@ use crate::eval::{Case, InvestigatedCase};
 use crate::replay::Replay;
 use anyhow::{Context, Result};
 use nightshift_llm::Source;
-use nightshift_store::{SqliteStore, Store};
+use nightshift_store::SqliteStore;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -41,13 +41,7 @@ impl Runner {
             let store = SqliteStore::in_memory()
                 .await
                 .context("cannot open an in-memory database")?;
-            for i in &replay.incidents {
-                store.upsert_incident(i).await?;
-            }
-            for c in &replay.changes {
-                store.record_change(c).await?;
-            }
-            store.record_anomalies(&replay.anomalies).await?;
+            replay.record(&store).await?;
             let topology = Arc::new(Mutex::new(replay.topology.clone()));
             let mut out = Vec::new();
             for case in cases {

@@ -29,7 +29,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nightshift_core::Incident;
 use nightshift_sim::Scenario;
-use nightshift_store::{SqliteStore, Store};
+use nightshift_store::SqliteStore;
 use std::io::IsTerminal;
 use std::time::Instant;
 
@@ -446,19 +446,7 @@ fn demo(args: DemoArgs) -> Result<()> {
         bar.set_message(scenario.name().to_string());
         let r = replay::replay(scenario, &bar, args.speed, &config.overrides);
         runtime
-            .block_on(async {
-                for i in &r.incidents {
-                    store.upsert_incident(i).await?;
-                }
-                for a in &r.alerts {
-                    store.record_alert(a).await?;
-                }
-                for c in &r.changes {
-                    store.record_change(c).await?;
-                }
-                store.record_anomalies(&r.anomalies).await?;
-                anyhow::Ok(())
-            })
+            .block_on(r.record(&store))
             .context("cannot record the results in the database")?;
         if args.json {
             json_out.push(serde_json::to_value(DemoScenario {

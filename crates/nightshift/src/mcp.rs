@@ -7,7 +7,7 @@
 
 use crate::assistant::Assistant;
 use anyhow::{Context, Result};
-use nightshift_llm::{Toolbox, redact, redact_json};
+use nightshift_llm::{Toolbox, redact, redact_json, truncate};
 use nightshift_store::{IncidentFilter, Store};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
@@ -123,18 +123,7 @@ fn server_config() -> ServerConfig {
 fn tool_text(mut value: Value) -> String {
     redact_json(&mut value);
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    if text.len() <= MAX_TOOL_OUTPUT {
-        return text;
-    }
-    let mut cut = MAX_TOOL_OUTPUT;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!(
-        "{}\n… cut at {MAX_TOOL_OUTPUT} of {} bytes; narrow the query",
-        &text[..cut],
-        text.len()
-    )
+    truncate(&text, MAX_TOOL_OUTPUT).0
 }
 
 impl ServerHandler for Server {

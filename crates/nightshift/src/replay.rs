@@ -19,6 +19,26 @@ pub struct Replay {
     pub end_ms: Millis,
 }
 
+impl Replay {
+    /// Writes what the run saw and found into `store`: incidents, alerts, changes, anomalies.
+    pub async fn record(
+        &self,
+        store: &nightshift_store::SqliteStore,
+    ) -> Result<(), nightshift_store::StoreError> {
+        use nightshift_store::Store;
+        for i in &self.incidents {
+            store.upsert_incident(i).await?;
+        }
+        for a in &self.alerts {
+            store.record_alert(a).await?;
+        }
+        for c in &self.changes {
+            store.record_change(c).await?;
+        }
+        store.record_anomalies(&self.anomalies).await
+    }
+}
+
 /// Runs the whole scenario. The pipeline sees only telemetry, never the scenario's faults.
 /// With `speed`, simulated time runs that many times faster than the wall clock (warm-up
 /// history is replayed at full speed, as a back-fill would be); without it, as fast as it can.

@@ -40,6 +40,11 @@ fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&text, SECTION_CHARS)}})
 }
 
+/// A small-print line: a note, or when and in what state.
+fn context(text: String) -> Value {
+    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(&text, SECTION_CHARS)}]})
+}
+
 fn button(text: &str, action_id: &str, value: &str, style: Option<&str>) -> Value {
     let mut b = json!({
         "type": "button",
@@ -78,12 +83,14 @@ pub fn incident_message(
     );
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": cut(&title, HEADER_CHARS)}}),
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(
+        context(format!(
             "*{}* · opened <!date^{}^{{date_short_pretty}} {{time}}|{}>",
             status,
             incident.opened_at / 1000,
-            jiff::Timestamp::from_millisecond(incident.opened_at).map(|t| t.to_string()).unwrap_or_default(),
-        )}]}),
+            jiff::Timestamp::from_millisecond(incident.opened_at)
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+        )),
     ];
     let text = if conclusion.root_cause.is_empty() {
         blocks.push(section(esc(&conclusion.summary)));
@@ -136,7 +143,7 @@ pub fn incident_message(
         )));
     }
     if let Some(note) = &conclusion.note {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(&esc(note), SECTION_CHARS)}]}));
+        blocks.push(context(esc(note)));
     }
     let mut buttons = Vec::new();
     if interactive && incident.status == IncidentStatus::Open {
@@ -179,7 +186,7 @@ pub fn answer_message(question: &str, answer: &Answer) -> Value {
         blocks.push(section(format!("*Evidence*\n{}", cited.join("\n"))));
     }
     if let Some(note) = &answer.note {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": cut(&esc(note), SECTION_CHARS)}]}));
+        blocks.push(context(esc(note)));
     }
     json!({
         "response_type": "in_channel",

@@ -230,22 +230,7 @@ fn signed(ns: u16, path: &str, body: &str, secret: &str, ts: i64) -> (u16, Strin
 }
 
 fn form(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| {
-            let enc: String = v
-                .bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect();
-            format!("{k}={enc}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+    serde_urlencoded::to_string(fields).expect("form fields encode")
 }
 
 fn command(text: &str, response_url: &str) -> String {

@@ -12,8 +12,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use nightshift_core::Incident;
 use nightshift_ingest::changes::HookError;
 use nightshift_ingest::slack::{decode_interaction, decode_slash_command, verify_signature};
+use nightshift_llm::Conclusion;
 use nightshift_store::Store;
 use serde_json::Value;
 use std::sync::Arc;
@@ -32,13 +34,28 @@ const USAGE: &str = "Ask Nightshift in plain words, e.g. `/nightshift why is che
 `/nightshift what changed in payments in the last hour?`; `/nightshift explain inc-0003` explains \
 an incident.";
 
-/// The signature checked against the body; the secret, or the answer to give instead.
-fn verified<'a>(
+impl SlackHooks {
+    /// An incident as a message, linked to its page.
+    fn incident_message(
+        &self,
+        incident: &Incident,
+        conclusion: &Conclusion,
+        interactive: bool,
+    ) -> Value {
+        let link = format!("{}/{}", self.link_base, incident.id);
+        incident_message(incident, conclusion, &link, interactive)
+    }
+}
+
+/// The signature checked against the body, then the body decoded; or the answer to give
+/// instead (404 when Slack is off, 401 for a bad signature, 400 for a bad body).
+fn accepted<'a, T>(
     app: &'a App,
     headers: &HeaderMap,
     body: &[u8],
     what: &str,
-) -> Result<&'a SlackHooks, Box<Response>> {
+    decode: fn(&[u8]) -> Result<T, HookError>,
+) -> Result<(&'a SlackHooks, T), Box<Response>> {
     let hooks = app
         .slack
         .as_ref()
@@ -57,8 +74,9 @@ fn verified<'a>(
         body,
         crate::now_ms() / 1000,
     )
-    .map_err(|e| Box::new(refuse(app, what, e)))?;
-    Ok(hooks)
+    .and_then(|()| decode(body))
+    .map(|decoded| (hooks, decoded))
+    .map_err(|e| Box::new(refuse(app, what, e)))
 }
 
 fn refuse(app: &App, what: &str, e: HookError) -> Response {
@@ -89,14 +107,10 @@ pub(super) async fn slack_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let what = "slack command";
-    let hooks = match verified(&app, &headers, &body, what) {
-        Ok(h) => h,
+    let (hooks, cmd) = match accepted(&app, &headers, &body, "slack command", decode_slash_command)
+    {
+        Ok(ok) => ok,
         Err(refused) => return *refused,
-    };
-    let cmd = match decode_slash_command(&body) {
-        Ok(c) => c,
-        Err(e) => return refuse(&app, what, e),
     };
     let question = cmd.text.trim();
     if question.is_empty() || question.eq_ignore_ascii_case("help") {
@@ -113,9 +127,8 @@ pub(super) async fn slack_command(
                 return Json(ephemeral(&format!("Cannot read the database: {e}"))).into_response();
             }
         };
-        let link = format!("{}/{id}", hooks.link_base);
-        let conclusion = nightshift_llm::explain(&incident);
-        let mut message = incident_message(&incident, &conclusion, &link, true);
+        let mut message =
+            hooks.incident_message(&incident, &nightshift_llm::explain(&incident), true);
         message["response_type"] = "in_channel".into();
         if followup {
             let (app, url) = (app.clone(), cmd.response_url.clone());
@@ -124,7 +137,7 @@ pub(super) async fn slack_command(
                 if explained.conclusion.source == nightshift_llm::Source::Llm
                     && let Some(hooks) = &app.slack
                 {
-                    let mut m = incident_message(&incident, &explained.conclusion, &link, true);
+                    let mut m = hooks.incident_message(&incident, &explained.conclusion, true);
                     m["response_type"] = "in_channel".into();
                     respond_later(&hooks.api, url, m);
                 }
@@ -157,14 +170,15 @@ pub(super) async fn slack_interaction(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let what = "slack interaction";
-    let hooks = match verified(&app, &headers, &body, what) {
-        Ok(h) => h,
+    let (hooks, interaction) = match accepted(
+        &app,
+        &headers,
+        &body,
+        "slack interaction",
+        decode_interaction,
+    ) {
+        Ok(ok) => ok,
         Err(refused) => return *refused,
-    };
-    let interaction = match decode_interaction(&body) {
-        Ok(i) => i,
-        Err(e) => return refuse(&app, what, e),
     };
     if interaction.kind != "block_actions" {
         return StatusCode::OK.into_response();
@@ -187,11 +201,9 @@ pub(super) async fn slack_interaction(
                 .await
                 {
                     Ok(incident) => {
-                        let link = format!("{}/{id}", hooks.link_base);
-                        let mut m = incident_message(
+                        let mut m = hooks.incident_message(
                             &incident,
                             &nightshift_llm::explain(&incident),
-                            &link,
                             true,
                         );
                         m["replace_original"] = true.into();
@@ -213,9 +225,8 @@ pub(super) async fn slack_interaction(
                     tokio::spawn(async move {
                         let explained = app.assistant.explain(&incident, true).await;
                         if let (Some(hooks), Some(url)) = (&app.slack, url) {
-                            let link = format!("{}/{}", hooks.link_base, incident.id);
                             let mut m =
-                                incident_message(&incident, &explained.conclusion, &link, false);
+                                hooks.incident_message(&incident, &explained.conclusion, false);
                             m["response_type"] = "ephemeral".into();
                             m["replace_original"] = false.into();
                             respond_later(&hooks.api, url, m);
