@@ -109,18 +109,23 @@ pub fn pod_restarts(before: Option<&Pod>, now: &Pod, at: Millis) -> Vec<Event> {
         .collect()
 }
 
+/// When a cluster event last happened: its last timestamp, else its event time, first
+/// timestamp or creation.
+pub fn event_time(e: &K8sEvent) -> Option<Millis> {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| millis(&t.0))
+        .or_else(|| e.event_time.as_ref().map(|t| millis(&t.0)))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| millis(&t.0)))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| millis(&t.0)))
+}
+
 /// A cluster event as Nightshift's, with its resource: `service_of` names the service of a pod
 /// (from the pods already seen), and a node event names its node.
 pub fn cluster_event(e: &K8sEvent, service_of: impl Fn(&str) -> Option<String>) -> Option<Event> {
     let kind = e.involved_object.kind.clone()?;
     let name = e.involved_object.name.clone()?;
-    let ts = e
-        .last_timestamp
-        .as_ref()
-        .map(|t| millis(&t.0))
-        .or_else(|| e.event_time.as_ref().map(|t| millis(&t.0)))
-        .or_else(|| e.first_timestamp.as_ref().map(|t| millis(&t.0)))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| millis(&t.0)))?;
+    let ts = event_time(e)?;
     let mut resource = Resource::new();
     if let Some(ns) = &e.involved_object.namespace {
         resource = resource.with(semconv::K8S_NAMESPACE_NAME, ns);
@@ -155,6 +160,103 @@ pub fn cluster_event(e: &K8sEvent, service_of: impl Fn(&str) -> Option<String>) 
         resource,
         message: e.message.clone().unwrap_or_default(),
     })
+}
+
+/// What a description of an object shows: the object without its managed fields and
+/// last-applied configuration (bulk, and a copy of the spec), and with the value of every
+/// container environment variable hidden, since credentials often sit there under names no
+/// redaction rule recognises (`DB_PASS`, `DSN`). `valueFrom` references are kept: they name
+/// where a value comes from, not the value.
+pub fn describe_view(mut object: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn hide_env(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if k == "env"
+                        && let Value::Array(vars) = child
+                    {
+                        for var in vars.iter_mut().filter_map(Value::as_object_mut) {
+                            if var.contains_key("value") {
+                                var.insert("value".into(), Value::String("(hidden)".into()));
+                            }
+                        }
+                    } else {
+                        hide_env(child);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(hide_env),
+            _ => {}
+        }
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    }
+    hide_env(&mut object);
+    object
+}
+
+/// One cluster event as the investigator reads it.
+pub fn event_view(e: &K8sEvent) -> serde_json::Value {
+    let o = &e.involved_object;
+    serde_json::json!({
+        "ts": event_time(e),
+        "type": e.type_,
+        "reason": e.reason,
+        "object": format!("{}/{}", o.kind.as_deref().unwrap_or(""), o.name.as_deref().unwrap_or("")),
+        "namespace": o.namespace,
+        "message": e.message,
+        "count": e.count,
+    })
+}
+
+/// Restarts of a pod's containers, all together.
+pub fn pod_restart_count(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+/// Whose logs to read in `pod`: the container asked for, else the one that restarted most
+/// (else the first); and whether its previous run's logs are the ones that say something,
+/// which they are when it is waiting to be restarted again (`CrashLoopBackOff`).
+pub fn log_target(pod: &Pod, container: Option<&str>) -> Result<(String, bool), String> {
+    let names: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default();
+    let chosen = match container {
+        Some(c) if names.contains(&c) => c.to_string(),
+        Some(c) => {
+            return Err(format!(
+                "pod {} has no container {c:?}; its containers: {}",
+                pod.metadata.name.as_deref().unwrap_or(""),
+                names.join(", ")
+            ));
+        }
+        None => statuses
+            .iter()
+            .filter(|s| s.restart_count > 0)
+            .max_by_key(|s| s.restart_count)
+            .map(|s| s.name.clone())
+            .or_else(|| names.first().map(|n| n.to_string()))
+            .ok_or("the pod has no containers")?,
+    };
+    let crashed = statuses.iter().find(|s| s.name == chosen).is_some_and(|s| {
+        s.restart_count > 0 && s.state.as_ref().is_some_and(|st| st.waiting.is_some())
+    });
+    Ok((chosen, crashed))
 }
 
 fn images(d: &Deployment) -> Vec<String> {
@@ -282,6 +384,54 @@ mod tests {
             "status": {"containerStatuses": [{"name": "app", "ready": true, "restartCount": restarts, "image": "shop/checkout:1.4", "imageID": "",
                 "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-11-21T10:00:00Z"}}}]}
         }))
+    }
+
+    #[test]
+    fn descriptions_hide_environment_values_and_bulk() {
+        let v = describe_view(serde_json::json!({
+            "metadata": {"name": "checkout", "managedFields": [{"manager": "kubectl"}],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...DB_PASS=x...}", "team": "shop"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [
+                {"name": "DB_PASS", "value": "hunter2"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}}
+            ]}]}}}
+        }));
+        let text = v.to_string();
+        assert!(
+            !text.contains("hunter2") && !text.contains("managedFields"),
+            "{text}"
+        );
+        assert!(!text.contains("last-applied"), "{text}");
+        assert!(
+            text.contains("\"team\":\"shop\"") && text.contains("secretKeyRef"),
+            "{text}"
+        );
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+            "(hidden)"
+        );
+    }
+
+    #[test]
+    fn logs_come_from_the_container_that_restarted_and_its_previous_run_when_it_is_waiting() {
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "checkout-1"},
+            "spec": {"containers": [{"name": "proxy"}, {"name": "app"}]},
+            "status": {"containerStatuses": [
+                {"name": "proxy", "ready": true, "restartCount": 0, "image": "", "imageID": ""},
+                {"name": "app", "ready": false, "restartCount": 4, "image": "", "imageID": "",
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+            ]}
+        }));
+        assert_eq!(log_target(&p, None), Ok(("app".into(), true)));
+        assert_eq!(log_target(&p, Some("proxy")), Ok(("proxy".into(), false)));
+        let err = log_target(&p, Some("db")).unwrap_err();
+        assert!(err.contains("proxy, app"), "{err}");
+        assert_eq!(pod_restart_count(&p), 4);
+        assert_eq!(
+            log_target(&checkout_pod(0), None),
+            Ok(("app".into(), false))
+        );
     }
 
     #[test]

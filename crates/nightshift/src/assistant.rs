@@ -1,6 +1,9 @@
 //! Questions and explanations for `serve`: answered from the store deterministically, and by
 //! the LLM investigator when one is configured, with read-only tools over the store, the
-//! topology, Prometheus (PromQL) and Loki (LogQL).
+//! topology, Prometheus (PromQL), Loki (LogQL) and the Kubernetes API.
+
+mod kubernetes;
+pub use kubernetes::Cluster;
 
 use crate::config::Config;
 use anyhow::{Context, Result};
@@ -52,6 +55,7 @@ impl Assistant {
         config: &Config,
         store: SqliteStore,
         topology: Arc<Mutex<Topology>>,
+        cluster: Option<Cluster>,
     ) -> Result<Self> {
         let investigator = match &config.llm {
             Some(l) => Some(Investigator::new(
@@ -82,6 +86,7 @@ impl Assistant {
                 topology,
                 prometheus,
                 loki,
+                cluster,
                 clock: None,
             },
         })
@@ -259,6 +264,7 @@ pub struct Tools {
     /// Base URL and client of a Prometheus-compatible API.
     prometheus: Option<(String, reqwest::Client)>,
     loki: Option<(String, reqwest::Client)>,
+    cluster: Option<Cluster>,
     /// A stopped clock (replays); the wall clock when `None`.
     clock: Option<Millis>,
 }
@@ -427,11 +433,19 @@ impl Toolbox for Tools {
                 &["query"],
             ));
         }
+        if let Some(c) = &self.cluster {
+            specs.extend(c.specs());
+        }
         specs
     }
 
     async fn call(&self, name: &str, args: &Value) -> Result<Value, String> {
         let now = self.now();
+        if let Some(c) = &self.cluster
+            && let Some(result) = c.call(name, args, now).await
+        {
+            return result;
+        }
         let db = |e: nightshift_store::StoreError| format!("cannot read the database: {e}");
         match name {
             "get_incident" => {
@@ -559,7 +573,8 @@ impl Toolbox for Tools {
 
     fn output_budget(&self, name: &str) -> Option<usize> {
         match name {
-            "get_incident" | "loki_query" | "promql_range" => Some(6_000),
+            "get_incident" | "loki_query" | "promql_range" | "k8s_events" => Some(6_000),
+            "k8s_describe" | "k8s_logs" => Some(8_000),
             _ => None,
         }
     }

@@ -52,7 +52,7 @@ impl Runner {
                 else {
                     continue;
                 };
-                let assistant = Assistant::new(config, store.clone(), topology.clone())?
+                let assistant = Assistant::new(config, store.clone(), topology.clone(), None)?
                     .frozen_at(incident.updated_at);
                 let started = Instant::now();
                 let explained = assistant.explain(incident, true).await;

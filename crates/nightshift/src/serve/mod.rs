@@ -194,14 +194,17 @@ async fn run(config: Config) -> Result<()> {
     } else {
         None
     };
-    let cluster = match &config.kubernetes {
-        Some(k) => Some(tokio::spawn(crate::kube_watch::run(
-            kube_client(k).await?,
-            k.namespace.clone(),
-            deliver_news(tx.clone(), store.clone(), metrics.clone()),
-        ))),
+    let kube = match &config.kubernetes {
+        Some(k) => Some((kube_client(k).await?, k.namespace.clone())),
         None => None,
     };
+    let cluster = kube.clone().map(|(client, namespace)| {
+        tokio::spawn(crate::kube_watch::run(
+            client,
+            namespace,
+            deliver_news(tx.clone(), store.clone(), metrics.clone()),
+        ))
+    });
     let files = if config.log_files.is_empty() {
         None
     } else {
@@ -290,6 +293,7 @@ async fn run(config: Config) -> Result<()> {
         &config,
         store.clone(),
         topology.clone(),
+        kube.map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
     )?);
     let app = Arc::new(App {
         queue: tx,
