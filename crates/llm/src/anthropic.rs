@@ -1,10 +1,13 @@
 //! Anthropic's Messages API (`POST {base}/v1/messages`, `x-api-key`, `anthropic-version`),
 //! with tool use. The system prompt goes in its own field; consecutive messages of one role are
 //! merged, since the API wants user and assistant turns to alternate; tool results travel as
-//! `tool_result` blocks of a user turn.
+//! `tool_result` blocks of a user turn. Streamed answers (`"stream": true`) arrive as the API's
+//! named events and are put back together into the message they describe.
 
 use crate::chat::{ChatRequest, ChatResponse, Message, StopReason, Usage};
-use crate::provider::{LlmError, LlmProvider, ProviderConfig, read_json, send};
+use crate::provider::{
+    LlmError, LlmProvider, ProviderConfig, SseData, StreamedAnswer, read_json, read_stream, send,
+};
 use crate::quirks;
 use serde_json::{Value, json};
 
@@ -23,7 +26,7 @@ impl Anthropic {
 }
 
 /// The request body in the Messages API's shape.
-pub(crate) fn body(model: &str, request: &ChatRequest) -> Value {
+pub(crate) fn body(model: &str, request: &ChatRequest, stream: bool) -> Value {
     let mut system = Vec::new();
     let mut turns: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for m in &request.messages {
@@ -77,6 +80,9 @@ pub(crate) fn body(model: &str, request: &ChatRequest) -> Value {
     });
     if !system.is_empty() {
         body["system"] = json!(system.join("\n\n"));
+    }
+    if stream {
+        body["stream"] = json!(true);
     }
     if !request.tools.is_empty() {
         body["tools"] = request
@@ -137,6 +143,127 @@ pub(crate) fn parse_answer(request: &ChatRequest, v: &Value) -> Result<ChatRespo
     })
 }
 
+/// A streamed answer put back together: `message_start` (input tokens), then per content
+/// block a `content_block_start` and its deltas (`text_delta`, or `input_json_delta` fragments
+/// of a tool's input), `message_delta` (stop reason, output tokens) and `message_stop`. An
+/// `error` event mid-stream (e.g. `overloaded_error`) fails the call.
+#[derive(Default)]
+pub(crate) struct StreamAssembly {
+    sse: SseData,
+    blocks: Vec<Value>,
+    /// Each block's tool input as streamed: fragments of one JSON text.
+    inputs: Vec<String>,
+    stop_reason: Option<Value>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    done: bool,
+}
+
+impl StreamAssembly {
+    /// The block at `index`, the list grown to hold it (bounded: an index is the API's, not
+    /// a length to trust).
+    fn slot(&mut self, event: &Value) -> usize {
+        let i = event
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(64) as usize;
+        if self.blocks.len() <= i {
+            self.blocks.resize(i + 1, Value::Null);
+            self.inputs.resize(i + 1, String::new());
+        }
+        i
+    }
+}
+
+impl StreamedAnswer for StreamAssembly {
+    fn sse(&mut self) -> &mut SseData {
+        &mut self.sse
+    }
+
+    fn event(&mut self, data: &str) -> Result<(), LlmError> {
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| LlmError::BadAnswer(format!("a streamed event is not JSON ({e})")))?;
+        let tokens =
+            |u: Option<&Value>, key: &str| u.and_then(|u| u.get(key)).and_then(Value::as_u64);
+        match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "message_start" => {
+                let usage = v.get("message").and_then(|m| m.get("usage"));
+                self.input_tokens = tokens(usage, "input_tokens").or(self.input_tokens);
+                self.output_tokens = tokens(usage, "output_tokens").or(self.output_tokens);
+            }
+            "content_block_start" => {
+                let i = self.slot(&v);
+                self.blocks[i] = v.get("content_block").cloned().unwrap_or(Value::Null);
+            }
+            "content_block_delta" => {
+                let i = self.slot(&v);
+                let delta = v.get("delta").unwrap_or(&Value::Null);
+                let text = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default();
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let block = &mut self.blocks[i];
+                        let so_far = block
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let joined = format!("{so_far}{}", text("text"));
+                        if block.is_null() {
+                            *block = json!({"type": "text"});
+                        }
+                        block["text"] = Value::String(joined);
+                    }
+                    Some("input_json_delta") => self.inputs[i].push_str(text("partial_json")),
+                    _ => {} // thinking and signature deltas: not part of the answer
+                }
+            }
+            "message_delta" => {
+                if let Some(r) = v.get("delta").and_then(|d| d.get("stop_reason")) {
+                    self.stop_reason = Some(r.clone());
+                }
+                self.output_tokens = tokens(v.get("usage"), "output_tokens").or(self.output_tokens);
+                self.input_tokens = tokens(v.get("usage"), "input_tokens").or(self.input_tokens);
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let e = v.get("error").unwrap_or(&Value::Null);
+                let kind = e.get("type").and_then(Value::as_str).unwrap_or("error");
+                let message = e.get("message").and_then(Value::as_str).unwrap_or_default();
+                return Err(LlmError::Unavailable(format!(
+                    "{kind} mid-stream: {message}"
+                )));
+            }
+            _ => {} // ping, content_block_stop
+        }
+        Ok(())
+    }
+
+    fn answer(self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        if !self.done {
+            return Err(LlmError::BadAnswer(
+                "the stream ended before the answer was complete".into(),
+            ));
+        }
+        let mut content = Vec::new();
+        for (mut block, input) in self.blocks.into_iter().zip(self.inputs) {
+            if block.get("type").and_then(Value::as_str) == Some("tool_use")
+                && !input.trim().is_empty()
+            {
+                // Kept as text when it is not JSON: the quirks read what they can of it.
+                block["input"] = serde_json::from_str(&input).unwrap_or(Value::String(input));
+            }
+            if !block.is_null() {
+                content.push(block);
+            }
+        }
+        let mut message = json!({"content": content, "stop_reason": self.stop_reason});
+        if let (Some(i), Some(o)) = (self.input_tokens, self.output_tokens) {
+            message["usage"] = json!({"input_tokens": i, "output_tokens": o});
+        }
+        parse_answer(request, &message)
+    }
+}
+
 #[async_trait::async_trait]
 impl LlmProvider for Anthropic {
     async fn chat(
@@ -144,7 +271,7 @@ impl LlmProvider for Anthropic {
         request: &ChatRequest,
         deadline: tokio::time::Instant,
     ) -> Result<ChatResponse, LlmError> {
-        let body = body(&self.config.model, request);
+        let body = body(&self.config.model, request, self.config.stream);
         let url = format!("{}/v1/messages", self.config.base_url);
         let key = self.config.api_key.clone().ok_or_else(|| {
             LlmError::Config("Anthropic needs an API key (llm.api_key_env)".into())
@@ -157,6 +284,9 @@ impl LlmProvider for Anthropic {
                 .json(&body)
         })
         .await?;
+        if self.config.stream {
+            return read_stream::<StreamAssembly>(response, deadline, request).await;
+        }
         parse_answer(request, &read_json(response, deadline).await?)
     }
 
@@ -205,7 +335,7 @@ mod tests {
             max_tokens: 50,
             force_tool: None,
         };
-        let b = body("claude", &r);
+        let b = body("claude", &r, false);
         assert_eq!(b["system"], "be brief");
         let msgs = b["messages"].as_array().unwrap();
         assert_eq!(msgs.len(), 3, "{b}");
@@ -231,5 +361,87 @@ mod tests {
         assert_eq!(a.stop, StopReason::ToolCalls);
         assert_eq!(a.tool_calls[0].arguments, json!({"query": "up"}));
         assert_eq!(a.usage.total(), 16);
+    }
+
+    /// A stream in the documented event sequence: text, then a tool_use whose input arrives
+    /// as JSON fragments, split into chunks at arbitrary bytes (inside a multi-byte character
+    /// too).
+    const STREAM: &str = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: ping\n\
+data: {\"type\": \"ping\"}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking the d\\u00e9ploy \\u2192 \"}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"ré-run\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"promql_query\",\"input\":{}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"query\\\": \\\"rate(\"}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"errors[5m])\\\"}\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n\
+event: message_stop\n\
+data: {\"type\":\"message_stop\"}\n\n";
+
+    fn request() -> ChatRequest {
+        ChatRequest {
+            messages: vec![],
+            tools: vec![],
+            max_tokens: 100,
+            force_tool: None,
+        }
+    }
+
+    #[test]
+    fn a_stream_is_put_back_together_from_chunks_split_anywhere() {
+        for size in [1, 3, 7, 64, STREAM.len()] {
+            let mut a = StreamAssembly::default();
+            for chunk in STREAM.as_bytes().chunks(size) {
+                a.push(chunk).unwrap();
+            }
+            let r = a.into_response(&request()).unwrap();
+            assert_eq!(
+                r.content, "Checking the déploy → ré-run",
+                "chunks of {size}"
+            );
+            assert_eq!(r.stop, StopReason::ToolCalls);
+            assert_eq!(r.tool_calls.len(), 1);
+            assert_eq!(r.tool_calls[0].id, "toolu_9");
+            assert_eq!(
+                r.tool_calls[0].arguments,
+                json!({"query": "rate(errors[5m])"})
+            );
+            assert_eq!(r.usage.prompt_tokens, 25);
+            assert_eq!(r.usage.completion_tokens, 89);
+        }
+    }
+
+    #[test]
+    fn a_stream_cut_short_or_failing_midway_is_an_error() {
+        let cut = &STREAM[..STREAM.find("event: message_delta").unwrap()];
+        let mut a = StreamAssembly::default();
+        a.push(cut.as_bytes()).unwrap();
+        assert!(matches!(
+            a.into_response(&request()),
+            Err(LlmError::BadAnswer(_))
+        ));
+        let mut a = StreamAssembly::default();
+        let failed = a.push(
+            b"event: error\ndata: {\"type\": \"error\", \"error\": {\"type\": \"overloaded_error\", \"message\": \"Overloaded\"}}\n\n",
+        );
+        assert!(
+            matches!(&failed, Err(LlmError::Unavailable(m)) if m.contains("overloaded_error")),
+            "{failed:?}"
+        );
     }
 }

@@ -6,7 +6,10 @@
 //! Requests avoid what some servers refuse (`content: null` on an assistant message).
 
 use crate::chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, Usage};
-use crate::provider::{ApiKind, LlmError, LlmProvider, ProviderConfig, read_json, send};
+use crate::provider::{
+    ApiKind, LlmError, LlmProvider, ProviderConfig, SseData, StreamedAnswer, read_json,
+    read_stream, send,
+};
 use crate::quirks;
 use serde_json::{Value, json};
 
@@ -196,26 +199,16 @@ pub(crate) struct StreamAssembly {
     calls: Vec<PartialCall>,
     finish: Option<String>,
     usage: Option<Usage>,
-    pending: String,
+    sse: SseData,
     done: bool,
 }
 
-impl StreamAssembly {
-    /// Takes the next bytes of the event stream.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<(), LlmError> {
-        self.pending.push_str(&String::from_utf8_lossy(bytes));
-        while let Some(end) = self.pending.find('\n') {
-            let line: String = self.pending.drain(..=end).collect();
-            self.line(line.trim_end_matches(['\r', '\n']))?;
-        }
-        Ok(())
+impl StreamedAnswer for StreamAssembly {
+    fn sse(&mut self) -> &mut SseData {
+        &mut self.sse
     }
 
-    fn line(&mut self, line: &str) -> Result<(), LlmError> {
-        let Some(data) = line.strip_prefix("data:") else {
-            return Ok(()); // comments, `event:` lines and the blank line between events
-        };
-        let data = data.trim();
+    fn event(&mut self, data: &str) -> Result<(), LlmError> {
         if data == "[DONE]" {
             self.done = true;
             return Ok(());
@@ -270,9 +263,7 @@ impl StreamAssembly {
         Ok(())
     }
 
-    pub(crate) fn into_response(mut self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let rest = std::mem::take(&mut self.pending);
-        self.line(rest.trim())?;
+    fn answer(self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         if !self.done && self.finish.is_none() {
             return Err(LlmError::BadAnswer(
                 "the stream ended before the answer was complete".into(),
@@ -321,19 +312,7 @@ impl LlmProvider for OpenAiCompatible {
         })
         .await?;
         if self.config.stream {
-            let mut assembly = StreamAssembly::default();
-            let mut response = response;
-            loop {
-                let chunk = tokio::time::timeout_at(deadline, response.chunk())
-                    .await
-                    .map_err(|_| LlmError::Deadline)?
-                    .map_err(|e| LlmError::Unavailable(format!("the stream broke off: {e}")))?;
-                match chunk {
-                    Some(bytes) => assembly.push(&bytes)?,
-                    None => break,
-                }
-            }
-            return assembly.into_response(request);
+            return read_stream::<StreamAssembly>(response, deadline, request).await;
         }
         parse_answer(request, &read_json(response, deadline).await?)
     }

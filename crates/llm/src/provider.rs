@@ -48,7 +48,7 @@ pub struct ProviderConfig {
     pub timeout: Duration,
     /// Further attempts after a failure that may pass (timeouts, 429, 5xx).
     pub retries: u32,
-    /// Ask for the answer as a stream of server-sent events (OpenAI-compatible APIs).
+    /// Ask for the answer as a stream of server-sent events.
     pub stream: bool,
 }
 
@@ -141,6 +141,84 @@ pub(crate) async fn read_json(
         .await
         .map_err(|_| LlmError::Deadline)?
         .map_err(|e| LlmError::BadAnswer(format!("not JSON ({e})")))
+}
+
+/// The `data:` payloads of a server-sent event stream whose bytes arrive in chunks split
+/// anywhere, inside a line or inside a UTF-8 character. Comments, `event:` lines and the blank
+/// lines between events carry nothing the answer needs.
+#[derive(Default)]
+pub(crate) struct SseData {
+    pending: Vec<u8>,
+}
+
+impl SseData {
+    /// The payloads completed by the next bytes.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            out.extend(sse_data(&line));
+        }
+        out
+    }
+
+    /// The payload of a last line the stream did not end with a newline.
+    pub(crate) fn finish(&mut self) -> Option<String> {
+        sse_data(&std::mem::take(&mut self.pending))
+    }
+}
+
+fn sse_data(line: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(line)
+        .trim_end_matches(['\r', '\n'])
+        .strip_prefix("data:")
+        .map(|d| d.trim().to_string())
+}
+
+/// A streamed answer being put back together from its events.
+pub(crate) trait StreamedAnswer: Default {
+    fn sse(&mut self) -> &mut SseData;
+
+    /// Takes one event's data.
+    fn event(&mut self, data: &str) -> Result<(), LlmError>;
+
+    /// The answer the events made, once the stream has ended.
+    fn answer(self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+
+    /// Takes the next bytes of the stream.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), LlmError> {
+        for data in self.sse().push(bytes) {
+            self.event(&data)?;
+        }
+        Ok(())
+    }
+
+    fn into_response(mut self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        if let Some(data) = self.sse().finish() {
+            self.event(&data)?;
+        }
+        self.answer(request)
+    }
+}
+
+/// Reads a streamed answer chunk by chunk to its end, never past `deadline`.
+pub(crate) async fn read_stream<A: StreamedAnswer>(
+    mut response: reqwest::Response,
+    deadline: tokio::time::Instant,
+    request: &ChatRequest,
+) -> Result<ChatResponse, LlmError> {
+    let mut answer = A::default();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .map_err(|_| LlmError::Deadline)?
+            .map_err(|e| LlmError::Unavailable(format!("the stream broke off: {e}")))?;
+        match chunk {
+            Some(bytes) => answer.push(&bytes)?,
+            None => return answer.into_response(request),
+        }
+    }
 }
 
 /// Classifies one sent request: a success to read, a failure worth retrying, or a refusal.

@@ -73,6 +73,10 @@ fn tool_call(name: &str, args: Value) -> Value {
 }
 
 fn provider(kind: ApiKind, base: &str) -> Arc<dyn nightshift_llm::LlmProvider> {
+    provider_with(kind, base, false)
+}
+
+fn provider_with(kind: ApiKind, base: &str, stream: bool) -> Arc<dyn nightshift_llm::LlmProvider> {
     let base_url = match kind {
         ApiKind::Anthropic => base.trim_end_matches("/v1").to_string(),
         _ => base.to_string(),
@@ -85,7 +89,7 @@ fn provider(kind: ApiKind, base: &str) -> Arc<dyn nightshift_llm::LlmProvider> {
         api_version: None,
         timeout: Duration::from_secs(10),
         retries: 2,
-        stream: false,
+        stream,
     };
     Arc::from(p.build().unwrap())
 }
@@ -489,49 +493,103 @@ async fn a_streamed_answer_is_put_together() {
     );
 }
 
-#[tokio::test]
-async fn anthropic_requests_follow_the_messages_api() {
-    let (base, requests) = serve(Arc::new(|n, body, headers| {
-        // The documented rules: key and version headers, alternating turns, tool results
-        // answering a tool_use of the previous turn.
-        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("sk-test-key-1234567890")
-        {
-            return (StatusCode::UNAUTHORIZED, "x-api-key").into_response();
+/// The Messages API's streamed form of an answer: its events, each tool input in two
+/// `input_json_delta` fragments.
+fn anthropic_events(blocks: &Value, input_tokens: u64, output_tokens: u64) -> String {
+    let mut events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+        "role": "assistant", "content": [], "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+    ];
+    for (index, block) in blocks.as_array().into_iter().flatten().enumerate() {
+        let mut start = block.clone();
+        start["input"] = json!({});
+        events.push(json!({"type": "content_block_start", "index": index, "content_block": start}));
+        let input = block["input"].to_string();
+        let (a, b) = input.split_at(input.len() / 2);
+        for part in [a, b] {
+            events.push(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "input_json_delta", "partial_json": part}}));
         }
-        if headers.get("anthropic-version").is_none() {
-            return (StatusCode::BAD_REQUEST, "anthropic-version").into_response();
-        }
-        let msgs = body["messages"].as_array().cloned().unwrap_or_default();
-        if msgs.windows(2).any(|w| w[0]["role"] == w[1]["role"])
-            || msgs.first().map(|m| m["role"].clone()) != Some(json!("user"))
-            || body["max_tokens"].as_u64().is_none()
-            || body.get("system").is_none()
-        {
-            return (StatusCode::BAD_REQUEST, "messages must alternate").into_response();
-        }
-        let blocks = match n {
-            0 => json!([{"type": "tool_use", "id": "toolu_1", "name": "get_topology", "input": {}}]),
-            _ => json!([{"type": "tool_use", "id": "toolu_2", "name": "conclude", "input":
-                {"root_cause": "postgres", "summary": "saturated", "evidence": ["ev-1", "tool-1"]}}]),
-        };
-        axum::Json(json!({"content": blocks, "stop_reason": "tool_use",
-            "usage": {"input_tokens": 30, "output_tokens": 5}}))
-        .into_response()
-    }))
-    .await;
-    let inv = Investigator::new(
-        provider(ApiKind::Anthropic, &base),
-        Limits::default(),
-        Arc::new(DailyBudget::new(1_000_000)),
-    )
-    .investigate(&task(None), &Tools::default(), NOW)
-    .await;
-    assert_eq!(inv.conclusion.source, Source::Llm, "{inv:?}");
-    assert_eq!(inv.usage.total(), 70);
-    let sent = requests.lock().unwrap();
-    assert_eq!(sent[1]["messages"][2]["content"][0]["type"], "tool_result");
-    assert_eq!(
-        sent[1]["messages"][2]["content"][0]["tool_use_id"],
-        "toolu_1"
+        events.push(json!({"type": "content_block_stop", "index": index}));
+    }
+    events.push(
+        json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+        "usage": {"output_tokens": output_tokens}}),
     );
+    events.push(json!({"type": "message_stop"}));
+    events
+        .iter()
+        .map(|e| {
+            format!(
+                "event: {}\ndata: {e}\n\n",
+                e["type"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn anthropic_requests_follow_the_messages_api_plain_and_streamed() {
+    for stream in [false, true] {
+        let (base, requests) = serve(Arc::new(move |n, body, headers| {
+            // The documented rules: key and version headers, alternating turns, tool results
+            // answering a tool_use of the previous turn.
+            if headers.get("x-api-key").and_then(|v| v.to_str().ok())
+                != Some("sk-test-key-1234567890")
+            {
+                return (StatusCode::UNAUTHORIZED, "x-api-key").into_response();
+            }
+            if headers.get("anthropic-version").is_none() {
+                return (StatusCode::BAD_REQUEST, "anthropic-version").into_response();
+            }
+            let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+            if msgs.windows(2).any(|w| w[0]["role"] == w[1]["role"])
+                || msgs.first().map(|m| m["role"].clone()) != Some(json!("user"))
+                || body["max_tokens"].as_u64().is_none()
+                || body.get("system").is_none()
+            {
+                return (StatusCode::BAD_REQUEST, "messages must alternate").into_response();
+            }
+            let blocks = match n {
+                0 => json!([{"type": "tool_use", "id": "toolu_1", "name": "get_topology", "input": {}}]),
+                _ => json!([{"type": "tool_use", "id": "toolu_2", "name": "conclude", "input":
+                    {"root_cause": "postgres", "summary": "saturated", "evidence": ["ev-1", "tool-1"]}}]),
+            };
+            if body["stream"] == true {
+                return (
+                    [("content-type", "text/event-stream")],
+                    anthropic_events(&blocks, 30, 5),
+                )
+                    .into_response();
+            }
+            axum::Json(json!({"content": blocks, "stop_reason": "tool_use",
+                "usage": {"input_tokens": 30, "output_tokens": 5}}))
+            .into_response()
+        }))
+        .await;
+        let inv = Investigator::new(
+            provider_with(ApiKind::Anthropic, &base, stream),
+            Limits::default(),
+            Arc::new(DailyBudget::new(1_000_000)),
+        )
+        .investigate(&task(None), &Tools::default(), NOW)
+        .await;
+        assert_eq!(
+            inv.conclusion.source,
+            Source::Llm,
+            "stream {stream}: {inv:?}"
+        );
+        assert_eq!(inv.conclusion.root_cause, "postgres");
+        assert_eq!(inv.usage.total(), 70);
+        let sent = requests.lock().unwrap();
+        assert_eq!(
+            sent[0]["stream"],
+            if stream { json!(true) } else { Value::Null }
+        );
+        assert_eq!(sent[1]["messages"][2]["content"][0]["type"], "tool_result");
+        assert_eq!(
+            sent[1]["messages"][2]["content"][0]["tool_use_id"],
+            "toolu_1"
+        );
+    }
 }

@@ -536,9 +536,6 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
     if !(32..=32_000).contains(&answer_tokens) {
         bail!("llm.answer_tokens: {answer_tokens} is outside 32 to 32000");
     }
-    if raw.stream && kind == ApiKind::Anthropic {
-        bail!("llm.stream: streaming is supported for OpenAI-compatible servers only");
-    }
     let deadline = check_duration(
         "llm.deadline",
         raw.deadline.as_deref(),
@@ -736,10 +733,6 @@ mod tests {
             (
                 "provider: ollama\nmodel: m\ndeadline: 2 weeks\n",
                 "llm.deadline",
-            ),
-            (
-                "provider: anthropic\nmodel: m\napi_key_env: KEY\nstream: true\n",
-                "llm.stream",
             ),
             (
                 "provider: ollama\nmodel: m\nanswer_tokens: 5\n",
