@@ -305,6 +305,27 @@ impl Investigator {
         }
     }
 
+    /// An earlier investigation of the same task, if one is cached and its conclusion still
+    /// cites only evidence that exists (the task's facts may have moved on under the same key).
+    pub fn cached(&self, task: &Task) -> Option<Investigation> {
+        let key = task.key.as_ref()?;
+        let mut hit = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)?
+            .clone();
+        let c = &hit.conclusion;
+        let citable = |id: &String| {
+            task.evidence_ids.contains(id) || hit.steps.iter().any(|s| &s.evidence_id == id)
+        };
+        if c.source == Source::Llm && !c.evidence.iter().all(citable) {
+            return None;
+        }
+        hit.cached = true;
+        Some(hit)
+    }
+
     /// Investigates `task` with `tools`; `now` is the wall clock in ms (for the daily budget).
     pub async fn investigate(
         &self,
@@ -312,15 +333,7 @@ impl Investigator {
         tools: &dyn Toolbox,
         now: Millis,
     ) -> Investigation {
-        if let Some(key) = &task.key
-            && let Some(hit) = self
-                .cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(key)
-        {
-            let mut hit = hit.clone();
-            hit.cached = true;
+        if let Some(hit) = self.cached(task) {
             return hit;
         }
         let result = self.run(task, tools, now).await;

@@ -176,8 +176,22 @@ impl Assistant {
         })
     }
 
+    /// Explains one incident from what is already known: the LLM's conclusion of an earlier
+    /// investigation of its current diagnosis, else the deterministic one. Never calls a model.
+    pub fn explain_known(&self, incident: &Incident) -> Conclusion {
+        let deterministic = explain(incident);
+        let Some(investigator) = &self.investigator else {
+            return deterministic;
+        };
+        let task = incident_task(incident, &self.tools.topology(), deterministic.clone());
+        match investigator.cached(&task) {
+            Some(inv) if inv.conclusion.source == Source::Llm => inv.conclusion,
+            _ => deterministic,
+        }
+    }
+
     /// Explains one incident: its deterministic diagnosis, and the LLM's when configured and
-    /// `llm` (cached per incident revision).
+    /// `llm` (cached per diagnosis: see `diagnosis_key`).
     pub async fn explain(&self, incident: &Incident, llm: bool) -> Explanation {
         let deterministic = explain(incident);
         let Some(investigator) = self.investigator.as_ref().filter(|_| llm) else {
@@ -235,7 +249,7 @@ pub fn incident_task(incident: &Incident, topology: &Topology, fallback: Conclus
         "similar": incident.similar.iter().take(3).collect::<Vec<_>>(),
     });
     Task {
-        key: Some(format!("{}@{}", incident.id, incident.updated_at)),
+        key: Some(diagnosis_key(incident)),
         question: format!(
             "What is the root cause of incident {}, why, and what should be done?",
             incident.id
@@ -247,6 +261,23 @@ pub fn incident_task(incident: &Incident, topology: &Topology, fallback: Conclus
         fallback,
         first_tool: None,
     }
+}
+
+/// What an investigation of `incident` is cached under: its id, whether it is resolved, and
+/// its leading hypotheses. An incident that grows (or is acknowledged) without its diagnosis
+/// changing is not investigated again; one whose leading hypotheses change, or that resolves
+/// or reopens, is.
+fn diagnosis_key(incident: &Incident) -> String {
+    let resolved = incident.status == nightshift_core::IncidentStatus::Resolved;
+    let mut key = format!(
+        "{}/{}",
+        incident.id,
+        if resolved { "resolved" } else { "open" }
+    );
+    for h in incident.hypotheses.iter().take(PROMPT_HYPOTHESES) {
+        key.push_str(&format!("/{}:{}", h.entity.name, h.cause));
+    }
+    key
 }
 
 /// Every service and node a root cause may name.

@@ -75,6 +75,9 @@ struct RawLlm {
     answer_tokens: Option<u32>,
     deadline: Option<String>,
     daily_tokens: Option<u64>,
+    #[serde(default)]
+    investigate_on_open: bool,
+    settle: Option<String>,
 }
 
 /// The optional LLM investigator; absent means every answer is the deterministic one.
@@ -83,6 +86,11 @@ pub struct LlmConfig {
     pub provider: nightshift_llm::ProviderConfig,
     pub limits: nightshift_llm::Limits,
     pub daily_tokens: u64,
+    /// Investigate each incident once it has settled after opening, without being asked.
+    pub investigate_on_open: bool,
+    /// How long after opening (or reopening) an incident is investigated, so that the alerts of
+    /// its storm are in it first.
+    pub settle_ms: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,6 +551,7 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
         SECOND..=HOUR,
     )?;
     let timeout = check_duration("llm.timeout", raw.timeout.as_deref(), 60_000, SECOND..=HOUR)?;
+    let settle_ms = check_duration("llm.settle", raw.settle.as_deref(), 60_000, 0..=HOUR)?;
     Ok(LlmConfig {
         provider: nightshift_llm::ProviderConfig {
             kind,
@@ -562,6 +571,8 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
             ..defaults
         },
         daily_tokens: raw.daily_tokens.unwrap_or(2_000_000),
+        investigate_on_open: raw.investigate_on_open,
+        settle_ms,
     })
 }
 
@@ -737,6 +748,10 @@ mod tests {
             (
                 "provider: ollama\nmodel: m\nanswer_tokens: 5\n",
                 "llm.answer_tokens",
+            ),
+            (
+                "provider: ollama\nmodel: m\ninvestigate_on_open: true\nsettle: 2 days\n",
+                "llm.settle",
             ),
         ] {
             let e = llm(yaml).unwrap_err().to_string();

@@ -278,11 +278,14 @@ impl SlackApi {
 }
 
 /// Posts each incident when it opens and edits that message as it changes; an incident whose
-/// message would not change is not sent again.
+/// message would not change is not sent again. The message explains the incident with the
+/// LLM's conclusion when an investigation of its current diagnosis has one (never calling the
+/// model itself), else deterministically.
 pub async fn notify(
     api: SlackApi,
     config: SlackConfig,
     link_base: String,
+    assistant: std::sync::Arc<crate::assistant::Assistant>,
     mut incidents: mpsc::Receiver<Incident>,
 ) {
     let Some(channel) = config.channel.clone() else {
@@ -295,7 +298,7 @@ pub async fn notify(
         let link = format!("{link_base}/{}", incident.id);
         let message = incident_message(
             &incident,
-            &nightshift_llm::explain(&incident),
+            &assistant.explain_known(&incident),
             &link,
             config.signing_secret.is_some(),
         );

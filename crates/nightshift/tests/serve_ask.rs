@@ -200,3 +200,79 @@ fn the_real_local_model_investigates_through_serve_within_its_budget() {
     assert_eq!(a["investigation"]["llm_calls"], 1, "{a}");
     assert!(!a["answer"].as_str().unwrap().is_empty());
 }
+
+/// The first evidence id (`ev-N`) in `text`.
+fn first_evidence_id(text: &str) -> Option<String> {
+    text.match_indices("ev-").find_map(|(at, _)| {
+        let digits: String = text[at + 3..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (!digits.is_empty()).then(|| format!("ev-{digits}"))
+    })
+}
+
+#[test]
+fn an_incident_is_investigated_once_when_it_opens_and_the_explanation_reuses_it() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    // An OpenAI-compatible stand-in that concludes at once, citing the first evidence id of
+    // the incident it was shown; it counts the calls.
+    let calls: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = calls.clone();
+    let router = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let text = body["messages"].to_string();
+                seen.lock().unwrap().push(body);
+                let evidence = first_evidence_id(&text).unwrap_or_default();
+                let args = serde_json::json!({"root_cause": "checkout", "cause": "bad deploy",
+                    "summary": "the deploy broke checkout", "confidence": 0.8,
+                    "action": "roll back checkout", "evidence": [evidence]});
+                axum::Json(serde_json::json!({
+                    "choices": [{"message": {"role": "assistant", "content": "", "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "conclude", "arguments": args.to_string()}}]},
+                        "finish_reason": "tool_calls"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20}
+                }))
+            }
+        }),
+    );
+    let llm_port = common::serve_stand_in(router);
+
+    let dir = temp_dir("serve-on-open");
+    let ns = free_port();
+    let _nightshift = start_nightshift_with(
+        &dir,
+        ns,
+        &format!(
+            "llm:\n  provider: openai-compatible\n  base_url: http://127.0.0.1:{llm_port}/v1\n  model: scripted\n  investigate_on_open: true\n  settle: 1s\n"
+        ),
+    );
+    let id = checkout_incident_after_deploy(ns, "");
+    let investigated = common::wait_for(std::time::Duration::from_secs(30), || {
+        let page = get(ns, "/metrics").1;
+        common::metric(&page, r#"nightshift_investigations_total{source="llm"}"#)
+            .filter(|n| *n >= 1.0)
+    });
+    assert_eq!(
+        investigated,
+        Some(1.0),
+        "{}",
+        get(ns, &format!("/api/v1/incidents/{id}/explanation")).1
+    );
+    assert_eq!(calls.lock().unwrap().len(), 1, "one model call, unasked");
+
+    // The explanation shows that conclusion without calling the model again.
+    let (code, body) = get(ns, &format!("/api/v1/incidents/{id}/explanation"));
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["conclusion"]["source"], "llm", "{v}");
+    assert_eq!(v["conclusion"]["action"], "roll back checkout");
+    assert_eq!(v["investigation"]["cached"], true, "{v}");
+    assert_eq!(calls.lock().unwrap().len(), 1, "the explanation reused it");
+    let cited = v["conclusion"]["evidence"][0].as_str().unwrap_or_default();
+    assert!(incident_evidence(ns, &id).contains(cited), "{v}");
+}

@@ -80,21 +80,10 @@ async fn serve_resource(
     ([("content-type", "application/json")], list.to_string()).into_response()
 }
 
-/// The stand-in API server (in a runtime the caller keeps) and `nightshift serve` watching it
-/// through a kubeconfig, with `more` in its `kubernetes` section: (runtime, server, its port).
-fn start_against(
-    router: Router,
-    name: &str,
-    more: &str,
-) -> (tokio::runtime::Runtime, common::Running, u16) {
-    let api_port = free_port();
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    runtime.spawn(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", api_port))
-            .await
-            .expect("bind");
-        axum::serve(listener, router).await.expect("serve");
-    });
+/// The stand-in API server and `nightshift serve` watching it through a kubeconfig, with
+/// `more` in its `kubernetes` section: (the server, its port).
+fn start_against(router: Router, name: &str, more: &str) -> (common::Running, u16) {
+    let api_port = common::serve_stand_in(router);
     let dir = temp_dir(name);
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
@@ -113,7 +102,7 @@ fn start_against(
             kubeconfig.display()
         ),
     );
-    (runtime, running, port)
+    (running, port)
 }
 
 #[test]
@@ -163,7 +152,7 @@ fn the_watchers_turn_cluster_objects_into_topology_changes_and_events() {
             "/apis/apps/v1/deployments",
             get(serve_resource).with_state((fake, "deployments")),
         );
-    let (_cluster, _nightshift, ns) = start_against(router, "serve-k8s", "");
+    let (_nightshift, ns) = start_against(router, "serve-k8s", "");
 
     // The pod placed under its Deployment's service.
     let topology = wait_for(Duration::from_secs(30), || {
@@ -440,8 +429,7 @@ fn the_investigator_reads_objects_events_and_logs_from_the_cluster() {
             )
         })
         .layer(axum::middleware::from_fn(record));
-    let (_cluster, _nightshift, ns) =
-        start_against(router, "serve-k8s-tools", "  namespace: shop\n");
+    let (_nightshift, ns) = start_against(router, "serve-k8s-tools", "  namespace: shop\n");
 
     // Logs of a workload: its busiest pod, the container that restarted, its previous run.
     let (err, text) = call_tool(ns, "k8s_logs", json!({"pod": "checkout"}));

@@ -177,24 +177,11 @@ async fn response_url(State(got): State<Shared>, headers: HeaderMap, body: Strin
 /// Starts the stand-in Slack on its own thread; its port and what it receives.
 fn start_slack() -> (u16, Shared) {
     let got: Shared = Arc::default();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
     let app = axum::Router::new()
         .route("/api/{method}", axum::routing::post(web_api))
         .route("/response/{n}", axum::routing::post(response_url))
         .with_state(got.clone());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-    });
-    (port, got)
+    (common::serve_stand_in(app), got)
 }
 
 fn now_s() -> i64 {

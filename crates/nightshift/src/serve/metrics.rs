@@ -29,6 +29,8 @@ pub(super) struct Metrics {
     pub(super) detector_state_bytes: Gauge,
     pub(super) notify: NotifyMetrics,
     pub(super) pull: crate::pull::PullMetrics,
+    /// Investigations started without being asked, by `source` of the conclusion shown.
+    pub(crate) investigations: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -51,6 +53,7 @@ impl Default for Metrics {
             detector_state_bytes: Gauge::default(),
             notify: NotifyMetrics::default(),
             pull: crate::pull::PullMetrics::default(),
+            investigations: Family::default(),
         }
     }
 }
@@ -144,6 +147,14 @@ impl Metrics {
             "nightshift_alertmanager_post_failures",
             "Posts of Nightshift's alerts that failed (retried on the next second)",
             self.notify.failed.clone(),
+        );
+    }
+
+    pub(super) fn register_investigations(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_investigations",
+            "Incidents the LLM investigated on opening, by the source of the conclusion shown (llm, or deterministic when the model's was rejected)",
+            self.investigations.clone(),
         );
     }
 

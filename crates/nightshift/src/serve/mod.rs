@@ -10,6 +10,7 @@
 
 mod api;
 mod metrics;
+mod on_open;
 mod receivers;
 mod slack_hooks;
 mod worker;
@@ -224,6 +225,13 @@ async fn run(config: Config) -> Result<()> {
         )))
     };
     let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
+    let topology = Arc::new(Mutex::new(Topology::default()));
+    let assistant = Arc::new(crate::assistant::Assistant::new(
+        &config,
+        store.clone(),
+        topology.clone(),
+        kube.map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
+    )?);
     let (slack, slack_notices) = match &config.slack {
         Some(sc) => {
             let api = crate::slack::SlackApi::new(
@@ -237,6 +245,7 @@ async fn run(config: Config) -> Result<()> {
                     api.clone(),
                     sc.clone(),
                     link_base.clone(),
+                    assistant.clone(),
                     srx,
                 ));
                 Some(stx)
@@ -253,7 +262,6 @@ async fn run(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
-    let topology = Arc::new(Mutex::new(Topology::default()));
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
     // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
     // Incidents of earlier runs: history for new ones, and their ids are not reused.
@@ -264,6 +272,21 @@ async fn run(config: Config) -> Result<()> {
         })
         .await
         .context("cannot read the incidents of earlier runs from the database")?;
+    let opened = match &config.llm {
+        Some(l) if l.investigate_on_open => {
+            metrics.register_investigations(&mut registry);
+            let (otx, orx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(on_open::run(
+                assistant.clone(),
+                Duration::from_millis(l.settle_ms as u64),
+                orx,
+                slack_notices.clone(),
+                metrics.clone(),
+            ));
+            Some(otx)
+        }
+        _ => None,
+    };
     let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
     let recorder = tokio::spawn(record(store.clone(), rec_rx));
     let worker = {
@@ -282,6 +305,7 @@ async fn run(config: Config) -> Result<()> {
                     notices,
                     link_base,
                     slack: slack_notices,
+                    opened,
                     records: rec_tx,
                     topology: worker_topology,
                 };
@@ -289,12 +313,6 @@ async fn run(config: Config) -> Result<()> {
             })
             .context("cannot start the pipeline thread")?
     };
-    let assistant = Arc::new(crate::assistant::Assistant::new(
-        &config,
-        store.clone(),
-        topology.clone(),
-        kube.map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
-    )?);
     let app = Arc::new(App {
         queue: tx,
         queue_capacity: config.serve.queue,

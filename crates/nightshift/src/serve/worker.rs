@@ -3,7 +3,7 @@
 
 use super::*;
 use axum::http::StatusCode;
-use nightshift_correlate::LifecycleError;
+use nightshift_correlate::{IncidentUpdate, LifecycleError};
 
 /// Where the worker's findings go: the recorder (the store), the topology the read API serves,
 /// and, when an Alertmanager is configured, the notifier.
@@ -12,6 +12,8 @@ pub(super) struct Outbox {
     pub(super) link_base: String,
     /// Incidents for the Slack notifier, when it runs.
     pub(super) slack: Option<tokio::sync::mpsc::Sender<nightshift_core::Incident>>,
+    /// Ids of incidents opened or reopened, for the investigation on opening, when it runs.
+    pub(super) opened: Option<tokio::sync::mpsc::Sender<String>>,
     pub(super) records: tokio::sync::mpsc::Sender<Record>,
     pub(super) topology: Arc<Mutex<Topology>>,
 }
@@ -156,7 +158,13 @@ pub(super) fn work(
             if !eval.anomalies.is_empty() {
                 out.record(Record::Anomalies(eval.anomalies));
             }
-            for (id, _) in &eval.updates {
+            for (id, update) in &eval.updates {
+                if matches!(update, IncidentUpdate::Opened | IncidentUpdate::Reopened)
+                    && let Some(opened) = &out.opened
+                    && opened.try_send(id.clone()).is_err()
+                {
+                    tracing::warn!(incident = %id, "the investigations are behind; this incident is not investigated on opening");
+                }
                 if let Some(i) = pipeline.correlator().incident(id) {
                     out.record(Record::Incident(Box::new(i.clone())));
                     out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
