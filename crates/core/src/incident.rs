@@ -109,6 +109,50 @@ pub struct Evidence {
     pub weight: f64,
 }
 
+/// The suspected causes a hypothesis names (`Hypothesis::cause`): what runbooks trigger on.
+pub mod cause {
+    pub const NODE_FAILURE: &str = "node failure";
+    pub const NODE_DISK_FULL: &str = "node disk full";
+    pub const NODE_SATURATION: &str = "node resource saturation";
+    pub const BAD_DEPLOY: &str = "bad deploy";
+    pub const MEMORY_EXHAUSTION: &str = "memory exhaustion";
+    pub const DISK_FULL: &str = "disk full";
+    pub const DATABASE_SATURATION: &str = "database saturation";
+    pub const CRASH_LOOP: &str = "crash loop";
+    pub const CPU_SATURATION: &str = "CPU saturation";
+    pub const INSTANCES_DOWN: &str = "instances down";
+    pub const FAILING_OUTBOUND: &str = "failing outbound calls (DNS or egress)";
+    pub const FAILING_INBOUND: &str = "failing inbound connections (TLS or network)";
+    pub const INBOUND_LATENCY: &str = "network latency on inbound calls";
+    pub const DEPENDENCY_TROUBLE: &str = "dependency trouble";
+    pub const REGRESSION_AFTER_CHANGE: &str = "regression after change";
+    pub const ERROR_BURST: &str = "error burst";
+    pub const LATENCY_REGRESSION: &str = "latency regression";
+    pub const ANOMALOUS: &str = "anomalous behaviour";
+}
+
+/// Every cause a hypothesis may name.
+pub const CAUSES: [&str; 18] = [
+    cause::NODE_FAILURE,
+    cause::NODE_DISK_FULL,
+    cause::NODE_SATURATION,
+    cause::BAD_DEPLOY,
+    cause::MEMORY_EXHAUSTION,
+    cause::DISK_FULL,
+    cause::DATABASE_SATURATION,
+    cause::CRASH_LOOP,
+    cause::CPU_SATURATION,
+    cause::INSTANCES_DOWN,
+    cause::FAILING_OUTBOUND,
+    cause::FAILING_INBOUND,
+    cause::INBOUND_LATENCY,
+    cause::DEPENDENCY_TROUBLE,
+    cause::REGRESSION_AFTER_CHANGE,
+    cause::ERROR_BURST,
+    cause::LATENCY_REGRESSION,
+    cause::ANOMALOUS,
+];
+
 /// A ranked root-cause candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hypothesis {

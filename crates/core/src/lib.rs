@@ -12,8 +12,9 @@ pub mod topology;
 
 pub use alert::{Alert, AlertStatus};
 pub use incident::{
-    Anomaly, BlastRadius, BurnSeverity, Direction, Evidence, EvidenceKind, Hypothesis, Incident,
-    IncidentStatus, InhibitedAlert, Priority, SignalClass, SimilarIncident, SloBurn, TimelineEntry,
+    Anomaly, BlastRadius, BurnSeverity, CAUSES, Direction, Evidence, EvidenceKind, Hypothesis,
+    Incident, IncidentStatus, InhibitedAlert, Priority, SignalClass, SimilarIncident, SloBurn,
+    TimelineEntry, cause,
 };
 pub use resource::{Entity, EntityKind, Resource};
 pub use series::{Sample, SeriesKey};

@@ -15,7 +15,7 @@
 use crate::facts::EntityFacts;
 use nightshift_core::{
     Change, Entity, EntityKind, EventType, Evidence, EvidenceKind, Hypothesis, MINUTE, Millis,
-    Severity, SignalClass, Topology,
+    Severity, SignalClass, Topology, cause,
 };
 use std::collections::BTreeMap;
 
@@ -393,33 +393,33 @@ fn suspected_cause(e: &Entity, f: &EntityFacts, s: &Strength, changed: bool) -> 
     let has_event = |r: &str| f.events.contains_key(r);
     if e.kind == EntityKind::Node {
         return if has_event("NodeNotReady") || has_metric("node:up") {
-            "node failure".into()
+            cause::NODE_FAILURE.into()
         } else if has_metric("filesystem") {
-            "node disk full".into()
+            cause::NODE_DISK_FULL.into()
         } else {
-            "node resource saturation".into()
+            cause::NODE_SATURATION.into()
         };
     }
     if changed && (f.class_peak(SignalClass::Errors) > 0.0 || f.logs.values().any(|l| l.new)) {
-        return "bad deploy".into();
+        return cause::BAD_DEPLOY.into();
     }
     if has_event("OOMKilled") || has_metric("memory") {
-        return "memory exhaustion".into();
+        return cause::MEMORY_EXHAUSTION.into();
     }
     if has_metric("volume") {
-        return "disk full".into();
+        return cause::DISK_FULL.into();
     }
     if has_metric("pg_connections") {
-        return "database saturation".into();
+        return cause::DATABASE_SATURATION.into();
     }
     if has_event("BackOff") || has_metric("restarts") {
-        return "crash loop".into();
+        return cause::CRASH_LOOP.into();
     }
     if has_metric("cpu") {
-        return "CPU saturation".into();
+        return cause::CPU_SATURATION.into();
     }
     if has_metric("up:") {
-        return "instances down".into();
+        return cause::INSTANCES_DOWN.into();
     }
     let own_health =
         s.own - class_weight(SignalClass::Traffic) * f.class_peak(SignalClass::Traffic);
@@ -428,24 +428,24 @@ fn suspected_cause(e: &Entity, f: &EntityFacts, s: &Strength, changed: bool) -> 
         let out = f.edges_out.keys().any(|(_, c)| *c == SignalClass::Errors);
         let slow_in = f.edges_in.keys().any(|(_, c)| *c == SignalClass::Latency);
         return if out && !into {
-            "failing outbound calls (DNS or egress)".into()
+            cause::FAILING_OUTBOUND.into()
         } else if into {
-            "failing inbound connections (TLS or network)".into()
+            cause::FAILING_INBOUND.into()
         } else if slow_in {
-            "network latency on inbound calls".into()
+            cause::INBOUND_LATENCY.into()
         } else {
-            "dependency trouble".into()
+            cause::DEPENDENCY_TROUBLE.into()
         };
     }
     if changed {
-        return "regression after change".into();
+        return cause::REGRESSION_AFTER_CHANGE.into();
     }
     if f.class_peak(SignalClass::Errors) > 0.0 {
-        "error burst".into()
+        cause::ERROR_BURST.into()
     } else if f.class_peak(SignalClass::Latency) > 0.0 {
-        "latency regression".into()
+        cause::LATENCY_REGRESSION.into()
     } else {
-        "anomalous behaviour".into()
+        cause::ANOMALOUS.into()
     }
 }
 

@@ -8,7 +8,7 @@ use nightshift_core::parse_duration;
 use nightshift_detect::{OverrideRule, Overrides, SeriesSelector};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where `serve` listens unless told otherwise (DESIGN's default).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
@@ -34,6 +34,29 @@ struct RawConfig {
     llm: Option<RawLlm>,
     loki: Option<RawLoki>,
     slack: Option<RawSlack>,
+    #[serde(default)]
+    act: RawAct,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAct {
+    audit_log: Option<String>,
+    runbooks: Option<String>,
+    #[serde(default)]
+    commands: Vec<String>,
+}
+
+/// Remediation: where its audit log and runbooks are, and which programs `command.run` may
+/// start.
+#[derive(Debug, Clone)]
+pub struct ActConfig {
+    /// The audit log (JSON lines, hash-chained); by default `audit.jsonl` beside the database.
+    pub audit_log: PathBuf,
+    /// A directory of runbook files; none loaded when unset.
+    pub runbooks: Option<PathBuf>,
+    /// Absolute paths of the programs `command.run` may start.
+    pub commands: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -280,6 +303,7 @@ pub struct Config {
     pub llm: Option<LlmConfig>,
     pub loki: Option<LokiConfig>,
     pub slack: Option<SlackConfig>,
+    pub act: ActConfig,
 }
 
 impl Config {
@@ -354,6 +378,7 @@ impl Config {
             .transpose()?;
         let loki = raw.loki.map(check_loki).transpose()?;
         let slack = raw.slack.map(check_slack).transpose()?;
+        let act = check_act(raw.act, &serve.store)?;
         Ok(Self {
             serve,
             overrides,
@@ -365,6 +390,7 @@ impl Config {
             llm,
             loki,
             slack,
+            act,
             kubernetes: raw.kubernetes,
             log_files: raw
                 .logs
@@ -573,6 +599,44 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
         daily_tokens: raw.daily_tokens.unwrap_or(2_000_000),
         investigate_on_open: raw.investigate_on_open,
         settle_ms,
+    })
+}
+
+impl Default for ActConfig {
+    fn default() -> Self {
+        Self {
+            audit_log: audit_log_beside(DEFAULT_STORE),
+            runbooks: None,
+            commands: Vec::new(),
+        }
+    }
+}
+
+/// `audit.jsonl` in the database's directory.
+fn audit_log_beside(store: &str) -> PathBuf {
+    Path::new(store)
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("audit.jsonl")
+}
+
+fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
+    let audit_log = match raw.audit_log {
+        Some(p) if p.trim().is_empty() => bail!("act.audit_log: give a file path"),
+        Some(p) => PathBuf::from(p),
+        None => audit_log_beside(store),
+    };
+    for (i, c) in raw.commands.iter().enumerate() {
+        if !Path::new(c).is_absolute() {
+            bail!(
+                "act.commands[{i}]: {c:?} is not an absolute path such as /usr/local/bin/kubectl"
+            );
+        }
+    }
+    Ok(ActConfig {
+        audit_log,
+        runbooks: raw.runbooks.map(PathBuf::from),
+        commands: raw.commands.into_iter().map(PathBuf::from).collect(),
     })
 }
 

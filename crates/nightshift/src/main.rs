@@ -16,6 +16,7 @@ mod notify;
 mod pipeline;
 mod pull;
 mod rca_data;
+mod remediation;
 mod render;
 mod replay;
 mod scenarios;
@@ -69,6 +70,39 @@ enum Command {
     /// Serve the Model Context Protocol on standard input and output for an MCP client (an IDE
     /// or agent), forwarding to a running server's /mcp: its tools, and incidents as resources.
     Mcp(McpArgs),
+    /// Runbook files: check them before they are used.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+    /// The audit log of remediation decisions and actions.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum RunbookCommand {
+    /// Check runbook files (or directories of them): every problem by file, line and field.
+    Validate {
+        /// Files or directories; by default the configuration's `act.runbooks`.
+        paths: Vec<std::path::PathBuf>,
+        /// The configuration: its `act.runbooks`, and its `act.commands`, on which every
+        /// `command.run` program must then be.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-compute the audit log's SHA-256 chain; name the first entry edited, deleted, inserted
+    /// or moved.
+    Verify {
+        /// The audit log; by default the configuration's `act.audit_log`.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The configuration file naming the audit log.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -313,6 +347,36 @@ fn run() -> Result<()> {
             .build()
             .context("cannot start the async runtime")?
             .block_on(mcp::stdio(&a.server)),
+        Command::Runbook(RunbookCommand::Validate { mut paths, config }) => {
+            let loaded = config
+                .as_deref()
+                .map(config::Config::load)
+                .transpose()?
+                .map(|c| c.act);
+            if paths.is_empty() {
+                match loaded.as_ref().and_then(|a| a.runbooks.clone()) {
+                    Some(dir) => paths.push(dir),
+                    None => anyhow::bail!(
+                        "name runbook files or directories, or a --config whose act.runbooks names one"
+                    ),
+                }
+            }
+            emit(&remediation::validate(
+                &paths,
+                loaded.as_ref().map(|a| a.commands.as_slice()),
+            )?)
+        }
+        Command::Audit(AuditCommand::Verify { file, config }) => {
+            let path = match file {
+                Some(f) => f,
+                None => {
+                    config::Config::load_or_default(config.as_deref())?
+                        .act
+                        .audit_log
+                }
+            };
+            emit(&remediation::verify_audit(&path)?)
+        }
         Command::Serve(args) => {
             serve::serve(config::Config::load_or_default(args.config.as_deref())?)
         }

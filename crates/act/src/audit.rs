@@ -1,0 +1,318 @@
+//! The audit log: one JSON line per decision and action, append-only, each line chained to the
+//! one before by SHA-256. A line is the entry's JSON with its `hash` as the last field, where
+//! `hash` = SHA-256(previous hash ‖ the line's JSON up to that field); the first entry chains to
+//! 64 zeros. Editing any byte of an entry, deleting or reordering entries, or inserting one
+//! breaks the chain at that entry, and `verify` names it. (Cutting entries off the end leaves a
+//! valid shorter chain: compare the head `verify` reports with an exported copy or the
+//! `nightshift_audit_head` published while running.)
+
+use nightshift_core::Millis;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// The hash the first entry chains to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One decision or action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// 1, 2, 3... with no gaps.
+    pub seq: u64,
+    pub ts: Millis,
+    /// Who or what decided: `runbook:NAME`, `user:NAME`, `slack:USER`, `nightshift`.
+    pub actor: String,
+    /// What happened: `proposed`, `approved`, `rejected`, `refused`, `executed`, `verified`,
+    /// `rolled_back`, `escalated`, `kill_switch`...
+    pub event: String,
+    /// The action's id, when the entry is about one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Why: the incident, the evidence and, when used, the LLM's reasoning.
+    pub reason: String,
+    /// The exact request sent and the result, or what was refused and why.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    /// The previous entry's hash.
+    pub prev: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("audit log {path}: {problem}; it was not appended to (run `nightshift audit verify`)")]
+    Broken { path: String, problem: AuditProblem },
+}
+
+/// Where the chain breaks.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("line {line}: {what}")]
+pub struct AuditProblem {
+    pub line: u64,
+    pub what: String,
+}
+
+/// What a verified log holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Head {
+    pub entries: u64,
+    /// The last entry's hash: a copy kept elsewhere shows whether entries were cut off the end.
+    pub hash: String,
+}
+
+const HASH_FIELD: &str = ",\"hash\":\"";
+
+fn hash(prev: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(body.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks one line against the chain so far: its entry and hash.
+fn check_line(text: &str, line: u64, prev: &Head) -> Result<(AuditEntry, String), AuditProblem> {
+    let bad = |what: String| AuditProblem { line, what };
+    let at = text
+        .rfind(HASH_FIELD)
+        .ok_or_else(|| bad("no hash: the line was edited or is not an audit entry".into()))?;
+    let (body, tail) = (&text[..at], &text[at + HASH_FIELD.len()..]);
+    let claimed = tail
+        .strip_suffix("\"}")
+        .filter(|h| h.len() == 64)
+        .ok_or_else(|| bad("the hash field is damaged".into()))?;
+    let entry: AuditEntry = serde_json::from_str(&format!("{body}}}"))
+        .map_err(|e| bad(format!("not an audit entry ({e})")))?;
+    if entry.seq != prev.entries + 1 {
+        return Err(bad(format!(
+            "entry {} follows entry {}: entries were deleted, inserted or reordered",
+            entry.seq, prev.entries
+        )));
+    }
+    if entry.prev != prev.hash {
+        return Err(bad(format!(
+            "entry {} does not chain to the entry before it: that entry was edited or removed",
+            entry.seq
+        )));
+    }
+    let actual = hash(&prev.hash, body);
+    if actual != claimed {
+        return Err(bad(format!(
+            "entry {} was edited after it was written (its hash does not match its content)",
+            entry.seq
+        )));
+    }
+    Ok((entry, actual))
+}
+
+/// Reads and checks a whole log; where it breaks, if it does.
+pub fn verify(path: &Path) -> Result<Result<Head, AuditProblem>, std::io::Error> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Ok(Head {
+                entries: 0,
+                hash: GENESIS.into(),
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut head = Head {
+        entries: 0,
+        hash: GENESIS.into(),
+    };
+    for (i, text) in BufReader::new(file).lines().enumerate() {
+        let text = text?;
+        match check_line(&text, i as u64 + 1, &head) {
+            Ok((entry, h)) => {
+                head = Head {
+                    entries: entry.seq,
+                    hash: h,
+                }
+            }
+            Err(p) => return Ok(Err(p)),
+        }
+    }
+    Ok(Ok(head))
+}
+
+/// An open audit log, appended to one entry at a time (each written and synced before
+/// `append` returns).
+pub struct AuditLog {
+    path: PathBuf,
+    file: std::fs::File,
+    head: Head,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log at `path`, checking the whole chain first: a broken log is
+    /// not appended to.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let head = verify(path)
+            .map_err(io)?
+            .map_err(|problem| AuditError::Broken {
+                path: path.display().to_string(),
+                problem,
+            })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            head,
+        })
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Appends an entry; its `seq` and `prev` are set here. Gives the entry as written.
+    pub fn append(
+        &mut self,
+        ts: Millis,
+        actor: &str,
+        event: &str,
+        action: Option<&str>,
+        reason: &str,
+        detail: Value,
+    ) -> Result<(AuditEntry, String), AuditError> {
+        let entry = AuditEntry {
+            seq: self.head.entries + 1,
+            ts,
+            actor: actor.into(),
+            event: event.into(),
+            action: action.map(str::to_string),
+            reason: reason.into(),
+            detail,
+            prev: self.head.hash.clone(),
+        };
+        let json = serde_json::to_string(&entry).unwrap_or_default();
+        // The body is the entry's JSON without its closing brace; the hash closes it.
+        let body = &json[..json.len() - 1];
+        let h = hash(&self.head.hash, body);
+        let line = format!("{body}{HASH_FIELD}{h}\"}}\n");
+        let io = |source| AuditError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        self.file.write_all(line.as_bytes()).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        self.head = Head {
+            entries: entry.seq,
+            hash: h.clone(),
+        };
+        Ok((entry, line.trim_end().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log_of(n: u64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        for i in 0..n {
+            log.append(
+                1_000 + i as i64,
+                "runbook:oom",
+                "executed",
+                Some(&format!("act-{i}")),
+                "OOMKilled \"checkout\"",
+                json!({"request": {"argv": ["kubectl", "set", "resources"]}, "ratio": 1.5}),
+            )
+            .unwrap();
+        }
+        (dir, path)
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn write(path: &Path, lines: &[String]) {
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn an_intact_log_verifies_and_reopens_where_it_ended() {
+        let (_d, path) = log_of(5);
+        let head = verify(&path).unwrap().unwrap();
+        assert_eq!(head.entries, 5);
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.head(), &head);
+        let (e, _) = log
+            .append(9, "user:alice", "approved", None, "ok", Value::Null)
+            .unwrap();
+        assert_eq!(e.seq, 6);
+        assert_eq!(e.prev, head.hash);
+        assert_eq!(verify(&path).unwrap().unwrap().entries, 6);
+    }
+
+    #[test]
+    fn any_edit_deletion_or_reordering_is_found_at_its_entry() {
+        let (_d, path) = log_of(6);
+        let original = lines(&path);
+
+        let mut edited = original.clone();
+        edited[2] = edited[2].replace("OOMKilled", "OOMKilld");
+        write(&path, &edited);
+        let p = verify(&path).unwrap().unwrap_err();
+        assert_eq!(p.line, 3, "{p}");
+        assert!(p.what.contains("entry 3 was edited"), "{p}");
+        assert!(
+            AuditLog::open(&path).is_err(),
+            "a broken log is not appended to"
+        );
+
+        let mut deleted = original.clone();
+        deleted.remove(3);
+        write(&path, &deleted);
+        let p = verify(&path).unwrap().unwrap_err();
+        assert_eq!(p.line, 4, "{p}");
+        assert!(p.what.contains("entry 5 follows entry 3"), "{p}");
+
+        let mut swapped = original.clone();
+        swapped.swap(1, 2);
+        write(&path, &swapped);
+        assert_eq!(verify(&path).unwrap().unwrap_err().line, 2);
+
+        // An edit that recomputes the entry's own hash still breaks the next entry's link.
+        let mut forged = original.clone();
+        let prev = verify_prefix(&original[..1]);
+        let body = original[1][..original[1].rfind(HASH_FIELD).unwrap()].replace("act-1", "act-X");
+        forged[1] = format!("{body}{HASH_FIELD}{}\"}}", hash(&prev, &body));
+        write(&path, &forged);
+        let p = verify(&path).unwrap().unwrap_err();
+        assert_eq!(p.line, 3, "{p}");
+        assert!(p.what.contains("does not chain"), "{p}");
+
+        write(&path, &original);
+        assert_eq!(verify(&path).unwrap().unwrap().entries, 6);
+    }
+
+    /// The hash at the end of `lines`, trusted.
+    fn verify_prefix(lines: &[String]) -> String {
+        let l = &lines[lines.len() - 1];
+        l[l.rfind(HASH_FIELD).unwrap() + HASH_FIELD.len()..l.len() - 2].to_string()
+    }
+}

@@ -1,0 +1,12 @@
+//! Safe remediation: runbooks (which incidents they answer, what they do, how much of it may
+//! run on its own), the sandboxed templating of their arguments, the `command` provider that
+//! never goes through a shell, and the tamper-evident audit log.
+
+pub mod audit;
+pub mod command;
+pub mod runbook;
+pub mod template;
+
+pub use audit::{AuditEntry, AuditLog, AuditProblem};
+pub use command::{ArgKind, CommandError, CommandSpec};
+pub use runbook::{Mode, Problem, Risk, Runbook, Step, Trigger};
