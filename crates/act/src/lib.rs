@@ -4,9 +4,11 @@
 
 pub mod audit;
 pub mod command;
+pub mod plan;
 pub mod runbook;
 pub mod template;
 
 pub use audit::{AuditEntry, AuditLog, AuditProblem};
 pub use command::{ArgKind, CommandError, CommandSpec};
+pub use plan::{PlannedStep, Proposal, Target, propose};
 pub use runbook::{Mode, Problem, Risk, Runbook, Step, Trigger};

@@ -730,7 +730,7 @@ mod tests {
                 n += 1;
             }
         }
-        assert_eq!(n, 6);
+        assert_eq!(n, 7);
     }
 
     #[test]

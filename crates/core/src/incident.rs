@@ -166,9 +166,10 @@ pub struct Hypothesis {
     pub evidence: Vec<Evidence>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IncidentStatus {
+    #[default]
     Open,
     /// Someone is on it; it still resolves by itself when its signals recover.
     Acknowledged,
@@ -313,7 +314,7 @@ pub struct TimelineEntry {
 }
 
 /// A group of signals that share one cause.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: String,
     pub title: String,

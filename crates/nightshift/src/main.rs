@@ -464,6 +464,8 @@ struct DemoScenario<'a> {
     scenario: &'a str,
     alerts_fired: u64,
     incidents: &'a [Incident],
+    /// What the shipped runbooks would do about each incident (nothing runs in the demo).
+    proposals: Vec<nightshift_act::Proposal>,
     stats: pipeline::PipelineStats,
 }
 
@@ -506,17 +508,32 @@ fn demo(args: DemoArgs) -> Result<()> {
     let bar = progress(&scenarios, args.json);
     let mut json_out = Vec::new();
     let started = Instant::now();
+    let runbooks = nightshift_act::plan::shipped();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
         let r = replay::replay(scenario, &bar, args.speed, &config.overrides);
         runtime
             .block_on(r.record(&store))
             .context("cannot record the results in the database")?;
+        let proposals: Vec<Vec<nightshift_act::Proposal>> = r
+            .incidents
+            .iter()
+            .map(|inc| {
+                let alerts: Vec<nightshift_core::Alert> = r
+                    .alerts
+                    .iter()
+                    .filter(|a| inc.alerts.contains(&a.fingerprint))
+                    .cloned()
+                    .collect();
+                nightshift_act::propose(&runbooks, inc, &alerts)
+            })
+            .collect();
         if args.json {
             json_out.push(serde_json::to_value(DemoScenario {
                 scenario: scenario.name(),
                 alerts_fired: r.stats.alerts_fired,
                 incidents: &r.incidents,
+                proposals: proposals.into_iter().flatten().collect(),
                 stats: r.stats,
             })?);
             continue;
@@ -534,8 +551,9 @@ fn demo(args: DemoArgs) -> Result<()> {
                 r.stats.detected_series,
                 r.stats.detector_state_bytes.div_ceil(1024)
             );
-            for inc in &r.incidents {
+            for (inc, proposed) in r.incidents.iter().zip(&proposals) {
                 text.push_str(&render::incident(inc, r.start_ms));
+                text.push_str(&render::proposals(proposed));
                 text.push('\n');
             }
             emit(&text)

@@ -160,6 +160,47 @@ pub fn incident(inc: &Incident, t0: Millis) -> String {
 }
 
 /// A plain table with `header`, in the style every command prints.
+/// What the runbooks would do about an incident: each proposal's mode and risk, and its steps
+/// as rendered for this incident (a dry run: nothing is executed).
+pub fn proposals(list: &[nightshift_act::Proposal]) -> String {
+    use nightshift_act::Mode;
+    let mut s = String::new();
+    for p in list {
+        let how = match p.mode {
+            Mode::Suggest => "suggested",
+            Mode::Approve => "needs approval",
+            Mode::Auto => "would run on its own (low risk); dry run",
+        };
+        let _ = writeln!(
+            s,
+            "   ⚙ runbook {} ({}, risk {}) on {}{}",
+            p.runbook,
+            how,
+            p.risk.as_str(),
+            p.target.name,
+            p.target
+                .namespace
+                .as_deref()
+                .map(|n| format!(" in {n}"))
+                .unwrap_or_default()
+        );
+        for step in p.steps.iter().filter(|s| s.runs) {
+            match &step.error {
+                Some(e) => {
+                    let _ = writeln!(s, "     · {}: cannot be rendered here: {e}", step.uses);
+                }
+                None => {
+                    let _ = writeln!(s, "     · {} {}", step.uses, step.with);
+                }
+            }
+        }
+        if let Some(v) = &p.verify {
+            let _ = writeln!(s, "     ✓ verify: {v}");
+        }
+    }
+    s
+}
+
 pub fn table(header: Vec<&str>) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(header);

@@ -19,7 +19,7 @@ fn the_shipped_runbooks_validate_and_a_broken_one_is_refused_by_line() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(text.matches(": ok: ").count(), 6, "{text}");
+    assert_eq!(text.matches(": ok: ").count(), 7, "{text}");
 
     let dir = temp_dir("runbook-validate");
     let bad = dir.join("bad.yaml");
@@ -103,4 +103,23 @@ fn a_tampered_audit_log_fails_verification_at_the_exact_entry() {
     let out = nightshift(&["audit", "verify", "--file", file]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3: entry 4 follows entry 2"), "{err}");
+}
+
+#[test]
+fn the_demo_shows_what_the_shipped_runbooks_would_do() {
+    let v = common::nightshift_json(&["demo", "--json"]);
+    let proposals = v[0]["proposals"].as_array().expect("proposals");
+    assert!(!proposals.is_empty(), "{v}");
+    let incident = v[0]["incidents"][0]["id"].as_str().unwrap();
+    for p in proposals {
+        assert_eq!(p["incident"], incident);
+        for step in p["steps"].as_array().unwrap() {
+            assert!(step.get("error").is_none(), "{p}");
+            // Rendered for this incident: no template syntax left.
+            assert!(!step["with"].to_string().contains("{{"), "{p}");
+        }
+    }
+    let out = nightshift(&["demo"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("⚙ runbook "), "{text}");
 }
