@@ -4,11 +4,13 @@
 
 pub mod audit;
 pub mod command;
+pub mod govern;
 pub mod plan;
 pub mod runbook;
 pub mod template;
 
 pub use audit::{AuditEntry, AuditLog, AuditProblem};
 pub use command::{ArgKind, CommandError, CommandSpec};
+pub use govern::{Action, Governor, Policy, State};
 pub use plan::{PlannedStep, Proposal, Target, propose};
 pub use runbook::{Mode, Problem, Risk, Runbook, Step, Trigger};

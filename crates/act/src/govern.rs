@@ -1,0 +1,451 @@
+//! Governance: what may run, when, and who decides. Every proposal becomes an action whose
+//! state only moves forward (suggested; or pending → approved / rejected / refused /
+//! cancelled), and every decision, refusal included, is an audit entry. Gates, checked at
+//! proposal and again at approval: the kill switch, protected namespaces, change windows, the
+//! approver's role, whether the incident still calls for it, and the runbook's limits (per
+//! hour per runbook, per target and per namespace).
+
+use crate::audit::{AuditError, AuditLog};
+use crate::plan::Proposal;
+use crate::runbook::{Mode, Risk, Runbook};
+use nightshift_core::Millis;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+
+const HOUR: Millis = 3_600_000;
+
+/// When actions may run: days of the week (UTC, 0 = Monday) and minutes of the day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeWindow {
+    pub days: BTreeSet<u8>,
+    pub start_minute: u16,
+    pub end_minute: u16,
+}
+
+impl ChangeWindow {
+    /// Reads `Mon-Fri 09:00-17:00` (or one day, `Sat 10:00-12:00`; UTC).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let bad = || format!("{text:?} is not a window such as \"Mon-Fri 09:00-17:00\" (UTC)");
+        let (days, hours) = text.trim().split_once(' ').ok_or_else(bad)?;
+        let day = |d: &str| {
+            DAYS.iter()
+                .position(|x| x.eq_ignore_ascii_case(d.trim()))
+                .map(|p| p as u8)
+                .ok_or_else(bad)
+        };
+        let days: BTreeSet<u8> = match days.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (day(a)?, day(b)?);
+                if a <= b {
+                    (a..=b).collect()
+                } else {
+                    (a..7).chain(0..=b).collect()
+                }
+            }
+            None => [day(days)?].into(),
+        };
+        let minute = |t: &str| -> Result<u16, String> {
+            let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
+            let (h, m): (u16, u16) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+            if h > 24 || m > 59 || (h == 24 && m > 0) {
+                return Err(bad());
+            }
+            Ok(h * 60 + m)
+        };
+        let (a, b) = hours.split_once('-').ok_or_else(bad)?;
+        let (start_minute, end_minute) = (minute(a)?, minute(b)?);
+        if start_minute >= end_minute {
+            return Err(bad());
+        }
+        Ok(Self {
+            days,
+            start_minute,
+            end_minute,
+        })
+    }
+
+    pub fn contains(&self, ts: Millis) -> bool {
+        let minutes = ts.div_euclid(60_000);
+        let day = (minutes.div_euclid(1_440) + 3).rem_euclid(7) as u8; // 1970-01-01 was a Thursday
+        let minute = minutes.rem_euclid(1_440) as u16;
+        self.days.contains(&day) && (self.start_minute..self.end_minute).contains(&minute)
+    }
+}
+
+/// The rules every action passes.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Stops every automatic action and cancels those waiting for approval.
+    pub kill_switch: bool,
+    /// Namespaces no action may touch.
+    pub protected_namespaces: BTreeSet<String>,
+    /// When actions may run; any time when empty.
+    pub change_windows: Vec<ChangeWindow>,
+    /// Who may approve, and up to which risk.
+    pub approvers: BTreeMap<String, Risk>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// A recommendation only (`mode: suggest`).
+    Suggested,
+    /// Waiting for someone with the role to approve it.
+    Pending,
+    /// Cleared to run (by a person, or on its own for `mode: auto`).
+    Approved,
+    Rejected,
+    /// A gate stopped it.
+    Refused,
+    /// No longer called for (the incident resolved) or stopped by the kill switch.
+    Cancelled,
+}
+
+/// A proposal and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    pub id: String,
+    pub state: State,
+    pub proposal: Proposal,
+    pub created_at: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Millis>,
+    /// Why it was refused or cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GovernError {
+    #[error("there is no action {0}")]
+    NotFound(String),
+    #[error("action {id} is {state:?}, not waiting for a decision")]
+    NotPending { id: String, state: State },
+    /// A gate refused; the refusal is in the audit log.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// What one approved action counted against the limits.
+struct Done {
+    ts: Millis,
+    runbook: String,
+    target: String,
+    namespace: Option<String>,
+}
+
+/// Holds the actions, decides on them under the policy, and writes every decision to the
+/// audit log.
+pub struct Governor {
+    pub policy: Policy,
+    actions: BTreeMap<String, Action>,
+    /// (incident, runbook) → the live action for it, so that updates do not propose it again.
+    live: BTreeMap<(String, String), String>,
+    done: Vec<Done>,
+    next: u64,
+    audit: AuditLog,
+}
+
+impl Governor {
+    pub fn new(policy: Policy, audit: AuditLog) -> Self {
+        Self {
+            policy,
+            actions: BTreeMap::new(),
+            live: BTreeMap::new(),
+            done: Vec::new(),
+            next: 1,
+            audit,
+        }
+    }
+
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.actions.values()
+    }
+
+    pub fn action(&self, id: &str) -> Option<&Action> {
+        self.actions.get(id)
+    }
+
+    fn write(
+        &mut self,
+        now: Millis,
+        actor: &str,
+        event: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<(), AuditError> {
+        let detail = self
+            .actions
+            .get(id)
+            .map(|a| json!({"incident": a.proposal.incident, "runbook": a.proposal.runbook,
+                "target": a.proposal.target, "steps": a.proposal.steps, "verify": a.proposal.verify}))
+            .unwrap_or_default();
+        self.audit
+            .append(now, actor, event, Some(id), reason, detail)
+            .map(|_| ())
+    }
+
+    /// The first gate `proposal` fails now, if any.
+    fn gate(&self, runbook: &Runbook, proposal: &Proposal, now: Millis) -> Option<String> {
+        let p = &self.policy;
+        if p.kill_switch {
+            return Some("the kill switch is on".into());
+        }
+        if let Some(ns) = &proposal.target.namespace
+            && p.protected_namespaces.contains(ns)
+        {
+            return Some(format!("namespace {ns} is protected"));
+        }
+        if !p.change_windows.is_empty() && !p.change_windows.iter().any(|w| w.contains(now)) {
+            return Some("outside every change window".into());
+        }
+        let recent: Vec<&Done> = self.done.iter().filter(|d| now - d.ts < HOUR).collect();
+        let l = &runbook.limits;
+        let over = |limit: Option<u32>, n: usize, what: &str| {
+            limit
+                .filter(|max| n >= *max as usize)
+                .map(|max| format!("{what}: {n} of at most {max} in the last hour"))
+        };
+        let target = proposal.target.key();
+        over(
+            l.per_hour,
+            recent.iter().filter(|d| d.runbook == runbook.name).count(),
+            &format!("limit of runbook {}", runbook.name),
+        )
+        .or_else(|| {
+            over(
+                l.per_target_per_hour,
+                recent
+                    .iter()
+                    .filter(|d| d.runbook == runbook.name && d.target == target)
+                    .count(),
+                &format!("limit per target ({target})"),
+            )
+        })
+        .or_else(|| {
+            let ns = proposal.target.namespace.as_ref()?;
+            over(
+                l.per_namespace_per_hour,
+                recent
+                    .iter()
+                    .filter(|d| d.runbook == runbook.name && d.namespace.as_ref() == Some(ns))
+                    .count(),
+                &format!("limit per namespace ({ns})"),
+            )
+        })
+        .or_else(|| {
+            let max = l.max_replicas?;
+            proposal
+                .steps
+                .iter()
+                .filter(|s| s.uses == "kubernetes.scale")
+                .filter_map(|s| {
+                    s.with["replicas"]
+                        .as_str()
+                        .and_then(|r| r.parse::<u32>().ok())
+                        .or(s.with["replicas"].as_u64().map(|r| r as u32))
+                })
+                .find(|r| *r > max)
+                .map(|r| format!("{r} replicas is over the runbook's max_replicas of {max}"))
+        })
+    }
+
+    /// Takes a proposal: a suggestion, an action waiting for approval, or (for `mode: auto`)
+    /// one approved on its own when every gate passes. A proposal whose (incident, runbook)
+    /// already has a live action gives that action.
+    pub fn offer(
+        &mut self,
+        runbook: &Runbook,
+        proposal: Proposal,
+        now: Millis,
+    ) -> Result<&Action, GovernError> {
+        let key = (proposal.incident.clone(), proposal.runbook.clone());
+        if let Some(id) = self.live.get(&key) {
+            return Ok(&self.actions[id]);
+        }
+        let id = format!("act-{:04}", self.next);
+        self.next += 1;
+        let actor = format!("runbook:{}", runbook.name);
+        let (state, note) = match runbook.mode {
+            Mode::Suggest => (State::Suggested, None),
+            Mode::Approve => (State::Pending, None),
+            Mode::Auto if runbook.risk != Risk::Low => (State::Pending, None),
+            Mode::Auto => match self.gate(runbook, &proposal, now) {
+                Some(why) => (State::Refused, Some(why)),
+                None => (State::Approved, None),
+            },
+        };
+        let reason = format!(
+            "incident {}: {} on {} ({})",
+            proposal.incident, proposal.target.cause, proposal.target.name, runbook.description
+        );
+        self.actions.insert(
+            id.clone(),
+            Action {
+                id: id.clone(),
+                state,
+                created_at: now,
+                decided_by: (state == State::Approved).then(|| "nightshift".to_string()),
+                decided_at: (state == State::Approved).then_some(now),
+                note: note.clone(),
+                proposal,
+            },
+        );
+        let event = match state {
+            State::Suggested => "suggested",
+            State::Pending => "proposed",
+            State::Approved => "approved",
+            _ => "refused",
+        };
+        let why = note.map_or(reason.clone(), |n| format!("{reason}; refused: {n}"));
+        self.write(now, &actor, event, &id, &why)?;
+        if matches!(state, State::Suggested | State::Pending | State::Approved) {
+            self.live.insert(key, id.clone());
+        }
+        if state == State::Approved {
+            self.count(&id, now);
+        }
+        Ok(&self.actions[&id])
+    }
+
+    fn count(&mut self, id: &str, now: Millis) {
+        let a = &self.actions[id];
+        self.done.push(Done {
+            ts: now,
+            runbook: a.proposal.runbook.clone(),
+            target: a.proposal.target.key(),
+            namespace: a.proposal.target.namespace.clone(),
+        });
+        self.done.retain(|d| now - d.ts < HOUR);
+    }
+
+    fn pending(&self, id: &str) -> Result<&Action, GovernError> {
+        let a = self
+            .actions
+            .get(id)
+            .ok_or_else(|| GovernError::NotFound(id.into()))?;
+        if a.state != State::Pending {
+            return Err(GovernError::NotPending {
+                id: id.into(),
+                state: a.state,
+            });
+        }
+        Ok(a)
+    }
+
+    fn decide(&mut self, id: &str, state: State, who: &str, note: Option<String>, now: Millis) {
+        if let Some(a) = self.actions.get_mut(id) {
+            a.state = state;
+            a.decided_by = Some(who.to_string());
+            a.decided_at = Some(now);
+            a.note = note;
+            if state != State::Approved {
+                let key = (a.proposal.incident.clone(), a.proposal.runbook.clone());
+                self.live.remove(&key);
+            }
+        }
+    }
+
+    /// `who` approves action `id`. Refused (and audited) when `who` may not approve its risk, a
+    /// gate fails, or `still_called_for` is false (the incident resolved meanwhile: the action
+    /// is then cancelled).
+    pub fn approve(
+        &mut self,
+        runbook: &Runbook,
+        id: &str,
+        who: &str,
+        still_called_for: bool,
+        now: Millis,
+    ) -> Result<&Action, GovernError> {
+        let a = self.pending(id)?;
+        let risk = a.proposal.risk;
+        let may = self
+            .policy
+            .approvers
+            .get(who)
+            .is_some_and(|max| *max >= risk);
+        if !may {
+            let why = format!("{who} may not approve a {} risk action", risk.as_str());
+            self.write(now, who, "refused", id, &why)?;
+            return Err(GovernError::Refused(why));
+        }
+        if !still_called_for {
+            let why = "the incident no longer calls for it (resolved)".to_string();
+            self.decide(id, State::Cancelled, who, Some(why.clone()), now);
+            self.write(now, who, "cancelled", id, &why)?;
+            return Err(GovernError::Refused(why));
+        }
+        if let Some(why) = self.gate(runbook, &self.actions[id].proposal, now) {
+            self.decide(id, State::Refused, who, Some(why.clone()), now);
+            self.write(now, who, "refused", id, &why)?;
+            return Err(GovernError::Refused(why));
+        }
+        self.decide(id, State::Approved, who, None, now);
+        self.count(id, now);
+        self.write(now, who, "approved", id, "approved")?;
+        Ok(&self.actions[id])
+    }
+
+    /// `who` rejects action `id`.
+    pub fn reject(
+        &mut self,
+        id: &str,
+        who: &str,
+        reason: &str,
+        now: Millis,
+    ) -> Result<&Action, GovernError> {
+        self.pending(id)?;
+        self.decide(id, State::Rejected, who, Some(reason.to_string()), now);
+        self.write(now, who, "rejected", id, reason)?;
+        Ok(&self.actions[id])
+    }
+
+    /// Turns the kill switch on or off; turning it on cancels every action waiting for approval.
+    pub fn kill_switch(
+        &mut self,
+        on: bool,
+        who: &str,
+        now: Millis,
+    ) -> Result<Vec<String>, GovernError> {
+        self.policy.kill_switch = on;
+        self.audit.append(
+            now,
+            who,
+            if on {
+                "kill_switch_on"
+            } else {
+                "kill_switch_off"
+            },
+            None,
+            "",
+            serde_json::Value::Null,
+        )?;
+        let mut cancelled = Vec::new();
+        if on {
+            let waiting: Vec<String> = self
+                .actions
+                .values()
+                .filter(|a| a.state == State::Pending)
+                .map(|a| a.id.clone())
+                .collect();
+            for id in waiting {
+                self.decide(
+                    &id,
+                    State::Cancelled,
+                    who,
+                    Some("the kill switch is on".into()),
+                    now,
+                );
+                self.write(now, who, "cancelled", &id, "the kill switch is on")?;
+                cancelled.push(id);
+            }
+        }
+        Ok(cancelled)
+    }
+}
