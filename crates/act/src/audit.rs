@@ -199,15 +199,15 @@ impl AuditLog {
             detail,
             prev: self.head.hash.clone(),
         };
-        let json = serde_json::to_string(&entry).unwrap_or_default();
-        // The body is the entry's JSON without its closing brace; the hash closes it.
-        let body = &json[..json.len() - 1];
-        let h = hash(&self.head.hash, body);
-        let line = format!("{body}{HASH_FIELD}{h}\"}}\n");
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
         };
+        let json = serde_json::to_string(&entry).map_err(|e| io(e.into()))?;
+        // The body is the entry's JSON without its closing brace; the hash closes it.
+        let body = json.strip_suffix('}').unwrap_or(&json);
+        let h = hash(&self.head.hash, body);
+        let line = format!("{body}{HASH_FIELD}{h}\"}}\n");
         self.file.write_all(line.as_bytes()).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         self.head = Head {

@@ -30,7 +30,7 @@ pub(super) struct Metrics {
     pub(super) notify: NotifyMetrics,
     pub(super) pull: crate::pull::PullMetrics,
     /// Investigations started without being asked, by `source` of the conclusion shown.
-    pub(crate) investigations: Family<Labels, Counter>,
+    pub(super) investigations: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
