@@ -5,6 +5,7 @@
 //! therefore never interpreted: `x; rm -rf /` is refused as a Kubernetes name, and even a
 //! program that itself ran a shell would receive only names that mean nothing to one.
 
+use nightshift_core::resource::{is_k8s_label, is_k8s_name};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,17 +43,9 @@ impl ArgKind {
         if value.starts_with('-') {
             return Err("starts with '-', which would make it an option".into());
         }
-        let dns = |s: &str, max: usize, dots: bool| {
-            s.len() <= max
-                && s.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
-                })
-                && s.as_bytes()[0].is_ascii_alphanumeric()
-                && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-        };
         let ok = match self {
-            ArgKind::K8sName => dns(value, 253, true),
-            ArgKind::K8sLabel => dns(value, 63, false),
+            ArgKind::K8sName => is_k8s_name(value),
+            ArgKind::K8sLabel => is_k8s_label(value),
             ArgKind::Integer => {
                 let digits = value.strip_prefix('+').unwrap_or(value);
                 !digits.is_empty()

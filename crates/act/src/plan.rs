@@ -249,49 +249,10 @@ pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> V
         .collect()
 }
 
-/// The runbooks shipped with Nightshift (`runbooks/`), parsed.
-pub fn shipped() -> Vec<Runbook> {
-    SHIPPED
-        .iter()
-        .filter_map(|(_, text)| crate::runbook::parse(text).ok())
-        .collect()
-}
-
-/// The shipped runbook files: (name, text).
-pub const SHIPPED: [(&str, &str); 7] = [
-    (
-        "crashloop-after-deploy-rollback.yaml",
-        include_str!("../../../runbooks/crashloop-after-deploy-rollback.yaml"),
-    ),
-    (
-        "database-saturation-suggest.yaml",
-        include_str!("../../../runbooks/database-saturation-suggest.yaml"),
-    ),
-    (
-        "disk-filling-clean.yaml",
-        include_str!("../../../runbooks/disk-filling-clean.yaml"),
-    ),
-    (
-        "node-down-cordon-drain.yaml",
-        include_str!("../../../runbooks/node-down-cordon-drain.yaml"),
-    ),
-    (
-        "oomkilled-raise-memory.yaml",
-        include_str!("../../../runbooks/oomkilled-raise-memory.yaml"),
-    ),
-    (
-        "restart-stuck-exporter.yaml",
-        include_str!("../../../runbooks/restart-stuck-exporter.yaml"),
-    ),
-    (
-        "scale-out-saturated.yaml",
-        include_str!("../../../runbooks/scale-out-saturated.yaml"),
-    ),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runbook::shipped;
     use nightshift_core::{Entity, Hypothesis, Priority, cause};
     use std::collections::BTreeMap;
 

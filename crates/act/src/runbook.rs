@@ -280,16 +280,11 @@ fn duration_ms(text: &str) -> Option<i64> {
 /// Reads a runbook file's text; every problem found, by line, when it is not a valid one.
 pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
     let raw: RawRunbook = serde_saphyr::from_str(text).map_err(|e| {
-        use serde_saphyr::MessageFormatter;
-        let message: String = serde_saphyr::DefaultMessageFormatter
-            .format_message(e.without_snippet())
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let e = nightshift_core::yaml::YamlError::of(&e);
         vec![Problem {
-            line: e.location().map_or(0, |l| l.line()),
+            line: e.line.unwrap_or(0),
             field: "(file)".into(),
-            message,
+            message: e.message,
         }]
     })?;
     let mut check = Check(Vec::new());
@@ -646,6 +641,46 @@ fn command_args(
         }
     }
 }
+
+/// The runbooks shipped with Nightshift (`runbooks/`), parsed.
+pub fn shipped() -> Vec<Runbook> {
+    SHIPPED
+        .iter()
+        .filter_map(|(_, text)| parse(text).ok())
+        .collect()
+}
+
+/// The shipped runbook files: (name, text).
+pub const SHIPPED: [(&str, &str); 7] = [
+    (
+        "crashloop-after-deploy-rollback.yaml",
+        include_str!("../../../runbooks/crashloop-after-deploy-rollback.yaml"),
+    ),
+    (
+        "database-saturation-suggest.yaml",
+        include_str!("../../../runbooks/database-saturation-suggest.yaml"),
+    ),
+    (
+        "disk-filling-clean.yaml",
+        include_str!("../../../runbooks/disk-filling-clean.yaml"),
+    ),
+    (
+        "node-down-cordon-drain.yaml",
+        include_str!("../../../runbooks/node-down-cordon-drain.yaml"),
+    ),
+    (
+        "oomkilled-raise-memory.yaml",
+        include_str!("../../../runbooks/oomkilled-raise-memory.yaml"),
+    ),
+    (
+        "restart-stuck-exporter.yaml",
+        include_str!("../../../runbooks/restart-stuck-exporter.yaml"),
+    ),
+    (
+        "scale-out-saturated.yaml",
+        include_str!("../../../runbooks/scale-out-saturated.yaml"),
+    ),
+];
 
 /// `command.run` steps (and rollback steps) whose program is not on `allowed`.
 pub fn unlisted_programs(runbook: &Runbook, allowed: &[std::path::PathBuf]) -> Vec<Problem> {

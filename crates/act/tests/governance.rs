@@ -4,7 +4,8 @@
 
 use nightshift_act::audit::{self, AuditLog};
 use nightshift_act::govern::{ChangeWindow, GovernError, Governor, Policy, State};
-use nightshift_act::plan::{propose, shipped};
+use nightshift_act::plan::propose;
+use nightshift_act::runbook::shipped;
 use nightshift_act::{Proposal, Risk, Runbook};
 use nightshift_core::{Alert, Entity, Hypothesis, Incident, cause};
 use std::collections::BTreeMap;

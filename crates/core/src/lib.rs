@@ -9,6 +9,7 @@ pub mod resource;
 pub mod series;
 pub mod telemetry;
 pub mod topology;
+pub mod yaml;
 
 pub use alert::{Alert, AlertStatus};
 pub use incident::{

@@ -58,6 +58,28 @@ pub const INFRA_JOBS: &[&str] = &[
     "cadvisor",
 ];
 
+/// Whether `name` is a Kubernetes object name (a DNS-1123 subdomain: lower-case letters,
+/// digits, `-` and `.`, alphanumeric at both ends, at most 253 characters).
+pub fn is_k8s_name(name: &str) -> bool {
+    dns_name(name, 253, true)
+}
+
+/// Whether `name` is a Kubernetes namespace, container or label name (a DNS-1123 label: as a
+/// subdomain but without `.`, at most 63 characters).
+pub fn is_k8s_label(name: &str) -> bool {
+    dns_name(name, 63, false)
+}
+
+fn dns_name(s: &str, max: usize, dots: bool) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+        })
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
 /// The thing that produced a signal, as OTel resource attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Resource {

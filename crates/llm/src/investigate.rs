@@ -305,10 +305,10 @@ impl Investigator {
         }
     }
 
-    /// An earlier investigation of the same task, if one is cached and its conclusion still
-    /// cites only evidence that exists (the task's facts may have moved on under the same key).
-    pub fn cached(&self, task: &Task) -> Option<Investigation> {
-        let key = task.key.as_ref()?;
+    /// The investigation cached under `key`, if there is one and its conclusion still cites
+    /// only evidence that exists: `evidence_ids` (the facts may have moved on under the same
+    /// key) or the investigation's own tool results.
+    pub fn cached(&self, key: &str, evidence_ids: &BTreeSet<String>) -> Option<Investigation> {
         let mut hit = self
             .cache
             .lock()
@@ -317,7 +317,7 @@ impl Investigator {
             .clone();
         let c = &hit.conclusion;
         let citable = |id: &String| {
-            task.evidence_ids.contains(id) || hit.steps.iter().any(|s| &s.evidence_id == id)
+            evidence_ids.contains(id) || hit.steps.iter().any(|s| &s.evidence_id == id)
         };
         if c.source == Source::Llm && !c.evidence.iter().all(citable) {
             return None;
@@ -333,7 +333,11 @@ impl Investigator {
         tools: &dyn Toolbox,
         now: Millis,
     ) -> Investigation {
-        if let Some(hit) = self.cached(task) {
+        if let Some(hit) = task
+            .key
+            .as_deref()
+            .and_then(|k| self.cached(k, &task.evidence_ids))
+        {
             return hit;
         }
         let result = self.run(task, tools, now).await;

@@ -179,14 +179,13 @@ impl Assistant {
     /// Explains one incident from what is already known: the LLM's conclusion of an earlier
     /// investigation of its current diagnosis, else the deterministic one. Never calls a model.
     pub fn explain_known(&self, incident: &Incident) -> Conclusion {
-        let deterministic = explain(incident);
-        let Some(investigator) = &self.investigator else {
-            return deterministic;
-        };
-        let task = incident_task(incident, &self.tools.topology(), deterministic.clone());
-        match investigator.cached(&task) {
+        let known = self.investigator.as_ref().and_then(|i| {
+            let ids = evidence_ids(incident).map(str::to_string).collect();
+            i.cached(&diagnosis_key(incident), &ids)
+        });
+        match known {
             Some(inv) if inv.conclusion.source == Source::Llm => inv.conclusion,
-            _ => deterministic,
+            _ => explain(incident),
         }
     }
 

@@ -758,15 +758,14 @@ fn substitute_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
 
 /// The parser's message on one line, led by the line and column it points at.
 fn syntax_error(e: &serde_saphyr::Error) -> anyhow::Error {
-    use serde_saphyr::MessageFormatter;
-    let message: String = serde_saphyr::DefaultMessageFormatter
-        .format_message(e.without_snippet())
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    match e.location().filter(|l| l.line() > 0) {
-        Some(l) => anyhow!("line {}, column {}: {message}", l.line(), l.column()),
-        None => anyhow!("{message}"),
+    let e = nightshift_core::yaml::YamlError::of(e);
+    match e.line {
+        Some(line) => anyhow!(
+            "line {line}, column {}: {}",
+            e.column.unwrap_or(0),
+            e.message
+        ),
+        None => anyhow!("{}", e.message),
     }
 }
 

@@ -24,6 +24,7 @@ mod series_csv;
 mod serve;
 mod slack;
 mod tail;
+mod yaml_files;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -508,7 +509,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let bar = progress(&scenarios, args.json);
     let mut json_out = Vec::new();
     let started = Instant::now();
-    let runbooks = nightshift_act::plan::shipped();
+    let runbooks = nightshift_act::runbook::shipped();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
         let r = replay::replay(scenario, &bar, args.speed, &config.overrides);

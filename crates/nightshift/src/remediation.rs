@@ -9,16 +9,7 @@ fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("cannot list {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                bail!("{} has no .yaml runbook files", p.display());
-            }
-            out.extend(found);
+            out.extend(crate::yaml_files::in_folder(p, "runbook")?);
         } else {
             out.push(p.clone());
         }

@@ -12,16 +12,10 @@ pub fn resolve(arg: &str) -> Result<Vec<Scenario>> {
     }
     let path = Path::new(arg);
     if path.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list scenario folder {arg}"))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        return crate::yaml_files::in_folder(path, "scenario")?
+            .iter()
+            .map(|f| load_file(f))
             .collect();
-        files.sort();
-        if files.is_empty() {
-            bail!("{arg}: no .yaml scenario files in this folder");
-        }
-        return files.iter().map(|f| load_file(f)).collect();
     }
     if path.is_file() {
         return Ok(vec![load_file(path)?]);

@@ -289,19 +289,12 @@ impl Scenario {
 }
 
 fn syntax_error(origin: &str, e: &serde_saphyr::Error) -> ScenarioError {
-    use serde_saphyr::MessageFormatter;
-    let inner = e.without_snippet();
-    let message: String = serde_saphyr::DefaultMessageFormatter
-        .format_message(inner)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let loc = e.location();
+    let e = nightshift_core::yaml::YamlError::of(e);
     ScenarioError::Syntax {
         origin: origin.to_string(),
-        line: loc.map(|l| l.line()).filter(|l| *l > 0),
-        column: loc.map(|l| l.column()).filter(|c| *c > 0),
-        message,
+        line: e.line,
+        column: e.column,
+        message: e.message,
     }
 }
 

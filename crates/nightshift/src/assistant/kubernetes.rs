@@ -11,7 +11,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{
     Event as K8sEvent, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Service,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, LogParams};
+use kube::core::Selector;
 use nightshift_core::Millis;
 use nightshift_ingest::kubernetes as k8s;
 use nightshift_llm::ToolSpec;
@@ -21,8 +23,8 @@ use serde_json::{Value, json};
 const MAX_LOG_LINES: f64 = 500.0;
 const MAX_LOG_BYTES: i64 = 256 * 1024;
 
-/// Names a model may use for each kind it can describe: (names, the kind's resource,
-/// namespaced).
+/// The resource a kind's name (singular, plural or short, as kubectl takes them) means, and
+/// whether it is namespaced.
 fn resource(kind: &str) -> Result<(ApiResource, bool), String> {
     let k = kind.trim().to_ascii_lowercase();
     Ok(match k.as_str() {
@@ -62,14 +64,7 @@ const KINDS: &str = "pod, deployment, replicaset, statefulset, daemonset, servic
 /// `name` if it is a Kubernetes object name (a DNS subdomain), else what is wrong with it.
 fn object_name<'a>(what: &str, name: Option<&'a str>) -> Result<&'a str, String> {
     let name = name.ok_or_else(|| format!("give the {what}"))?.trim();
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
-    if ok {
+    if nightshift_core::resource::is_k8s_name(name) {
         Ok(name)
     } else {
         Err(format!(
@@ -326,15 +321,12 @@ impl Cluster {
                 .await
                 .map_err(api_error)?
             {
-                selector = w.data["spec"]["selector"]["matchLabels"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    })
-                    .filter(|s| !s.is_empty());
+                selector =
+                    serde_json::from_value::<LabelSelector>(w.data["spec"]["selector"].clone())
+                        .ok()
+                        .and_then(|l| Selector::try_from(l).ok())
+                        .map(|s| s.to_string())
+                        .filter(|s| !s.is_empty());
                 break;
             }
         }
