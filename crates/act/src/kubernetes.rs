@@ -1,0 +1,1 @@
+//! The Kubernetes provider (placeholder: being written).

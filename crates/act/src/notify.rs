@@ -1,0 +1,1 @@
+//! The HTTP providers (placeholder: being written).
