@@ -147,7 +147,12 @@ pub struct AuditLog {
     path: PathBuf,
     file: std::fs::File,
     head: Head,
+    /// Sees each line once it is written: an export to a SIEM.
+    export: Option<Export>,
 }
+
+/// Where written lines are copied.
+pub type Export = Box<dyn FnMut(&str) + Send>;
 
 impl AuditLog {
     /// Opens (or creates) the log at `path`, checking the whole chain first: a broken log is
@@ -172,7 +177,14 @@ impl AuditLog {
             path: path.to_path_buf(),
             file,
             head,
+            export: None,
         })
+    }
+
+    /// Hands every line written from now on, as written, to `export` (a file or a webhook of
+    /// a SIEM); a failing export never stops the log.
+    pub fn export_to(&mut self, export: Export) {
+        self.export = Some(export);
     }
 
     pub fn head(&self) -> &Head {
@@ -214,6 +226,9 @@ impl AuditLog {
             entries: entry.seq,
             hash: h.clone(),
         };
+        if let Some(export) = &mut self.export {
+            export(line.trim_end());
+        }
         Ok((entry, line.trim_end().to_string()))
     }
 }

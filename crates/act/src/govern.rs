@@ -6,12 +6,14 @@
 //! hour per runbook, per target and per namespace).
 
 use crate::audit::{AuditError, AuditLog};
+use crate::execute::{Execution, StepRecord};
 use crate::plan::Proposal;
 use crate::runbook::{Mode, Risk, Runbook};
 use nightshift_core::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 const HOUR: Millis = 3_600_000;
 
@@ -85,9 +87,18 @@ pub struct Policy {
     pub change_windows: Vec<ChangeWindow>,
     /// Who may approve, and up to which risk.
     pub approvers: BTreeMap<String, Risk>,
+    /// While this file exists, the kill switch is on (an operator's `touch` stops everything).
+    pub kill_switch_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+impl Policy {
+    /// Whether the kill switch is on: set here, or its file exists.
+    pub fn killed(&self) -> bool {
+        self.kill_switch || self.kill_switch_file.as_ref().is_some_and(|f| f.exists())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// A recommendation only (`mode: suggest`).
@@ -101,29 +112,54 @@ pub enum State {
     Refused,
     /// No longer called for (the incident resolved) or stopped by the kill switch.
     Cancelled,
+    /// Its steps are running, or its verification is awaited.
+    Running,
+    /// It ran and its verification held.
+    Fixed,
+    /// A step failed or the verification did not hold: rolled back and escalated.
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Suggested => "suggested",
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Refused => "refused",
+            State::Cancelled => "cancelled",
+            State::Running => "running",
+            State::Fixed => "fixed",
+            State::Failed => "failed",
+        }
+    }
 }
 
 /// A proposal and what became of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Action {
     pub id: String,
     pub state: State,
     pub proposal: Proposal,
     pub created_at: Millis,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Millis>,
     /// Why it was refused or cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What running it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum GovernError {
     #[error("there is no action {0}")]
     NotFound(String),
-    #[error("action {id} is {state:?}, not waiting for a decision")]
+    #[error("action {id} is {}, not waiting for a decision", state.as_str())]
     NotPending { id: String, state: State },
     /// A gate refused; the refusal is in the audit log.
     #[error("{0}")]
@@ -184,7 +220,8 @@ impl Governor {
             .actions
             .get(id)
             .map(|a| json!({"incident": a.proposal.incident, "runbook": a.proposal.runbook,
-                "target": a.proposal.target, "steps": a.proposal.steps, "verify": a.proposal.verify}))
+                "target": a.proposal.target, "steps": a.proposal.steps, "verify": a.proposal.verify,
+                "why": a.proposal.context["incident"]["hypothesis"], "reasoning": a.proposal.reasoning}))
             .unwrap_or_default();
         self.audit
             .append(now, actor, event, Some(id), reason, detail)
@@ -194,7 +231,7 @@ impl Governor {
     /// The first gate `proposal` fails now, if any.
     fn gate(&self, runbook: &Runbook, proposal: &Proposal, now: Millis) -> Option<String> {
         let p = &self.policy;
-        if p.kill_switch {
+        if p.killed() {
             return Some("the kill switch is on".into());
         }
         if let Some(ns) = &proposal.target.namespace
@@ -294,6 +331,7 @@ impl Governor {
                 decided_by: (state == State::Approved).then(|| "nightshift".to_string()),
                 decided_at: (state == State::Approved).then_some(now),
                 note: note.clone(),
+                execution: None,
                 proposal,
             },
         );
@@ -305,9 +343,9 @@ impl Governor {
         };
         let why = note.map_or(reason.clone(), |n| format!("{reason}; refused: {n}"));
         self.write(now, &actor, event, &id, &why)?;
-        if matches!(state, State::Suggested | State::Pending | State::Approved) {
-            self.live.insert(key, id.clone());
-        }
+        // One action per incident and runbook, whatever became of it: a refusal is not
+        // retried (nor audited again) on every update of the incident.
+        self.live.insert(key, id.clone());
         if state == State::Approved {
             self.count(&id, now);
         }
@@ -345,10 +383,6 @@ impl Governor {
             a.decided_by = Some(who.to_string());
             a.decided_at = Some(now);
             a.note = note;
-            if state != State::Approved {
-                let key = (a.proposal.incident.clone(), a.proposal.runbook.clone());
-                self.live.remove(&key);
-            }
         }
     }
 
@@ -447,5 +481,138 @@ impl Governor {
             }
         }
         Ok(cancelled)
+    }
+
+    /// Action `id`, approved, starts running.
+    pub fn start(&mut self, id: &str, now: Millis) -> Result<&Action, GovernError> {
+        let a = self
+            .actions
+            .get_mut(id)
+            .ok_or_else(|| GovernError::NotFound(id.into()))?;
+        if a.state != State::Approved {
+            return Err(GovernError::NotPending {
+                id: id.into(),
+                state: a.state,
+            });
+        }
+        if self.policy.killed() {
+            let why = "the kill switch is on".to_string();
+            self.decide(id, State::Cancelled, "nightshift", Some(why.clone()), now);
+            self.write(now, "nightshift", "cancelled", id, &why)?;
+            return Err(GovernError::Refused(why));
+        }
+        a.state = State::Running;
+        self.write(
+            now,
+            "nightshift",
+            "started",
+            id,
+            "approved; running its steps",
+        )?;
+        Ok(&self.actions[id])
+    }
+
+    /// Writes what one step of running action `id` sent and got to the audit log.
+    pub fn step(
+        &mut self,
+        id: &str,
+        record: &StepRecord,
+        rollback: bool,
+        now: Millis,
+    ) -> Result<(), GovernError> {
+        let event = match (rollback, record.error.is_some(), record.ran) {
+            (_, _, false) => "step_skipped",
+            (false, false, true) => "step",
+            (false, true, true) => "step_failed",
+            (true, false, true) => "rollback_step",
+            (true, true, true) => "rollback_step_failed",
+        };
+        let why = record.error.clone().unwrap_or_else(|| record.uses.clone());
+        self.audit.append(
+            now,
+            "nightshift",
+            event,
+            Some(id),
+            &why,
+            json!({"step": record.id, "uses": record.uses, "request": record.request,
+                "output": record.output, "error": record.error}),
+        )?;
+        Ok(())
+    }
+
+    /// Running action `id` is done: fixed, or not (then rolled back and escalated).
+    pub fn finish(
+        &mut self,
+        id: &str,
+        execution: Execution,
+        now: Millis,
+    ) -> Result<&Action, GovernError> {
+        let a = self
+            .actions
+            .get_mut(id)
+            .ok_or_else(|| GovernError::NotFound(id.into()))?;
+        a.state = if execution.fixed {
+            State::Fixed
+        } else {
+            State::Failed
+        };
+        let summary = execution.summary.clone();
+        let detail = json!({"check": execution.check, "verified": execution.verified});
+        a.execution = Some(execution);
+        let fixed = a.state == State::Fixed;
+        self.audit.append(
+            now,
+            "nightshift",
+            if fixed { "fixed" } else { "not_fixed" },
+            Some(id),
+            &summary,
+            detail,
+        )?;
+        if !fixed {
+            self.audit.append(
+                now,
+                "nightshift",
+                "escalated",
+                Some(id),
+                "the action did not fix the incident; a person must take over",
+                serde_json::Value::Null,
+            )?;
+        }
+        Ok(&self.actions[id])
+    }
+
+    /// Takes back actions kept from an earlier run (the store's), so that ids go on, limits
+    /// count what ran in the last hour and an incident is not offered the same runbook twice.
+    /// An action cut off while running is marked failed.
+    pub fn restore(&mut self, actions: Vec<Action>, now: Millis) {
+        for mut a in actions {
+            if let Some(n) =
+                a.id.strip_prefix("act-")
+                    .and_then(|n| n.parse::<u64>().ok())
+            {
+                self.next = self.next.max(n + 1);
+            }
+            if a.state == State::Running {
+                a.state = State::Failed;
+                a.note = Some("Nightshift stopped while it ran; check the target by hand".into());
+            }
+            let ran = matches!(
+                a.state,
+                State::Approved | State::Fixed | State::Failed | State::Running
+            );
+            if let Some(ts) = a.decided_at.filter(|ts| ran && now - ts < HOUR) {
+                self.done.push(Done {
+                    ts,
+                    runbook: a.proposal.runbook.clone(),
+                    target: a.proposal.target.key(),
+                    namespace: a.proposal.target.namespace.clone(),
+                });
+            }
+            self.live.insert(
+                (a.proposal.incident.clone(), a.proposal.runbook.clone()),
+                a.id.clone(),
+            );
+            self.actions.insert(a.id.clone(), a);
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod command;
+pub mod execute;
 pub mod govern;
 pub mod kubernetes;
 pub mod notify;

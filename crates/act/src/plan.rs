@@ -5,12 +5,12 @@ use crate::runbook::{Mode, Risk, Runbook, Step};
 use crate::template;
 use nightshift_core::resource::semconv;
 use nightshift_core::{Alert, EntityKind, Incident};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// What an action is aimed at: the leading hypothesis' entity, placed in the cluster when the
 /// alerts say where.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     /// `service` or `node`.
     pub kind: String,
@@ -33,7 +33,7 @@ impl Target {
 }
 
 /// One step as it would run: its arguments rendered, or why they cannot be.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedStep {
     pub id: String,
     pub uses: String,
@@ -45,7 +45,7 @@ pub struct PlannedStep {
 }
 
 /// A runbook proposed for an incident.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
     pub runbook: String,
     pub description: String,
@@ -58,6 +58,13 @@ pub struct Proposal {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
     pub rollback: Vec<PlannedStep>,
+    /// What the templates saw (`incident`, `target`, `labels`, `alerts`): an approved action
+    /// runs with it.
+    pub context: Value,
+    /// The LLM's conclusion on the incident, when one was reached: kept in the audit log with
+    /// the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 impl Proposal {
@@ -126,6 +133,12 @@ pub fn context(incident: &Incident, alerts: &[Alert], target: &Target) -> Value 
             "status": incident.status.as_str(),
             "opened_at": incident.opened_at,
             "changes": incident.changes.iter().map(|c| json!({"id": c.id, "what": c.summary(), "ts": c.ts})).collect::<Vec<_>>(),
+            // Why: the leading hypothesis and its evidence, which the audit log keeps.
+            "hypothesis": incident.hypotheses.first().map(|h| json!({
+                "summary": h.summary,
+                "score": h.score,
+                "evidence": h.evidence.iter().map(|e| json!({"id": e.id, "summary": e.summary})).collect::<Vec<_>>(),
+            })),
         },
         "target": t,
         "labels": labels,
@@ -154,7 +167,7 @@ pub fn triggered(
 }
 
 /// Renders every string in `v` with `context`.
-fn render_value(v: &Value, context: &Value) -> Result<Value, String> {
+pub(crate) fn render_value(v: &Value, context: &Value) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) if template::is_templated(s) => {
             Value::String(template::render(s, context)?)
@@ -174,20 +187,25 @@ fn render_value(v: &Value, context: &Value) -> Result<Value, String> {
     })
 }
 
+/// Whether step `s` runs in `context` (its `when`, if any).
+pub(crate) fn step_holds(s: &Step, context: &Value) -> Result<bool, String> {
+    match &s.when {
+        Some(w) => template::holds(w, context).map_err(|e| format!("when: {e}")),
+        None => Ok(true),
+    }
+}
+
 fn plan_steps(steps: &[Step], context: &mut Value) -> Vec<PlannedStep> {
     let mut out = Vec::new();
     for s in steps {
-        let runs = match &s.when {
-            Some(w) => template::holds(w, context),
-            None => Ok(true),
-        };
+        let runs = step_holds(s, context);
         let (with, runs, error) = match runs {
             Ok(false) => (json!(s.with), false, None),
             Ok(true) => match render_value(&json!(s.with), context) {
                 Ok(v) => (v, true, None),
                 Err(e) => (json!(s.with), true, Some(e)),
             },
-            Err(e) => (json!(s.with), false, Some(format!("when: {e}"))),
+            Err(e) => (json!(s.with), false, Some(e)),
         };
         // In a dry run a step's output is not known: later steps see a placeholder.
         context["steps"][&s.id] = json!({"output": format!("(output of {})", s.id)});
@@ -244,6 +262,8 @@ pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> V
                 steps,
                 verify,
                 rollback,
+                context: base.clone(),
+                reasoning: None,
             }
         })
         .collect()

@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How far a runbook goes on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Recommends; nothing runs.
@@ -24,7 +24,7 @@ pub enum Mode {
     Auto,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     Low,
@@ -264,7 +264,7 @@ impl Check {
 }
 
 /// `30s`, `10m`, `2h` in ms.
-fn duration_ms(text: &str) -> Option<i64> {
+pub(crate) fn duration_ms(text: &str) -> Option<i64> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit())?;
     let n: i64 = t[..split].parse().ok()?;
@@ -465,6 +465,17 @@ pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
     }
 }
 
+/// The id of a step that gives none: `step1`, `step2`... in `steps`, `rollback1`... in
+/// `rollback`, so that the two lists never clash.
+fn default_step_id(list: &str, i: usize) -> String {
+    let prefix = if list == "rollback" {
+        "rollback"
+    } else {
+        "step"
+    };
+    format!("{prefix}{}", i + 1)
+}
+
 /// Reads a list of steps, checking each against its provider; `known` collects step ids, so
 /// that a step may use only the outputs of the steps before it.
 fn read_steps(
@@ -479,7 +490,7 @@ fn read_steps(
         let at = format!("{list}[{i}]");
         let id =
             s.id.as_ref()
-                .map_or_else(|| format!("step{}", i + 1), |id| id.value.clone());
+                .map_or_else(|| default_step_id(list, i), |id| id.value.clone());
         if let Some(given) = &s.id
             && ArgKind::K8sLabel
                 .check(&given.value.replace('_', "-"))
@@ -766,6 +777,26 @@ mod tests {
             }
         }
         assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn steps_and_rollback_steps_without_ids_do_not_clash() {
+        let text = "\
+name: tune
+trigger: {services: [checkout]}
+mode: approve
+risk: medium
+steps:
+  - uses: command.run
+    with: {program: /bin/echo, args: [start]}
+verify: {signal: incident_resolved, within: 3s}
+rollback:
+  - uses: command.run
+    with: {program: /bin/echo, args: [stop]}
+";
+        let r = parse(text).unwrap();
+        assert_eq!(r.steps[0].id, "step1");
+        assert_eq!(r.rollback[0].id, "rollback1");
     }
 
     #[test]

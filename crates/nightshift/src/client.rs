@@ -1,4 +1,5 @@
-//! Client commands against a running `serve`: `ask` and `explain`.
+//! Client commands against a running `serve`: `ask`, `explain`, and the remediation
+//! commands `actions`, `approve`, `reject` and `kill-switch`.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -10,6 +11,17 @@ fn request(
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
+) -> Result<Value> {
+    request_as(server, method, path, body, None)
+}
+
+/// [`request`] with an approver's bearer token.
+fn request_as(
+    server: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
 ) -> Result<Value> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -26,6 +38,9 @@ fn request(
         let mut req = client.request(method, &url);
         if let Some(b) = body {
             req = req.json(&b);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
         }
         let r = req.send().await.with_context(|| {
             format!("cannot reach {url}; is `nightshift serve` running there? (--server URL)")
@@ -115,4 +130,131 @@ pub fn explain(server: &str, id: &str, llm: bool, as_json: bool) -> Result<Strin
         out.push_str(&format!("note: {note}\n"));
     }
     Ok(out)
+}
+
+/// One line per action: id, state, incident, runbook (mode, risk), target, and what became of it.
+fn action_line(a: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let p = &a["proposal"];
+    let t = &p["target"];
+    let target = match t["namespace"].as_str() {
+        Some(ns) => format!("{ns}/{}", s(&t["name"])),
+        None => s(&t["name"]),
+    };
+    let outcome = a["execution"]["summary"]
+        .as_str()
+        .or(a["note"].as_str())
+        .unwrap_or("");
+    format!(
+        "{:<9} {:<9} {:<9} {} ({}, {} risk) on {target}{}{}",
+        s(&a["id"]),
+        s(&a["state"]),
+        s(&p["incident"]),
+        s(&p["runbook"]),
+        s(&p["mode"]),
+        s(&p["risk"]),
+        a["decided_by"]
+            .as_str()
+            .map(|by| format!(", by {by}"))
+            .unwrap_or_default(),
+        if outcome.is_empty() {
+            String::new()
+        } else {
+            format!(": {outcome}")
+        },
+    )
+}
+
+/// `nightshift actions`: the server's actions, newest first.
+pub fn actions(
+    server: &str,
+    incident: Option<&str>,
+    state: Option<&str>,
+    as_json: bool,
+) -> Result<String> {
+    let mut query: Vec<(&str, &str)> = Vec::new();
+    if let Some(i) = incident {
+        query.push(("incident", i));
+    }
+    if let Some(s) = state {
+        query.push(("state", s));
+    }
+    let q = serde_urlencoded::to_string(&query).context("cannot encode the query")?;
+    let path = if q.is_empty() {
+        "/api/v1/actions".to_string()
+    } else {
+        format!("/api/v1/actions?{q}")
+    };
+    let v = request(server, reqwest::Method::GET, &path, None)?;
+    if as_json {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Ok("no actions\n".into());
+    }
+    let mut out = String::new();
+    for a in &list {
+        out.push_str(&action_line(a));
+        out.push('\n');
+        if a["state"] == "pending" {
+            for step in a["proposal"]["steps"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "          {} {}\n",
+                    step["uses"].as_str().unwrap_or(""),
+                    step["with"]
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `nightshift approve ID` / `nightshift reject ID`: the decision, as the server took it.
+pub fn decide(
+    server: &str,
+    id: &str,
+    approve: bool,
+    reason: Option<&str>,
+    token: &str,
+    as_json: bool,
+) -> Result<String> {
+    let verb = if approve { "approve" } else { "reject" };
+    let body = reason.map(|r| json!({"reason": r}));
+    let v = request_as(
+        server,
+        reqwest::Method::POST,
+        &format!("/api/v1/actions/{id}/{verb}"),
+        body,
+        Some(token),
+    )?;
+    if as_json {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    Ok(format!("{}\n", action_line(&v)))
+}
+
+/// `nightshift kill-switch on|off`.
+pub fn kill_switch(server: &str, on: bool, token: &str) -> Result<String> {
+    let v = request_as(
+        server,
+        reqwest::Method::POST,
+        "/api/v1/kill-switch",
+        Some(json!({ "on": on })),
+        Some(token),
+    )?;
+    let cancelled = lines_of(&v, "cancelled");
+    Ok(format!(
+        "kill switch {}{}\n",
+        if v["on"].as_bool() == Some(true) {
+            "on: no action runs"
+        } else {
+            "off"
+        },
+        if cancelled.is_empty() {
+            String::new()
+        } else {
+            format!("; cancelled {}", cancelled.join(", "))
+        }
+    ))
 }

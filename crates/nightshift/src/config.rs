@@ -45,6 +45,44 @@ struct RawAct {
     runbooks: Option<String>,
     #[serde(default)]
     commands: Vec<String>,
+    #[serde(default)]
+    kill_switch: bool,
+    kill_switch_file: Option<String>,
+    #[serde(default)]
+    protected_namespaces: Vec<String>,
+    #[serde(default)]
+    change_windows: Vec<String>,
+    #[serde(default)]
+    approvers: Vec<Approver>,
+    #[serde(default)]
+    endpoints: nightshift_act::notify::Endpoints,
+    audit_export: Option<AuditExport>,
+    verify_every: Option<String>,
+}
+
+/// Someone who may approve actions, up to a risk; known to the API by a bearer token and to
+/// Slack by a user id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approver {
+    pub name: String,
+    /// `low`, `medium` or `high`: the riskiest action they may approve.
+    pub max_risk: nightshift_act::Risk,
+    /// `Authorization: Bearer <token>` on the approve and reject requests (and the CLI's
+    /// `--token`).
+    pub token: Option<String>,
+    /// Their Slack user id (`U024BE7LH`), for the approve and reject buttons.
+    pub slack: Option<String>,
+}
+
+/// Where each audit entry is copied as it is written, for a SIEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExport {
+    /// A file the entries are appended to (JSON lines).
+    pub file: Option<String>,
+    /// A URL each entry is POSTed to (one JSON entry a request).
+    pub webhook: Option<String>,
 }
 
 /// Remediation: where its audit log and runbooks are, and which programs `command.run` may
@@ -57,6 +95,15 @@ pub struct ActConfig {
     pub runbooks: Option<PathBuf>,
     /// Absolute paths of the programs `command.run` may start.
     pub commands: Vec<PathBuf>,
+    /// Gates every action passes (kill switch, protected namespaces, change windows) and who
+    /// may approve what.
+    pub policy: nightshift_act::Policy,
+    pub approvers: Vec<Approver>,
+    /// Where notifications and tickets go.
+    pub endpoints: nightshift_act::notify::Endpoints,
+    pub audit_export: Option<AuditExport>,
+    /// How often a verification is evaluated while it waits (ms).
+    pub verify_every_ms: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -608,6 +655,11 @@ impl Default for ActConfig {
             audit_log: audit_log_beside(DEFAULT_STORE),
             runbooks: None,
             commands: Vec::new(),
+            policy: nightshift_act::Policy::default(),
+            approvers: Vec::new(),
+            endpoints: nightshift_act::notify::Endpoints::default(),
+            audit_export: None,
+            verify_every_ms: 15_000,
         }
     }
 }
@@ -633,10 +685,57 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
             );
         }
     }
+    let mut change_windows = Vec::new();
+    for (i, w) in raw.change_windows.iter().enumerate() {
+        change_windows.push(
+            nightshift_act::govern::ChangeWindow::parse(w)
+                .map_err(|e| anyhow::anyhow!("act.change_windows[{i}]: {e}"))?,
+        );
+    }
+    let mut approvers = std::collections::BTreeMap::new();
+    let mut tokens = std::collections::BTreeSet::new();
+    for (i, a) in raw.approvers.iter().enumerate() {
+        if a.name.trim().is_empty() {
+            bail!("act.approvers[{i}].name: give the approver's name");
+        }
+        if approvers.insert(a.name.clone(), a.max_risk).is_some() {
+            bail!("act.approvers[{i}].name: {} is listed twice", a.name);
+        }
+        if let Some(t) = &a.token
+            && (t.trim().len() < 16 || !tokens.insert(t.clone()))
+        {
+            bail!(
+                "act.approvers[{i}].token: give each approver a token of its own, 16 characters or more"
+            );
+        }
+    }
+    if let Some(e) = &raw.audit_export
+        && e.file.is_none()
+        && e.webhook.is_none()
+    {
+        bail!("act.audit_export: give a file, a webhook URL or both");
+    }
+    let verify_every_ms = check_duration(
+        "act.verify_every",
+        raw.verify_every.as_deref(),
+        15_000,
+        SECOND..=HOUR,
+    )?;
     Ok(ActConfig {
         audit_log,
         runbooks: raw.runbooks.map(PathBuf::from),
         commands: raw.commands.into_iter().map(PathBuf::from).collect(),
+        policy: nightshift_act::Policy {
+            kill_switch: raw.kill_switch,
+            kill_switch_file: raw.kill_switch_file.map(PathBuf::from),
+            protected_namespaces: raw.protected_namespaces.into_iter().collect(),
+            change_windows,
+            approvers,
+        },
+        approvers: raw.approvers,
+        endpoints: raw.endpoints,
+        audit_export: raw.audit_export,
+        verify_every_ms,
     })
 }
 

@@ -77,6 +77,78 @@ enum Command {
     /// The audit log of remediation decisions and actions.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// List a running server's remediation actions: proposed, waiting for approval, done.
+    Actions(ActionsArgs),
+    /// Approve an action waiting for approval (it runs once its preconditions hold again).
+    Approve(DecideArgs),
+    /// Reject an action waiting for approval.
+    Reject(RejectArgs),
+    /// Stop every automatic action and cancel those waiting for approval (on), or allow them
+    /// again (off).
+    KillSwitch(KillSwitchArgs),
+}
+
+#[derive(Args)]
+struct ActionsArgs {
+    /// Only this incident's actions.
+    #[arg(long)]
+    incident: Option<String>,
+    /// Only actions in this state (suggested, pending, approved, rejected, refused, cancelled,
+    /// running, fixed, failed).
+    #[arg(long)]
+    state: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The running `nightshift serve`.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
+    server: String,
+    /// Print the server's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct TokenArg {
+    /// Your approver token (act.approvers); by default $NIGHTSHIFT_TOKEN.
+    #[arg(long, env = "NIGHTSHIFT_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Args)]
+struct DecideArgs {
+    /// The action, e.g. act-0004.
+    id: String,
+    #[command(flatten)]
+    token: TokenArg,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct RejectArgs {
+    /// The action, e.g. act-0004.
+    id: String,
+    /// Why, for the audit log.
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    token: TokenArg,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+struct KillSwitchArgs {
+    #[arg(value_parser = ["on", "off"])]
+    state: String,
+    #[command(flatten)]
+    token: TokenArg,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Subcommand)]
@@ -378,6 +450,33 @@ fn run() -> Result<()> {
             };
             emit(&remediation::verify_audit(&path)?)
         }
+        Command::Actions(a) => emit(&client::actions(
+            &a.server.server,
+            a.incident.as_deref(),
+            a.state.as_deref(),
+            a.server.json,
+        )?),
+        Command::Approve(a) => emit(&client::decide(
+            &a.server.server,
+            &a.id,
+            true,
+            None,
+            &a.token.token,
+            a.server.json,
+        )?),
+        Command::Reject(a) => emit(&client::decide(
+            &a.server.server,
+            &a.id,
+            false,
+            a.reason.as_deref(),
+            &a.token.token,
+            a.server.json,
+        )?),
+        Command::KillSwitch(a) => emit(&client::kill_switch(
+            &a.server.server,
+            a.state == "on",
+            &a.token.token,
+        )?),
         Command::Serve(args) => {
             serve::serve(config::Config::load_or_default(args.config.as_deref())?)
         }
@@ -467,7 +566,17 @@ struct DemoScenario<'a> {
     incidents: &'a [Incident],
     /// What the shipped runbooks would do about each incident (nothing runs in the demo).
     proposals: Vec<nightshift_act::Proposal>,
+    /// For proposals of `auto`, low-risk runbooks: the dry run, with its verification
+    /// evaluated against the replay.
+    dry_runs: Vec<DryRun>,
     stats: pipeline::PipelineStats,
+}
+
+#[derive(serde::Serialize)]
+struct DryRun {
+    incident: String,
+    runbook: String,
+    execution: nightshift_act::execute::Execution,
 }
 
 fn demo(args: DemoArgs) -> Result<()> {
@@ -529,12 +638,31 @@ fn demo(args: DemoArgs) -> Result<()> {
                 nightshift_act::propose(&runbooks, inc, &alerts)
             })
             .collect();
+        let dry_runs: Vec<Vec<DryRun>> = r
+            .incidents
+            .iter()
+            .zip(&proposals)
+            .map(|(inc, list)| {
+                list.iter()
+                    .filter(|p| p.mode == nightshift_act::Mode::Auto)
+                    .filter_map(|p| {
+                        let rb = runbooks.iter().find(|rb| rb.name == p.runbook)?;
+                        Some(DryRun {
+                            incident: inc.id.clone(),
+                            runbook: p.runbook.clone(),
+                            execution: remediation::dry_run(&runtime, rb, p, inc),
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         if args.json {
             json_out.push(serde_json::to_value(DemoScenario {
                 scenario: scenario.name(),
                 alerts_fired: r.stats.alerts_fired,
                 incidents: &r.incidents,
                 proposals: proposals.into_iter().flatten().collect(),
+                dry_runs: dry_runs.into_iter().flatten().collect(),
                 stats: r.stats,
             })?);
             continue;
@@ -552,9 +680,12 @@ fn demo(args: DemoArgs) -> Result<()> {
                 r.stats.detected_series,
                 r.stats.detector_state_bytes.div_ceil(1024)
             );
-            for (inc, proposed) in r.incidents.iter().zip(&proposals) {
+            for ((inc, proposed), dry) in r.incidents.iter().zip(&proposals).zip(&dry_runs) {
                 text.push_str(&render::incident(inc, r.start_ms));
                 text.push_str(&render::proposals(proposed));
+                for d in dry {
+                    text.push_str(&render::dry_run(&d.runbook, &d.execution));
+                }
                 text.push('\n');
             }
             emit(&text)

@@ -201,6 +201,31 @@ pub fn proposals(list: &[nightshift_act::Proposal]) -> String {
     s
 }
 
+/// A dry run of an automatic runbook: each step as it would be sent, and the verification's
+/// verdict.
+pub fn dry_run(runbook: &str, ex: &nightshift_act::execute::Execution) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "   ▷ dry run of {runbook}:");
+    let steps = ex.steps.iter().map(|st| ("", st));
+    for (role, step) in steps.chain(ex.rollback.iter().map(|st| ("rollback: ", st))) {
+        match (&step.error, &step.request) {
+            (Some(e), _) => {
+                let _ = writeln!(s, "     · {role}{}: refused: {e}", step.uses);
+            }
+            (None, Some(r)) => {
+                let with = r.get("with").unwrap_or(r);
+                let _ = writeln!(s, "     · {role}would send {} {with}", step.uses);
+            }
+            (None, None) => {
+                let _ = writeln!(s, "     · {} skipped (its when does not hold)", step.uses);
+            }
+        }
+    }
+    let verdict = if ex.fixed { "fixed" } else { "not fixed" };
+    let _ = writeln!(s, "     ✓ {verdict}: {}", ex.summary);
+    s
+}
+
 pub fn table(header: Vec<&str>) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(header);

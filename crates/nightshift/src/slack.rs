@@ -167,6 +167,58 @@ pub fn incident_message(
     json!({"text": cut(&text, SECTION_CHARS), "blocks": blocks})
 }
 
+/// An action as a Slack message: what it would do, where, and why; while it waits for
+/// approval (and the app takes interactions), the Approve and Reject buttons.
+pub fn action_message(action: &nightshift_act::Action, interactive: bool) -> Value {
+    let p = &action.proposal;
+    let target = match &p.target.namespace {
+        Some(ns) => format!("{ns}/{}", p.target.name),
+        None => p.target.name.clone(),
+    };
+    let text = format!(
+        "{} {}: runbook {} ({}, {} risk) for {} on {target}",
+        action.id,
+        action.state.as_str(),
+        p.runbook,
+        p.mode.as_str(),
+        p.risk.as_str(),
+        p.incident
+    );
+    let steps: Vec<String> = p
+        .steps
+        .iter()
+        .filter(|s| s.runs)
+        .map(|s| format!("• `{}` {}", esc(&s.uses), esc(&s.with.to_string())))
+        .collect();
+    let mut blocks = vec![
+        section(format!("*{}*\n{}", esc(&text), esc(&p.description))),
+        section(format!("*Steps*\n{}", steps.join("\n"))),
+    ];
+    if let Some(v) = &p.verify {
+        blocks.push(context(format!("Verified by {}", esc(v))));
+    }
+    let outcome = action
+        .execution
+        .as_ref()
+        .map(|e| e.summary.clone())
+        .or_else(|| action.note.clone());
+    if let Some(o) = outcome {
+        blocks.push(context(esc(&o)));
+    }
+    if let Some(by) = &action.decided_by {
+        blocks.push(context(format!("Decided by {}", esc(by))));
+    }
+    if interactive && action.state == nightshift_act::State::Pending {
+        blocks.push(
+            json!({"type": "actions", "block_id": format!("action:{}", action.id), "elements": [
+                button("Approve", "approve", &action.id, Some("primary")),
+                button("Reject", "reject", &action.id, Some("danger")),
+            ]}),
+        );
+    }
+    json!({"text": cut(&text, SECTION_CHARS), "blocks": blocks})
+}
+
 /// The answer to a question as a message visible to the channel.
 pub fn answer_message(question: &str, answer: &Answer) -> Value {
     let mut blocks = vec![

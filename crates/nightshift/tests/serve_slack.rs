@@ -256,11 +256,20 @@ fn slack_notifies_answers_and_acknowledges() {
     let (slack, got) = start_slack();
     let dir = temp_dir("serve-slack");
     let ns = free_port();
+    // A runbook that waits for approval; alice (by her Slack user id) may approve it.
+    let runbooks = dir.join("runbooks");
+    std::fs::create_dir_all(&runbooks).unwrap();
+    std::fs::write(
+        runbooks.join("tune.yaml"),
+        "name: tune-checkout\ntrigger: {services: [checkout]}\nmode: approve\nrisk: medium\nsteps:\n  - uses: command.run\n    with: {program: /bin/echo, args: [tuned]}\nverify: {signal: incident_resolved, within: 10m}\n",
+    )
+    .unwrap();
     let _nightshift = start_nightshift_with(
         &dir,
         ns,
         &format!(
-            "slack:\n  signing_secret: {SECRET}\n  bot_token: {TOKEN}\n  channel: \"#incidents\"\n  api_url: http://127.0.0.1:{slack}/api\n"
+            "slack:\n  signing_secret: {SECRET}\n  bot_token: {TOKEN}\n  channel: \"#incidents\"\n  api_url: http://127.0.0.1:{slack}/api\nact:\n  runbooks: {}\n  commands: [/bin/echo]\n  approvers: [{{name: alice, max_risk: medium, slack: U2147483697}}]\n",
+            runbooks.display()
         ),
     );
     let id = checkout_incident_after_deploy(ns, "");
@@ -270,7 +279,9 @@ fn slack_notifies_answers_and_acknowledges() {
         let g = got.lock().unwrap();
         g.calls
             .iter()
-            .find(|(m, b)| m == "chat.postMessage" && b.to_string().contains(&id))
+            .find(|(m, b)| {
+                m == "chat.postMessage" && b.to_string().contains(&format!("incident:{id}"))
+            })
             .map(|(_, b)| b.clone())
     })
     .unwrap_or_else(|| {
@@ -291,7 +302,9 @@ fn slack_notifies_answers_and_acknowledges() {
             .unwrap()
             .calls
             .iter()
-            .filter(|(m, b)| m == "chat.postMessage" && b.to_string().contains(&id))
+            .filter(|(m, b)| {
+                m == "chat.postMessage" && b.to_string().contains(&format!("incident:{id}"))
+            })
             .count()
     };
 
@@ -392,11 +405,35 @@ fn slack_notifies_answers_and_acknowledges() {
     assert_eq!(updated["channel"], CHANNEL_ID);
     assert_eq!(posts(&got), 1);
 
-    // Approve with nothing pending says so, to the presser only.
+    // The action waiting for approval is posted with Approve and Reject buttons.
+    let action_post = wait_for(Duration::from_secs(30), || {
+        got.lock()
+            .unwrap()
+            .calls
+            .iter()
+            .find(|(m, b)| m == "chat.postMessage" && b.to_string().contains("action:act-"))
+            .map(|(_, b)| b.clone())
+    })
+    .expect("the pending action posted");
+    let text = all_text(&action_post);
+    assert!(
+        text.contains("tune-checkout") && text.contains("pending"),
+        "{text}"
+    );
+    assert!(text.contains("\"action_id\":\"approve\""), "{text}");
+    assert!(text.contains("\"action_id\":\"reject\""), "{text}");
+    let action_id = text
+        .split("action:")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+
+    // Approving an action that does not exist says so, to the presser only.
     signed(
         ns,
         "/hooks/slack/interactions",
-        &press("approve", "act-0001", &ack_url),
+        &press("approve", "act-9999", &ack_url),
         SECRET,
         now_s(),
     );
@@ -405,14 +442,48 @@ fn slack_notifies_answers_and_acknowledges() {
             .unwrap()
             .responses
             .iter()
-            .find(|r| r.to_string().contains("act-0001"))
+            .find(|r| r.to_string().contains("act-9999"))
             .cloned()
     })
     .expect("an answer to approve");
     assert_eq!(said["response_type"], "ephemeral");
     assert!(
-        said["text"].as_str().unwrap().contains("no pending action"),
+        said["text"]
+            .as_str()
+            .unwrap()
+            .contains("there is no action"),
         "{said}"
+    );
+
+    // Alice approves in Slack: the message is replaced by the approved action, without buttons,
+    // and the API shows who decided.
+    let approve_url = format!("http://127.0.0.1:{slack}/response/3");
+    let (code, why) = signed(
+        ns,
+        "/hooks/slack/interactions",
+        &press("approve", &action_id, &approve_url),
+        SECRET,
+        now_s(),
+    );
+    assert_eq!(code, 200, "{why}");
+    let replaced = wait_for(Duration::from_secs(10), || {
+        got.lock()
+            .unwrap()
+            .responses
+            .iter()
+            .find(|r| r["replace_original"] == true && r.to_string().contains(&action_id))
+            .cloned()
+    })
+    .expect("the action message is replaced");
+    let text = all_text(&replaced);
+    assert!(text.contains("Decided by alice"), "{text}");
+    assert!(!text.contains("\"action_id\":\"approve\""), "{text}");
+    let (_, stored) = get(ns, &format!("/api/v1/actions/{action_id}"));
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["decided_by"], "alice");
+    assert!(
+        ["approved", "running"].contains(&stored["state"].as_str().unwrap()),
+        "{stored}"
     );
 
     let refused = got.lock().unwrap().refused.clone();

@@ -3,7 +3,7 @@
 use crate::codec::{
     enum_name, from_i64, from_json, nan_to_null, null_to_nan, parse_enum, seq, to_i64, to_json,
 };
-use crate::{AlertFilter, AnomalyFilter, IncidentFilter, Store, StoreError};
+use crate::{AlertFilter, AnomalyFilter, IncidentFilter, Store, StoreError, StoredAction};
 use async_trait::async_trait;
 use nightshift_core::{
     Alert, AlertStatus, Anomaly, Change, Entity, Evidence, Hypothesis, Incident, Millis,
@@ -407,6 +407,49 @@ impl Store for SqliteStore {
         }
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter().map(change_from_row).collect()
+    }
+
+    async fn upsert_action(&self, action: &StoredAction) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO actions (id, incident, state, updated_at, document) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET incident = excluded.incident, state = excluded.state, \
+             updated_at = excluded.updated_at, document = excluded.document",
+        )
+        .bind(action.id.as_str())
+        .bind(action.incident.as_str())
+        .bind(action.state.as_str())
+        .bind(action.updated_at)
+        .bind(to_json(&format!("action {}", action.id), &action.document)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn actions(&self, incident: Option<&str>) -> Result<Vec<StoredAction>, StoreError> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT id, incident, state, updated_at, document FROM actions WHERE 1 = 1",
+        );
+        if let Some(incident) = incident {
+            qb.push(" AND incident = ").push_bind(incident);
+        }
+        // Ids are act-NNNN: their length, then their text, is their order.
+        qb.push(" ORDER BY length(id), id");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                Ok(StoredAction {
+                    document: from_json(
+                        &format!("action {id}"),
+                        &row.try_get::<String, _>("document")?,
+                    )?,
+                    incident: row.try_get("incident")?,
+                    state: row.try_get("state")?,
+                    updated_at: row.try_get("updated_at")?,
+                    id,
+                })
+            })
+            .collect()
     }
 }
 

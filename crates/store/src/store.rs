@@ -42,4 +42,21 @@ pub trait Store: Send + Sync {
         since: Option<Millis>,
         limit: Option<u32>,
     ) -> Result<Vec<Change>, StoreError>;
+
+    /// Keeps a remediation action, a JSON document (the act crate's `Action`) with its id,
+    /// incident, state and time of last change; keeping the same id again replaces it.
+    async fn upsert_action(&self, action: &StoredAction) -> Result<(), StoreError>;
+
+    /// Actions, oldest first; only those of `incident` when given.
+    async fn actions(&self, incident: Option<&str>) -> Result<Vec<StoredAction>, StoreError>;
+}
+
+/// A remediation action as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAction {
+    pub id: String,
+    pub incident: String,
+    pub state: String,
+    pub updated_at: Millis,
+    pub document: serde_json::Value,
 }

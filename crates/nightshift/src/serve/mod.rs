@@ -8,10 +8,12 @@
 //! with backoff, so memory stays bounded under any burst and nothing that was answered 2xx is
 //! dropped.
 
+mod actions_api;
 mod api;
 mod metrics;
 mod on_open;
 mod receivers;
+mod remediate;
 mod slack_hooks;
 mod worker;
 
@@ -133,6 +135,10 @@ pub(crate) struct App {
     pub(crate) topology: Arc<Mutex<Topology>>,
     /// The Slack app, when configured.
     pub(crate) slack: Option<slack_hooks::SlackHooks>,
+    /// Runbooks, actions and their governance.
+    pub(crate) remediation: Arc<remediate::Remediation>,
+    /// The audit log's file, which `GET /api/v1/audit` reads.
+    pub(crate) audit_log: std::path::PathBuf,
     /// Running totals of OTLP delta series.
     deltas: Mutex<DeltaToCumulative>,
     hooks: crate::config::Hooks,
@@ -199,6 +205,7 @@ async fn run(config: Config) -> Result<()> {
         Some(k) => Some((kube_client(k).await?, k.namespace.clone())),
         None => None,
     };
+    let kube_client_for_actions = kube.as_ref().map(|(c, _)| c.clone());
     let cluster = kube.clone().map(|(client, namespace)| {
         tokio::spawn(crate::kube_watch::run(
             client,
@@ -262,6 +269,37 @@ async fn run(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
+    let slack_for_actions = match &config.slack {
+        Some(sc) if sc.bot_token.is_some() && sc.channel.is_some() => Some((
+            crate::slack::SlackApi::new(&sc.api_url, sc.bot_token.as_deref().unwrap_or_default())
+                .context("cannot build the HTTP client for Slack")?,
+            sc.channel.clone().unwrap_or_default(),
+            sc.signing_secret.is_some(),
+        )),
+        _ => None,
+    };
+    let remediation = {
+        let (queue, changes_store, metrics) = (tx.clone(), store.clone(), metrics.clone());
+        // A fix is a change: stored, then queued for the pipeline like any other.
+        let feed: remediate::FeedChange = Box::new(move |change: Change| {
+            let (queue, store, metrics) = (queue.clone(), changes_store.clone(), metrics.clone());
+            tokio::spawn(async move {
+                if let Err(e) = store.record_change(&change).await {
+                    tracing::error!("cannot store the change an action made: {e}");
+                    return;
+                }
+                submit(&queue, &metrics.queue_depth, Work::Changes(vec![change])).await;
+            });
+        });
+        remediate::Remediation::new(
+            &config,
+            store.clone(),
+            kube_client_for_actions,
+            feed,
+            slack_for_actions,
+        )
+        .await?
+    };
     // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
     // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
     // Incidents of earlier runs: history for new ones, and their ids are not reused.
@@ -287,6 +325,16 @@ async fn run(config: Config) -> Result<()> {
         }
         _ => None,
     };
+    let remediation_feed = {
+        let (itx, mut irx) = tokio::sync::mpsc::channel::<Incident>(1024);
+        let remediation = remediation.clone();
+        tokio::spawn(async move {
+            while let Some(incident) = irx.recv().await {
+                remediation.on_incident(incident).await;
+            }
+        });
+        itx
+    };
     let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
     let recorder = tokio::spawn(record(store.clone(), rec_rx));
     let worker = {
@@ -306,6 +354,7 @@ async fn run(config: Config) -> Result<()> {
                     link_base,
                     slack: slack_notices,
                     opened,
+                    remediation: remediation_feed,
                     records: rec_tx,
                     topology: worker_topology,
                 };
@@ -318,6 +367,8 @@ async fn run(config: Config) -> Result<()> {
         queue_capacity: config.serve.queue,
         assistant: assistant.clone(),
         slack,
+        remediation,
+        audit_log: config.act.audit_log.clone(),
         store,
         topology,
         hooks: config.hooks.clone(),
@@ -350,6 +401,15 @@ async fn run(config: Config) -> Result<()> {
         .route("/api/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/explanation", get(api::explanation))
         .route("/api/v1/ask", post(api::ask))
+        .route("/api/v1/actions", get(actions_api::actions))
+        .route("/api/v1/actions/{id}", get(actions_api::action))
+        .route("/api/v1/actions/{id}/approve", post(actions_api::approve))
+        .route("/api/v1/actions/{id}/reject", post(actions_api::reject))
+        .route(
+            "/api/v1/kill-switch",
+            get(actions_api::kill_switch_state).post(actions_api::kill_switch),
+        )
+        .route("/api/v1/audit", get(actions_api::audit))
         .route("/api/v1/anomalies", get(api::anomalies))
         .route("/api/v1/topology", get(api::topology))
         .route("/metrics", get(metrics_page))

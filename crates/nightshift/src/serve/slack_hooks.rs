@@ -237,10 +237,32 @@ pub(super) async fn slack_interaction(
                 Ok(None) => ephemeral(&format!("There is no incident {id}.")),
                 Err(e) => ephemeral(&format!("Cannot read the database: {e}")),
             },
-            "approve" | "reject" => ephemeral(&format!(
-                "There is no pending action {id:?} to {}: remediation has not proposed it.",
-                action.action_id
-            )),
+            "approve" | "reject" => {
+                let approve = action.action_id == "approve";
+                match app.remediation.approver(None, Some(&interaction.user.id)) {
+                    None => ephemeral(&format!(
+                        "You are not an approver: ask for your Slack user id ({}) to be added to act.approvers.",
+                        interaction.user.id
+                    )),
+                    Some(name) => {
+                        let decided = if approve {
+                            app.remediation.approve(&id, &name).await
+                        } else {
+                            app.remediation
+                                .reject(&id, &name, "rejected in Slack")
+                                .await
+                        };
+                        match decided {
+                            Ok(a) => {
+                                let mut m = crate::slack::action_message(&a, true);
+                                m["replace_original"] = true.into();
+                                m
+                            }
+                            Err((_, message)) => ephemeral(&message),
+                        }
+                    }
+                }
+            }
             // The "Open in Nightshift" link button: Slack opens the link itself.
             _ => continue,
         };

@@ -14,6 +14,8 @@ pub(super) struct Outbox {
     pub(super) slack: Option<tokio::sync::mpsc::Sender<nightshift_core::Incident>>,
     /// Ids of incidents opened or reopened, for the investigation on opening, when it runs.
     pub(super) opened: Option<tokio::sync::mpsc::Sender<String>>,
+    /// Incidents for remediation (runbooks matched, actions offered).
+    pub(super) remediation: tokio::sync::mpsc::Sender<nightshift_core::Incident>,
     pub(super) records: tokio::sync::mpsc::Sender<Record>,
     pub(super) topology: Arc<Mutex<Topology>>,
 }
@@ -169,6 +171,9 @@ pub(super) fn work(
                     out.record(Record::Incident(Box::new(i.clone())));
                     out.send(incident_notice(i, format!("{}/{id}", out.link_base)));
                     out.to_slack(i);
+                    if out.remediation.try_send(i.clone()).is_err() {
+                        tracing::warn!(incident = %id, "remediation is behind; this update of the incident is not matched against the runbooks");
+                    }
                 }
             }
             if let Ok(mut t) = out.topology.lock() {

@@ -685,3 +685,33 @@ fn recognises_in_memory_locations() {
         assert!(!is_in_memory(loc), "{loc}");
     }
 }
+
+#[tokio::test]
+async fn actions_are_kept_replaced_by_id_and_listed_in_id_order() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    let action = |id: &str, incident: &str, state: &str| StoredAction {
+        id: id.into(),
+        incident: incident.into(),
+        state: state.into(),
+        updated_at: 1_000,
+        document: serde_json::json!({"id": id, "state": state}),
+    };
+    for a in [
+        action("act-10000", "inc-2", "pending"),
+        action("act-9999", "inc-1", "pending"),
+        action("act-0002", "inc-1", "approved"),
+    ] {
+        store.upsert_action(&a).await.unwrap();
+    }
+    store
+        .upsert_action(&action("act-9999", "inc-1", "fixed"))
+        .await
+        .unwrap();
+    let all = store.actions(None).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, ["act-0002", "act-9999", "act-10000"]);
+    assert_eq!(all[1].state, "fixed");
+    assert_eq!(all[1].document["state"], "fixed");
+    let of_one = store.actions(Some("inc-2")).await.unwrap();
+    assert_eq!(of_one, [action("act-10000", "inc-2", "pending")]);
+}

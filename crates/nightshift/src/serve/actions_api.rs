@@ -1,0 +1,243 @@
+//! The remediation API: actions (`GET /api/v1/actions`, `GET /api/v1/actions/{id}`), their
+//! approval and rejection (`POST /api/v1/actions/{id}/approve|reject`), the kill switch
+//! (`POST /api/v1/kill-switch`) and the audit log (`GET /api/v1/audit`). Deciding takes an
+//! approver's bearer token (`act.approvers`): who decides is who the token names, and what they
+//! may approve is their role.
+
+use super::{App, text};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionQuery {
+    incident: Option<String>,
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+const STATES: [&str; 9] = [
+    "suggested",
+    "pending",
+    "approved",
+    "rejected",
+    "refused",
+    "cancelled",
+    "running",
+    "fixed",
+    "failed",
+];
+
+/// `GET /api/v1/actions?incident=ID&state=pending&limit=N`: newest first.
+pub(super) async fn actions(
+    State(app): State<Arc<App>>,
+    query: Result<Query<ActionQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("actions: {e}")),
+    };
+    if let Some(s) = &q.state
+        && !STATES.contains(&s.as_str())
+    {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("actions: state {s:?} is not one of {}", STATES.join(", ")),
+        );
+    }
+    let mut list = app.remediation.actions(q.incident.as_deref());
+    list.retain(|a| q.state.as_deref().is_none_or(|s| a.state.as_str() == s));
+    list.reverse();
+    list.truncate(q.limit.unwrap_or(1000).min(10_000) as usize);
+    Json(list).into_response()
+}
+
+/// `GET /api/v1/actions/{id}`.
+pub(super) async fn action(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match app.remediation.action(&id) {
+        Some(a) => Json(a).into_response(),
+        None => text(StatusCode::NOT_FOUND, format!("there is no action {id}")),
+    }
+}
+
+/// The approver the request's bearer token names, or the answer to give instead.
+fn approver(app: &App, headers: &HeaderMap, what: &str) -> Result<String, Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return Err(Box::new(text(
+            StatusCode::UNAUTHORIZED,
+            format!("{what}: send Authorization: Bearer <token> of an approver (act.approvers)"),
+        )));
+    };
+    app.remediation.approver(Some(token), None).ok_or_else(|| {
+        Box::new(text(
+            StatusCode::FORBIDDEN,
+            format!("{what}: the token is not an approver's (act.approvers)"),
+        ))
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    reason: Option<String>,
+}
+
+/// An optional JSON body, or the 400 naming what is wrong with it.
+fn body<T: Default + for<'a> Deserialize<'a>>(
+    bytes: &[u8],
+    what: &str,
+    shape: &str,
+) -> Result<T, Box<Response>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        Box::new(text(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: the body must be {shape} ({e})"),
+        ))
+    })
+}
+
+fn answer(r: Result<nightshift_act::Action, (StatusCode, String)>, what: &str) -> Response {
+    match r {
+        Ok(a) => Json(a).into_response(),
+        Err((status, message)) => text(status, format!("{what}: {message}")),
+    }
+}
+
+/// `POST /api/v1/actions/{id}/approve`: runs the action once its preconditions hold again.
+pub(super) async fn approve(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let what = format!("approve {id}");
+    let who = match approver(&app, &headers, &what) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    if let Err(r) = body::<Decision>(&bytes, &what, "{\"reason\": \"...\"} or empty") {
+        return *r;
+    }
+    answer(app.remediation.approve(&id, &who).await, &what)
+}
+
+/// `POST /api/v1/actions/{id}/reject` with an optional `{"reason": "..."}`.
+pub(super) async fn reject(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let what = format!("reject {id}");
+    let who = match approver(&app, &headers, &what) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let d: Decision = match body(&bytes, &what, "{\"reason\": \"...\"} or empty") {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let reason = d.reason.unwrap_or_else(|| "rejected".into());
+    answer(app.remediation.reject(&id, &who, &reason).await, &what)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct KillSwitch {
+    on: Option<bool>,
+}
+
+/// `GET /api/v1/kill-switch`: whether it is on.
+pub(super) async fn kill_switch_state(State(app): State<Arc<App>>) -> Response {
+    Json(json!({"on": app.remediation.killed()})).into_response()
+}
+
+/// `POST /api/v1/kill-switch` with `{"on": true|false}`: on stops every automatic action and
+/// cancels those waiting for approval.
+pub(super) async fn kill_switch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let what = "kill switch";
+    let who = match approver(&app, &headers, what) {
+        Ok(w) => w,
+        Err(r) => return *r,
+    };
+    let k: KillSwitch = match body(&bytes, what, "{\"on\": true} or {\"on\": false}") {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let Some(on) = k.on else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            format!("{what}: the body must be {{\"on\": true}} or {{\"on\": false}}"),
+        );
+    };
+    match app.remediation.kill_switch(on, &who).await {
+        Ok(cancelled) => {
+            Json(json!({"on": app.remediation.killed(), "cancelled": cancelled})).into_response()
+        }
+        Err((status, message)) => text(status, format!("{what}: {message}")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    /// Entries after this sequence number.
+    after: Option<u64>,
+    limit: Option<u32>,
+    action: Option<String>,
+}
+
+/// `GET /api/v1/audit?after=SEQ&action=ID&limit=N`: audit entries in order, as written.
+pub(super) async fn audit(
+    State(app): State<Arc<App>>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("audit: {e}")),
+    };
+    let path = app.audit_log.clone();
+    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
+    let content = match read {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Ok(Err(e)) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("audit: cannot read the audit log ({e})"),
+            );
+        }
+        Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("audit: {e}")),
+    };
+    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
+    let entries: Vec<Value> = content
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| q.after.is_none_or(|after| e["seq"].as_u64() > Some(after)))
+        .filter(|e| {
+            q.action
+                .as_deref()
+                .is_none_or(|id| e["action"].as_str() == Some(id))
+        })
+        .take(limit)
+        .collect();
+    Json(entries).into_response()
+}

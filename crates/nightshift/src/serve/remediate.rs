@@ -1,0 +1,499 @@
+//! Remediation in `serve`: each incident update is matched against the runbooks; what they
+//! propose becomes an action under the governor (suggested, waiting for approval, or approved
+//! on its own for `auto` runbooks within their limits). Approved actions run in the background:
+//! their steps, then the verification, then the rollback and an escalation when it fails.
+//! Every action is kept in the store as it changes, and every decision in the audit log.
+
+use crate::config::{Approver, Config};
+use crate::now_ms;
+use anyhow::{Context, Result};
+use axum::http::StatusCode;
+use nightshift_act::execute::{self, Check, Executor, Polling, Verifier};
+use nightshift_act::govern::GovernError;
+use nightshift_act::{Action, AuditLog, Governor, Runbook, State};
+use nightshift_core::{Alert, Change, ChangeKind, Incident, IncidentStatus};
+use nightshift_store::{AlertFilter, SqliteStore, Store, StoredAction};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A refusal to answer with: its status and message.
+pub(crate) type Refusal = (StatusCode, String);
+
+/// Feeds a fix back to the pipeline as a change, so that the incident's resolution (and later
+/// incidents' "what fixed it last time") names it.
+pub(crate) type FeedChange = Box<dyn Fn(Change) + Send + Sync>;
+
+pub(crate) struct Remediation {
+    runbooks: Vec<Runbook>,
+    governor: Mutex<Governor>,
+    executor: Executor,
+    verifier: Arc<dyn Verifier>,
+    store: SqliteStore,
+    polling: Polling,
+    approvers: Vec<Approver>,
+    feed: FeedChange,
+    /// Where actions waiting for approval are posted, with their buttons: the Slack API, the
+    /// channel, and whether the app takes interactions.
+    slack: Option<(crate::slack::SlackApi, String, bool)>,
+}
+
+/// Verifications against the configured Prometheus (PromQL: holds when the query returns a
+/// sample) and the store (`incident_resolved`).
+struct Signals {
+    store: SqliteStore,
+    prometheus: Option<(reqwest::Client, String)>,
+}
+
+impl Verifier for Signals {
+    fn holds<'a>(
+        &'a self,
+        check: &'a Check,
+        incident: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move {
+            match check {
+                Check::Signal(s) if s == "incident_resolved" => {
+                    let i = self
+                        .store
+                        .incident(incident)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(i.is_some_and(|i| i.status == IncidentStatus::Resolved))
+                }
+                Check::Signal(s) => Err(format!("unknown signal {s}")),
+                Check::Promql(q) => {
+                    let (client, url) = self
+                        .prometheus
+                        .as_ref()
+                        .ok_or("a PromQL verification needs prometheus.url in the configuration")?;
+                    let r = client
+                        .get(format!("{}/api/v1/query", url.trim_end_matches('/')))
+                        .query(&[("query", q.as_str())])
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = r.status();
+                    let body = r.bytes().await.map_err(|e| e.to_string())?;
+                    nightshift_ingest::decode_query_response(&body, "verify")
+                        .map(|samples| !samples.is_empty())
+                        .map_err(|e| format!("{status}: {e}"))
+                }
+            }
+        })
+    }
+}
+
+/// The kind of change a fix by `runbook` is, by its first step.
+fn change_kind(runbook: &Runbook) -> ChangeKind {
+    match runbook.steps.first().map(|s| s.uses.as_str()) {
+        Some("kubernetes.scale") => ChangeKind::Scale,
+        Some("kubernetes.rollback") => ChangeKind::Rollback,
+        Some(u) if u.starts_with("kubernetes.") => ChangeKind::Config,
+        _ => ChangeKind::Infrastructure,
+    }
+}
+
+impl Remediation {
+    /// Loads the runbooks, opens the audit log (with its export), and takes back the actions of
+    /// earlier runs from the store.
+    pub(crate) async fn new(
+        config: &Config,
+        store: SqliteStore,
+        kube: Option<kube::Client>,
+        feed: FeedChange,
+        slack: Option<(crate::slack::SlackApi, String, bool)>,
+    ) -> Result<Arc<Self>> {
+        let act = &config.act;
+        let runbooks = match &act.runbooks {
+            Some(dir) => crate::remediation::load(dir, &act.commands)?,
+            None => Vec::new(),
+        };
+        let mut audit = AuditLog::open(&act.audit_log).with_context(|| {
+            format!(
+                "act.audit_log: cannot open {}; `nightshift audit verify` names a broken entry",
+                act.audit_log.display()
+            )
+        })?;
+        if let Some(export) = &act.audit_export {
+            audit.export_to(audit_export(export)?);
+        }
+        let mut policy = act.policy.clone();
+        // A kill switch turned on by request stays on across restarts: the audit log says.
+        policy.kill_switch |= last_kill_switch(&act.audit_log) == Some(true);
+        let mut governor = Governor::new(policy, audit);
+        let kept = store
+            .actions(None)
+            .await
+            .context("cannot read the actions of earlier runs from the database")?;
+        let actions = kept
+            .into_iter()
+            .filter_map(|a| serde_json::from_value::<Action>(a.document).ok())
+            .collect();
+        governor.restore(actions, now_ms());
+        // No redirects: `http_hosts` is checked before sending, and a redirect would leave it.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client for remediation")?;
+        let mut executor = Executor {
+            commands: act.commands.clone(),
+            ..Executor::default()
+        };
+        let endpoints: Arc<dyn execute::Provider> = Arc::new(execute::Http {
+            endpoints: act.endpoints.clone(),
+            client: http.clone(),
+        });
+        for family in ["http", "notify", "ticket"] {
+            executor = executor.with(family, endpoints.clone());
+        }
+        if let Some(client) = kube {
+            executor = executor.with(
+                "kubernetes",
+                Arc::new(nightshift_act::kubernetes::Kubernetes::new(
+                    client,
+                    "nightshift",
+                )),
+            );
+        }
+        let verifier = Arc::new(Signals {
+            store: store.clone(),
+            prometheus: config.prometheus.as_ref().map(|p| (http, p.url.clone())),
+        });
+        Ok(Arc::new(Self {
+            runbooks,
+            governor: Mutex::new(governor),
+            executor,
+            verifier,
+            store,
+            polling: Polling {
+                every: Duration::from_millis(act.verify_every_ms as u64),
+                within: None,
+            },
+            approvers: act.approvers.clone(),
+            feed,
+            slack,
+        }))
+    }
+
+    fn governor(&self) -> std::sync::MutexGuard<'_, Governor> {
+        self.governor
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn runbook(&self, name: &str) -> Option<&Runbook> {
+        self.runbooks.iter().find(|r| r.name == name)
+    }
+
+    /// Keeps `action` in the store.
+    async fn keep(&self, action: Action) {
+        let stored = StoredAction {
+            id: action.id.clone(),
+            incident: action.proposal.incident.clone(),
+            state: action.state.as_str().to_string(),
+            updated_at: action.decided_at.unwrap_or(action.created_at).max(now_ms()),
+            document: serde_json::to_value(&action).unwrap_or_default(),
+        };
+        if let Err(e) = self.store.upsert_action(&stored).await {
+            tracing::error!(action = %action.id, "cannot keep the action in the database: {e}");
+        }
+    }
+
+    /// Every action, or those of one incident, oldest first.
+    pub(crate) fn actions(&self, incident: Option<&str>) -> Vec<Action> {
+        self.governor()
+            .actions()
+            .filter(|a| incident.is_none_or(|i| a.proposal.incident == i))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn action(&self, id: &str) -> Option<Action> {
+        self.governor().action(id).cloned()
+    }
+
+    /// Whether the kill switch is on (by configuration, API or its file).
+    pub(crate) fn killed(&self) -> bool {
+        self.governor().policy.killed()
+    }
+
+    /// The alerts of `incident`, as stored.
+    async fn alerts_of(&self, incident: &Incident) -> Vec<Alert> {
+        let filter = AlertFilter {
+            since: Some(incident.opened_at - 6 * 3_600_000),
+            limit: Some(5_000),
+            ..AlertFilter::default()
+        };
+        match self.store.alerts(&filter).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|a| incident.alerts.contains(&a.fingerprint))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(incident = %incident.id, "cannot read the incident's alerts: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Offers what the runbooks propose for `incident`; runs what is approved on its own.
+    pub(crate) async fn on_incident(self: &Arc<Self>, incident: Incident) {
+        if self.runbooks.is_empty() || incident.status == IncidentStatus::Resolved {
+            return;
+        }
+        let alerts = self.alerts_of(&incident).await;
+        for proposal in nightshift_act::propose(&self.runbooks, &incident, &alerts) {
+            let Some(runbook) = self.runbook(&proposal.runbook) else {
+                continue;
+            };
+            let offered = {
+                let mut g = self.governor();
+                let (incident, name) = (&proposal.incident, &proposal.runbook);
+                let known = g
+                    .actions()
+                    .any(|a| &a.proposal.incident == incident && &a.proposal.runbook == name);
+                g.offer(runbook, proposal, now_ms())
+                    .map(|a| (a.clone(), !known))
+            };
+            match offered {
+                Ok((a, fresh)) => {
+                    let id = a.id.clone();
+                    let state = a.state;
+                    if fresh && state == State::Pending {
+                        self.post_to_slack(&a).await;
+                    }
+                    self.keep(a).await;
+                    if fresh && state == State::Approved {
+                        self.spawn_run(id);
+                    }
+                }
+                Err(e) => tracing::error!(incident = %incident.id, "cannot offer an action: {e}"),
+            }
+        }
+    }
+
+    /// Posts an action waiting for approval to the Slack channel, with its buttons.
+    async fn post_to_slack(&self, action: &Action) {
+        let Some((api, channel, interactive)) = &self.slack else {
+            return;
+        };
+        let mut body = crate::slack::action_message(action, *interactive);
+        body["channel"] = serde_json::json!(channel);
+        if let Err(e) = api.call("chat.postMessage", &body).await {
+            tracing::warn!(action = %action.id, "cannot post the action to Slack: {e}");
+        }
+    }
+
+    /// The approver a bearer token or Slack user id names.
+    pub(crate) fn approver(&self, token: Option<&str>, slack: Option<&str>) -> Option<String> {
+        self.approvers
+            .iter()
+            .find(|a| {
+                (token.is_some() && a.token.as_deref() == token)
+                    || (slack.is_some() && a.slack.as_deref() == slack)
+            })
+            .map(|a| a.name.clone())
+    }
+
+    /// `who` approves action `id`: re-checked (the incident may have resolved, a limit may have
+    /// been reached), then run in the background.
+    pub(crate) async fn approve(self: &Arc<Self>, id: &str, who: &str) -> Result<Action, Refusal> {
+        let action = self.action(id).ok_or_else(|| not_found(id))?;
+        let runbook = self.runbook(&action.proposal.runbook).ok_or_else(|| {
+            (
+                StatusCode::CONFLICT,
+                format!(
+                    "runbook {} is no longer loaded; the action cannot run",
+                    action.proposal.runbook
+                ),
+            )
+        })?;
+        let still_called_for = match self.store.incident(&action.proposal.incident).await {
+            Ok(i) => i.is_some_and(|i| i.status != IncidentStatus::Resolved),
+            Err(e) => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read the incident: {e}"),
+                ));
+            }
+        };
+        let decided = self
+            .governor()
+            .approve(runbook, id, who, still_called_for, now_ms())
+            .cloned();
+        // A refusal may have changed the action (refused, cancelled): keep it either way.
+        if let Some(a) = self.action(id) {
+            self.keep(a).await;
+        }
+        let a = decided.map_err(refusal)?;
+        self.spawn_run(a.id.clone());
+        Ok(a)
+    }
+
+    /// `who` rejects action `id`.
+    pub(crate) async fn reject(
+        &self,
+        id: &str,
+        who: &str,
+        reason: &str,
+    ) -> Result<Action, Refusal> {
+        let a = self
+            .governor()
+            .reject(id, who, reason, now_ms())
+            .cloned()
+            .map_err(refusal)?;
+        self.keep(a.clone()).await;
+        Ok(a)
+    }
+
+    /// Turns the kill switch on or off; on, it cancels every action waiting for approval.
+    pub(crate) async fn kill_switch(&self, on: bool, who: &str) -> Result<Vec<String>, Refusal> {
+        let cancelled = self
+            .governor()
+            .kill_switch(on, who, now_ms())
+            .map_err(refusal)?;
+        for id in &cancelled {
+            if let Some(a) = self.action(id) {
+                self.keep(a).await;
+            }
+        }
+        Ok(cancelled)
+    }
+
+    fn spawn_run(self: &Arc<Self>, id: String) {
+        let me = self.clone();
+        tokio::spawn(async move { me.run(&id).await });
+    }
+
+    /// Runs approved action `id`: its steps, its verification, and when either fails its
+    /// rollback; a fix is fed back as a change.
+    async fn run(&self, id: &str) {
+        let started = self.governor().start(id, now_ms()).cloned();
+        let action = match started {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some(a) = self.action(id) {
+                    self.keep(a).await;
+                }
+                tracing::warn!(action = %id, "the action does not run: {e}");
+                return;
+            }
+        };
+        self.keep(action.clone()).await;
+        let Some(runbook) = self.runbook(&action.proposal.runbook) else {
+            return;
+        };
+        let mut report = |record: &execute::StepRecord, rollback: bool| {
+            if let Err(e) = self.governor().step(id, record, rollback, now_ms()) {
+                tracing::error!(action = %id, "cannot write a step to the audit log: {e}");
+            }
+        };
+        let execution = execute::execute(
+            &self.executor,
+            self.verifier.as_ref(),
+            runbook,
+            &action.proposal.incident,
+            &action.proposal.context,
+            self.polling,
+            &mut report,
+        )
+        .await;
+        let fixed = execution.fixed;
+        let summary = execution.summary.clone();
+        let finished = self.governor().finish(id, execution, now_ms()).cloned();
+        match finished {
+            Ok(a) => {
+                tracing::info!(action = %id, runbook = %runbook.name, fixed, %summary, "action done");
+                if fixed {
+                    (self.feed)(Change {
+                        id: format!("nightshift-{id}"),
+                        ts: now_ms(),
+                        kind: change_kind(runbook),
+                        target: a.proposal.target.name.clone(),
+                        version: Some(format!("runbook {}, {id}", runbook.name)),
+                        description: summary,
+                    });
+                }
+                self.keep(a).await;
+            }
+            Err(e) => tracing::error!(action = %id, "cannot record the action's outcome: {e}"),
+        }
+    }
+}
+
+/// Whether the audit log's last kill-switch entry turned it on (`None`: it has none).
+fn last_kill_switch(path: &std::path::Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().rev().find_map(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).ok()?;
+        match e["event"].as_str()? {
+            "kill_switch_on" => Some(true),
+            "kill_switch_off" => Some(false),
+            _ => None,
+        }
+    })
+}
+
+fn not_found(id: &str) -> Refusal {
+    (StatusCode::NOT_FOUND, format!("there is no action {id}"))
+}
+
+fn refusal(e: GovernError) -> Refusal {
+    let status = match &e {
+        GovernError::NotFound(_) => StatusCode::NOT_FOUND,
+        GovernError::NotPending { .. } => StatusCode::CONFLICT,
+        GovernError::Refused(_) => StatusCode::FORBIDDEN,
+        GovernError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, e.to_string())
+}
+
+/// Copies each audit line to the export's file and/or webhook (POSTed in the background, in
+/// order; a failing webhook is logged, never blocking the audit log).
+fn audit_export(export: &crate::config::AuditExport) -> Result<nightshift_act::audit::Export> {
+    use std::io::Write;
+    let mut file = match &export.file {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("act.audit_export.file: cannot open {path}"))?,
+        ),
+        None => None,
+    };
+    let webhook = export.webhook.clone().map(|url| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while let Some(line) = rx.recv().await {
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(line)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => {}
+                    Ok(r) => tracing::warn!(status = %r.status(), "the audit export webhook refused an entry"),
+                    Err(e) => tracing::warn!("cannot send an audit entry to the export webhook: {e}"),
+                }
+            }
+        });
+        tx
+    });
+    Ok(Box::new(move |line: &str| {
+        if let Some(f) = &mut file
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::warn!("cannot copy an audit entry to the export file: {e}");
+        }
+        if let Some(tx) = &webhook {
+            let _ = tx.send(line.to_string());
+        }
+    }))
+}

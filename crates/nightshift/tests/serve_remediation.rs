@@ -1,0 +1,282 @@
+//! Remediation in `nightshift serve`, verified against a real Prometheus (Debian's, installed by
+//! `scripts/test`): an incident's runbooks become actions; an automatic one runs its real
+//! command and is verified by PromQL (fixed, and fed back as a change); one whose verification
+//! never holds is rolled back and escalated; approvals go by the approver's token and role,
+//! through the API and the CLI; the kill switch cancels what waits; every decision is in the
+//! audit log, whose chain holds and whose export copies it; actions outlive a restart.
+
+mod common;
+
+use common::{
+    free_port, get, http, nightshift, post_alert_storm, prometheus_binary, start_nightshift_with,
+    start_prometheus, temp_dir, wait_for,
+};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const ALICE: &str = "alice-token-0123456789";
+const BOB: &str = "bob-token-0123456789ab";
+
+/// Three runbooks for checkout: automatic (verified by a query that holds), approve/medium
+/// (verified by one that never holds, so it is rolled back), approve/high.
+fn write_runbooks(dir: &Path) {
+    let runbooks = dir.join("runbooks");
+    std::fs::create_dir_all(&runbooks).unwrap();
+    let files = [
+        (
+            "restart.yaml",
+            r#"name: restart-checkout
+trigger: {services: [checkout]}
+mode: auto
+risk: low
+limits: {per_hour: 1}
+steps:
+  - id: restart
+    uses: command.run
+    with:
+      program: /bin/echo
+      args: [restarted, {value: "{{ target.name }}", is: k8s_name}]
+verify:
+  promql: 'up{job="prometheus"} == 1'
+  within: 60s
+"#,
+        ),
+        (
+            "tune.yaml",
+            r#"name: tune-checkout
+trigger: {services: [checkout]}
+mode: approve
+risk: medium
+steps:
+  - uses: command.run
+    with:
+      program: /bin/echo
+      args: [tuned, {value: "{{ target.name }}", is: k8s_name}]
+verify:
+  promql: 'up{job="no-such-job"} == 1'
+  within: 3s
+rollback:
+  - uses: command.run
+    with:
+      program: /bin/echo
+      args: [untuned]
+"#,
+        ),
+        (
+            "drain.yaml",
+            r#"name: drain-checkout
+trigger: {services: [checkout]}
+mode: approve
+risk: high
+steps:
+  - uses: command.run
+    with:
+      program: /bin/echo
+      args: [drained]
+verify:
+  signal: incident_resolved
+  within: 10m
+"#,
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(runbooks.join(name), text).unwrap();
+    }
+}
+
+fn actions(port: u16) -> Vec<Value> {
+    let (status, body) = get(port, "/api/v1/actions");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The action of `runbook`, once `done` holds for it.
+fn action_of(port: u16, runbook: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for(Duration::from_secs(60), || {
+        actions(port)
+            .into_iter()
+            .find(|a| a["proposal"]["runbook"] == runbook && done(a))
+    })
+    .unwrap_or_else(|| panic!("{runbook}: {:#?}", actions(port)))
+}
+
+fn decide(port: u16, id: &str, verb: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth
+        .as_deref()
+        .map(|a| vec![("Authorization", a)])
+        .unwrap_or_default();
+    http(
+        port,
+        "POST",
+        &format!("/api/v1/actions/{id}/{verb}"),
+        &headers,
+        b"",
+    )
+}
+
+fn audit_events(port: u16, action: &str) -> Vec<String> {
+    let (_, body) = get(port, &format!("/api/v1/audit?action={action}"));
+    let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
+    entries
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
+    let Some(prometheus) = prometheus_binary() else {
+        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+        return;
+    };
+    let dir = temp_dir("serve-remediation");
+    write_runbooks(&dir);
+    let (ns, prom) = (free_port(), free_port());
+    let _prometheus = start_prometheus(
+        prometheus,
+        &dir,
+        prom,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n"
+        ),
+    );
+    let audit = dir.join("audit.jsonl");
+    let export = dir.join("siem.jsonl");
+    let config = format!(
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
+        dir.join("runbooks").display(),
+        audit.display(),
+        export.display(),
+    );
+    let nightshift_serve = start_nightshift_with(&dir, ns, &config);
+    let incident = post_alert_storm(ns, "checkout", &["CheckoutErrorsHigh", "CheckoutDown"]);
+
+    // The automatic action ran its command, and Prometheus says it worked: fixed.
+    let auto = action_of(ns, "restart-checkout", |a| a["state"] == "fixed");
+    assert_eq!(auto["proposal"]["incident"], incident.as_str());
+    assert_eq!(auto["decided_by"], "nightshift");
+    let step = &auto["execution"]["steps"][0];
+    assert_eq!(step["request"]["program"], "/bin/echo");
+    assert_eq!(
+        step["request"]["args"],
+        serde_json::json!(["restarted", "checkout"])
+    );
+    assert_eq!(step["output"]["stdout"], "restarted checkout\n");
+    assert_eq!(auto["execution"]["verified"], true);
+    let id = auto["id"].as_str().unwrap();
+    assert_eq!(
+        audit_events(ns, id),
+        ["approved", "started", "step", "fixed"]
+    );
+    // The fix is a change on checkout, which the incident's resolution will name.
+    let change = wait_for(Duration::from_secs(20), || {
+        let (_, body) = get(ns, "/api/v1/changes");
+        let list: Vec<Value> = serde_json::from_str(&body).ok()?;
+        list.into_iter()
+            .find(|c| c["version"].as_str().is_some_and(|v| v.contains(id)))
+    })
+    .expect("the fix recorded as a change");
+    assert_eq!(change["target"], "checkout");
+
+    // Two wait for approval, and nothing of theirs ran.
+    let tune = action_of(ns, "tune-checkout", |a| a["state"] == "pending");
+    let drain = action_of(ns, "drain-checkout", |a| a["state"] == "pending");
+    let (tune_id, drain_id) = (tune["id"].as_str().unwrap(), drain["id"].as_str().unwrap());
+    assert!(tune.get("execution").is_none());
+
+    // No token, a stranger's token, and a role too low are refused; the last is audited.
+    let (code, why) = decide(ns, drain_id, "approve", None);
+    assert_eq!(code, 401, "{why}");
+    let (code, why) = decide(ns, drain_id, "approve", Some("not-a-token-of-anyone"));
+    assert_eq!(code, 403, "{why}");
+    let (code, why) = decide(ns, drain_id, "approve", Some(BOB));
+    assert_eq!(code, 403, "{why}");
+    assert!(
+        why.contains("bob may not approve a high risk action"),
+        "{why}"
+    );
+    assert_eq!(audit_events(ns, drain_id), ["proposed", "refused"]);
+
+    // Bob approves the medium one through the CLI; its verification never holds: rolled back
+    // and escalated.
+    let server = format!("http://127.0.0.1:{ns}");
+    let out = nightshift(&["approve", tune_id, "--token", BOB, "--server", &server]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains(tune_id) && said.contains("by bob"), "{said}");
+    let failed = action_of(ns, "tune-checkout", |a| a["state"] == "failed");
+    assert_eq!(failed["execution"]["verified"], false);
+    assert_eq!(
+        failed["execution"]["rollback"][0]["output"]["stdout"],
+        "untuned\n"
+    );
+    assert!(
+        failed["execution"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rolled back; escalated"),
+        "{failed}"
+    );
+    assert_eq!(
+        audit_events(ns, tune_id),
+        [
+            "proposed",
+            "approved",
+            "started",
+            "step",
+            "rollback_step",
+            "not_fixed",
+            "escalated"
+        ]
+    );
+
+    // The kill switch cancels what still waits; approving it afterwards is a conflict.
+    let out = nightshift(&["kill-switch", "on", "--token", ALICE, "--server", &server]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("cancelled {drain_id}")),
+        "{out:?}"
+    );
+    assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
+    let (code, why) = decide(ns, drain_id, "approve", Some(ALICE));
+    assert_eq!(code, 409, "{why}");
+    assert!(why.contains("cancelled"), "{why}");
+
+    // The CLI lists them; a bad state filter is named.
+    let out = nightshift(&["actions", "--server", &server]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for (id, state) in [(id, "fixed"), (tune_id, "failed"), (drain_id, "cancelled")] {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.starts_with(id) && l.contains(state)),
+            "{listed}"
+        );
+    }
+    let (code, why) = get(ns, "/api/v1/actions?state=done");
+    assert_eq!(code, 400, "{why}");
+    assert!(why.contains("not one of"), "{why}");
+
+    // The chain holds, and the export holds the same lines.
+    let out = nightshift(&["audit", "verify", "--file", audit.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&audit).unwrap(),
+        std::fs::read_to_string(&export).unwrap()
+    );
+
+    // After a restart the actions are still there, and the incident is not offered its
+    // runbooks again.
+    drop(nightshift_serve);
+    let _again = start_nightshift_with(&dir, ns, &config);
+    let kept = actions(ns);
+    assert_eq!(kept.len(), 3, "{kept:#?}");
+    assert!(
+        kept.iter()
+            .any(|a| a["id"] == drain_id && a["state"] == "cancelled")
+    );
+    // The kill switch turned on by request is still on.
+    assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
+}
