@@ -72,6 +72,9 @@ pub struct Executor {
     pub dry_run: bool,
 }
 
+/// Why a step did not run when the kill switch went on during a run.
+pub const STOPPED: &str = "stopped: the kill switch is on";
+
 /// How long a command may run when its step does not say.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -91,8 +94,32 @@ impl Executor {
         context: &mut Value,
         report: &mut (dyn FnMut(&StepRecord) + Send),
     ) -> (Vec<StepRecord>, bool) {
+        self.run_until(steps, context, report, &|| false).await
+    }
+
+    /// [`Executor::run`], stopping before any step once `stop` says so (the kill switch).
+    pub async fn run_until(
+        &self,
+        steps: &[Step],
+        context: &mut Value,
+        report: &mut (dyn FnMut(&StepRecord) + Send),
+        stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> (Vec<StepRecord>, bool) {
         let mut records = Vec::new();
         for s in steps {
+            if stop() {
+                let record = StepRecord {
+                    id: s.id.clone(),
+                    uses: s.uses.clone(),
+                    ran: false,
+                    request: None,
+                    output: None,
+                    error: Some(STOPPED.into()),
+                };
+                report(&record);
+                records.push(record);
+                return (records, false);
+            }
             let record = self.step(s, context).await;
             if let Some(out) = &record.output {
                 context["steps"][&s.id] = json!({ "output": out });
@@ -310,7 +337,10 @@ impl Default for Polling {
 
 /// Runs `runbook` for `incident` (steps, then verification; the rollback when either fails).
 /// `context` is the proposal's template context. `report` sees each step record as it is made
-/// (for the audit log), with `true` for rollback steps.
+/// (for the audit log), with `true` for rollback steps. Once `stop` says so (the kill switch),
+/// no further step runs, the verification is no longer awaited, nothing is rolled back (that
+/// would be acting too) and the action is escalated.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     executor: &Executor,
     verifier: &dyn Verifier,
@@ -319,12 +349,26 @@ pub async fn execute(
     context: &Value,
     polling: Polling,
     report: &mut (dyn FnMut(&StepRecord, bool) + Send),
+    stop: &(dyn Fn() -> bool + Send + Sync),
 ) -> Execution {
     let mut ctx = context.clone();
     ctx["steps"] = json!({});
     let (steps, went_through) = executor
-        .run(&runbook.steps, &mut ctx, &mut |r| report(r, false))
+        .run_until(&runbook.steps, &mut ctx, &mut |r| report(r, false), stop)
         .await;
+    if stop() {
+        let done = steps.iter().filter(|s| s.ran && s.error.is_none()).count();
+        return Execution {
+            steps,
+            rollback: Vec::new(),
+            check: None,
+            verified: None,
+            fixed: false,
+            summary: format!(
+                "stopped by the kill switch after {done} step(s), not rolled back; escalated"
+            ),
+        };
+    }
     let check = match check_of(runbook, &ctx) {
         Ok(c) => c,
         Err(e) => {
@@ -374,7 +418,7 @@ pub async fn execute(
             Ok(false) => last_error = None,
             Err(e) => last_error = Some(e),
         }
-        if started.elapsed() + polling.every > within {
+        if started.elapsed() + polling.every > within || stop() {
             break;
         }
         tokio::time::sleep(polling.every).await;

@@ -94,7 +94,12 @@ pub struct Policy {
 impl Policy {
     /// Whether the kill switch is on: set here, or its file exists.
     pub fn killed(&self) -> bool {
-        self.kill_switch || self.kill_switch_file.as_ref().is_some_and(|f| f.exists())
+        // A file that cannot be checked (no permission) counts as there: fail closed.
+        self.kill_switch
+            || self
+                .kill_switch_file
+                .as_ref()
+                .is_some_and(|f| f.try_exists().unwrap_or(true))
     }
 }
 
@@ -234,8 +239,19 @@ impl Governor {
         if p.killed() {
             return Some("the kill switch is on".into());
         }
-        if let Some(ns) = &proposal.target.namespace
-            && p.protected_namespaces.contains(ns)
+        // The target's namespace, and any a step names itself.
+        let step_namespaces = proposal
+            .steps
+            .iter()
+            .chain(&proposal.rollback)
+            .filter_map(|s| s.with.get("namespace").and_then(|v| v.as_str()));
+        if let Some(ns) = proposal
+            .target
+            .namespace
+            .as_deref()
+            .into_iter()
+            .chain(step_namespaces)
+            .find(|ns| p.protected_namespaces.contains(*ns))
         {
             return Some(format!("namespace {ns} is protected"));
         }
@@ -521,7 +537,8 @@ impl Governor {
         now: Millis,
     ) -> Result<(), GovernError> {
         let event = match (rollback, record.error.is_some(), record.ran) {
-            (_, _, false) => "step_skipped",
+            (_, true, false) => "step_not_run",
+            (_, false, false) => "step_skipped",
             (false, false, true) => "step",
             (false, true, true) => "step_failed",
             (true, false, true) => "rollback_step",
@@ -583,8 +600,14 @@ impl Governor {
 
     /// Takes back actions kept from an earlier run (the store's), so that ids go on, limits
     /// count what ran in the last hour and an incident is not offered the same runbook twice.
-    /// An action cut off while running is marked failed.
-    pub fn restore(&mut self, actions: Vec<Action>, now: Millis) {
+    /// An action cut off while running is marked failed and escalated; one approved but not
+    /// started is cancelled. Gives the ids of the actions so changed.
+    pub fn restore(
+        &mut self,
+        actions: Vec<Action>,
+        now: Millis,
+    ) -> Result<Vec<String>, AuditError> {
+        let mut changed = Vec::new();
         for mut a in actions {
             if let Some(n) =
                 a.id.strip_prefix("act-")
@@ -595,6 +618,13 @@ impl Governor {
             if a.state == State::Running {
                 a.state = State::Failed;
                 a.note = Some("Nightshift stopped while it ran; check the target by hand".into());
+                changed.push(a.id.clone());
+            }
+            // Approved but never started: the moment has passed; it is not started unasked.
+            if a.state == State::Approved && a.execution.is_none() {
+                a.state = State::Cancelled;
+                a.note = Some("Nightshift stopped before it started; propose it again".into());
+                changed.push(a.id.clone());
             }
             let ran = matches!(
                 a.state,
@@ -614,5 +644,10 @@ impl Governor {
             );
             self.actions.insert(a.id.clone(), a);
         }
+        for id in &changed {
+            let why = self.actions[id].note.clone().unwrap_or_default();
+            self.write(now, "nightshift", "escalated", id, &why)?;
+        }
+        Ok(changed)
     }
 }

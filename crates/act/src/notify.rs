@@ -17,6 +17,8 @@ mod generic;
 mod outgoing;
 mod tickets;
 
+pub(crate) use outgoing::mask_json;
+
 use crate::provider::{StepError, StepOutcome};
 use serde::Deserialize;
 use serde_json::Value;

@@ -201,8 +201,10 @@ fn plan_steps(steps: &[Step], context: &mut Value) -> Vec<PlannedStep> {
         let runs = step_holds(s, context);
         let (with, runs, error) = match runs {
             Ok(false) => (json!(s.with), false, None),
+            // Shown and audited, so secret-looking fields (headers, tokens) are masked; the
+            // run renders the step again from the runbook.
             Ok(true) => match render_value(&json!(s.with), context) {
-                Ok(v) => (v, true, None),
+                Ok(v) => (crate::notify::mask_json(&v), true, None),
                 Err(e) => (json!(s.with), true, Some(e)),
             },
             Err(e) => (json!(s.with), false, Some(e)),

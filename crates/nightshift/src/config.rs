@@ -955,6 +955,44 @@ detect:
     }
 
     #[test]
+    fn act_reads_approvers_gates_and_endpoints_and_names_what_is_wrong() {
+        let cfg = Config::parse(
+            "act:\n  approvers:\n    - {name: alice, max_risk: high, token: aaaaaaaaaaaaaaaa1, slack: U1}\n    - {name: bob, max_risk: low}\n  kill_switch_file: /tmp/stop\n  protected_namespaces: [kube-system]\n  change_windows: ['Mon-Fri 09:00-17:00']\n  verify_every: 5s\n  endpoints: {http_hosts: [hooks.example.com]}\n",
+        )
+        .expect("valid");
+        let p = &cfg.act.policy;
+        assert_eq!(p.approvers["alice"], nightshift_act::Risk::High);
+        assert_eq!(p.approvers["bob"], nightshift_act::Risk::Low);
+        assert!(p.protected_namespaces.contains("kube-system"));
+        assert_eq!(p.change_windows.len(), 1);
+        assert_eq!(cfg.act.verify_every_ms, 5_000);
+        assert_eq!(cfg.act.endpoints.http_hosts, ["hooks.example.com"]);
+        for (text, names) in [
+            (
+                "act:\n  change_windows: ['weekdays']\n",
+                "act.change_windows[0]",
+            ),
+            (
+                "act:\n  approvers: [{name: a, max_risk: high, token: short}]\n",
+                "act.approvers[0].token",
+            ),
+            (
+                "act:\n  approvers: [{name: a, max_risk: low}, {name: a, max_risk: high}]\n",
+                "listed twice",
+            ),
+            (
+                "act:\n  approvers: [{name: a, max_risk: extreme}]\n",
+                "expected one of low, medium, high",
+            ),
+            ("act:\n  audit_export: {}\n", "act.audit_export"),
+            ("act:\n  verify_every: 10ms\n", "act.verify_every"),
+        ] {
+            let e = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(e.contains(names), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn the_example_file_is_valid_and_says_the_defaults() {
         let text = include_str!("../../../nightshift.example.yaml");
         let cfg = Config::parse(text).expect("the example parses");

@@ -175,6 +175,7 @@ pub fn dry_run(
         &proposal.context,
         polling,
         &mut |_, _| {},
+        &|| false,
     ));
     if matches!(ex.check, Some(nightshift_act::execute::Check::Promql(_))) {
         ex.summary = format!(

@@ -242,6 +242,13 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
     let (code, why) = decide(ns, drain_id, "approve", Some(ALICE));
     assert_eq!(code, 409, "{why}");
+    // Turning it off takes the high-risk role, which bob lacks.
+    let out = nightshift(&["kill-switch", "off", "--token", BOB, "--server", &server]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bob may not turn the kill switch off"),
+        "{out:?}"
+    );
     assert!(why.contains("cancelled"), "{why}");
 
     // The CLI lists them; a bad state filter is named.
@@ -258,6 +265,16 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let (code, why) = get(ns, "/api/v1/actions?state=done");
     assert_eq!(code, 400, "{why}");
     assert!(why.contains("not one of"), "{why}");
+
+    // The API document names the remediation routes.
+    let doc: Value = serde_json::from_str(&get(ns, "/openapi.json").1).unwrap();
+    for path in [
+        "/api/v1/actions/{id}/approve",
+        "/api/v1/actions/{id}/reject",
+        "/api/v1/kill-switch",
+    ] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path}");
+    }
 
     // The chain holds, and the export holds the same lines.
     let out = nightshift(&["audit", "verify", "--file", audit.to_str().unwrap()]);

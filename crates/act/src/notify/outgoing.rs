@@ -260,7 +260,7 @@ pub(super) fn is_secret_name(name: &str) -> bool {
 }
 
 /// `value` with the values of secret-looking fields masked, at any depth.
-pub(super) fn mask_json(value: &Value) -> Value {
+pub(crate) fn mask_json(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()

@@ -13,6 +13,7 @@ use nightshift_act::govern::GovernError;
 use nightshift_act::{Action, AuditLog, Governor, Runbook, State};
 use nightshift_core::{Alert, Change, ChangeKind, Incident, IncidentStatus};
 use nightshift_store::{AlertFilter, SqliteStore, Store, StoredAction};
+use sha2::Digest;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -127,11 +128,20 @@ impl Remediation {
             .actions(None)
             .await
             .context("cannot read the actions of earlier runs from the database")?;
-        let actions = kept
-            .into_iter()
-            .filter_map(|a| serde_json::from_value::<Action>(a.document).ok())
-            .collect();
-        governor.restore(actions, now_ms());
+        let mut actions = Vec::new();
+        for a in kept {
+            // An action this version cannot read is a fault to fix, not to overwrite.
+            let action = serde_json::from_value::<Action>(a.document).with_context(|| {
+                format!(
+                    "the database holds action {} in a form this version cannot read",
+                    a.id
+                )
+            })?;
+            actions.push(action);
+        }
+        let changed = governor
+            .restore(actions, now_ms())
+            .context("cannot write to the audit log")?;
         // No redirects: `http_hosts` is checked before sending, and a redirect would leave it.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -162,7 +172,7 @@ impl Remediation {
             store: store.clone(),
             prometheus: config.prometheus.as_ref().map(|p| (http, p.url.clone())),
         });
-        Ok(Arc::new(Self {
+        let me = Arc::new(Self {
             runbooks,
             governor: Mutex::new(governor),
             executor,
@@ -175,7 +185,13 @@ impl Remediation {
             approvers: act.approvers.clone(),
             feed,
             slack,
-        }))
+        });
+        for id in changed {
+            if let Some(a) = me.action(&id) {
+                me.keep(a).await;
+            }
+        }
+        Ok(me)
     }
 
     fn governor(&self) -> std::sync::MutexGuard<'_, Governor> {
@@ -204,11 +220,15 @@ impl Remediation {
 
     /// Every action, or those of one incident, oldest first.
     pub(crate) fn actions(&self, incident: Option<&str>) -> Vec<Action> {
-        self.governor()
+        let mut list: Vec<Action> = self
+            .governor()
             .actions()
             .filter(|a| incident.is_none_or(|i| a.proposal.incident == i))
             .cloned()
-            .collect()
+            .collect();
+        // Ids are act-NNNN: by their number, which may outgrow four digits.
+        list.sort_by_key(|a| (a.id.len(), a.id.clone()));
+        list
     }
 
     pub(crate) fn action(&self, id: &str) -> Option<Action> {
@@ -262,11 +282,16 @@ impl Remediation {
                 Ok((a, fresh)) => {
                     let id = a.id.clone();
                     let state = a.state;
-                    if fresh && state == State::Pending {
+                    // An action already known is not kept again: this copy may be older than
+                    // one an approval or a run keeps meanwhile.
+                    if !fresh {
+                        continue;
+                    }
+                    if state == State::Pending {
                         self.post_to_slack(&a).await;
                     }
                     self.keep(a).await;
-                    if fresh && state == State::Approved {
+                    if state == State::Approved {
                         self.spawn_run(id);
                     }
                 }
@@ -289,13 +314,26 @@ impl Remediation {
 
     /// The approver a bearer token or Slack user id names.
     pub(crate) fn approver(&self, token: Option<&str>, slack: Option<&str>) -> Option<String> {
-        self.approvers
-            .iter()
-            .find(|a| {
-                (token.is_some() && a.token.as_deref() == token)
-                    || (slack.is_some() && a.slack.as_deref() == slack)
-            })
-            .map(|a| a.name.clone())
+        // Tokens are compared by digest, whole, for every approver: no early exit to time.
+        let digest = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
+        let given = token.map(digest);
+        let mut found = None;
+        for a in &self.approvers {
+            let by_token = match (&given, a.token.as_deref()) {
+                (Some(g), Some(t)) => {
+                    g.iter()
+                        .zip(digest(t))
+                        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                        == 0
+                }
+                _ => false,
+            };
+            let by_slack = slack.is_some() && a.slack.as_deref() == slack;
+            if (by_token || by_slack) && found.is_none() {
+                found = Some(a.name.clone());
+            }
+        }
+        found
     }
 
     /// `who` approves action `id`: re-checked (the incident may have resolved, a limit may have
@@ -312,7 +350,16 @@ impl Remediation {
             )
         })?;
         let still_called_for = match self.store.incident(&action.proposal.incident).await {
-            Ok(i) => i.is_some_and(|i| i.status != IncidentStatus::Resolved),
+            Ok(Some(i)) => i.status != IncidentStatus::Resolved,
+            Ok(None) => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "incident {} is not in the database yet; retry in a moment",
+                        action.proposal.incident
+                    ),
+                ));
+            }
             Err(e) => {
                 return Err((
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -351,6 +398,15 @@ impl Remediation {
 
     /// Turns the kill switch on or off; on, it cancels every action waiting for approval.
     pub(crate) async fn kill_switch(&self, on: bool, who: &str) -> Result<Vec<String>, Refusal> {
+        // Anyone who may approve may stop everything; only who may approve high risk may undo it.
+        let may_undo =
+            self.governor().policy.approvers.get(who) == Some(&nightshift_act::Risk::High);
+        if !on && !may_undo {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("{who} may not turn the kill switch off (it takes max_risk: high)"),
+            ));
+        }
         let cancelled = self
             .governor()
             .kill_switch(on, who, now_ms())
@@ -391,6 +447,7 @@ impl Remediation {
                 tracing::error!(action = %id, "cannot write a step to the audit log: {e}");
             }
         };
+        let stop = || self.killed();
         let execution = execute::execute(
             &self.executor,
             self.verifier.as_ref(),
@@ -399,6 +456,7 @@ impl Remediation {
             &action.proposal.context,
             self.polling,
             &mut report,
+            &stop,
         )
         .await;
         let fixed = execution.fixed;
@@ -416,6 +474,9 @@ impl Remediation {
                         version: Some(format!("runbook {}, {id}", runbook.name)),
                         description: summary,
                     });
+                } else {
+                    // Escalated: a person must take over; tell them where they look.
+                    self.post_to_slack(&a).await;
                 }
                 self.keep(a).await;
             }

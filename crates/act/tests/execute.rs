@@ -1,0 +1,145 @@
+//! Running a runbook with the real `command` provider: outputs flow to later steps, a failed
+//! verification rolls back, and the kill switch stops a run between steps.
+
+use nightshift_act::execute::{Check, Executor, Polling, STOPPED, Verifier, execute};
+use nightshift_act::runbook::parse;
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+struct Always(bool);
+
+impl Verifier for Always {
+    fn holds<'a>(
+        &'a self,
+        _check: &'a Check,
+        _incident: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<bool, String>> + Send + 'a>> {
+        Box::pin(async move { Ok(self.0) })
+    }
+}
+
+const RUNBOOK: &str = r#"name: two-steps
+trigger: {services: [checkout]}
+mode: approve
+risk: medium
+steps:
+  - id: first
+    uses: command.run
+    with:
+      program: /bin/echo
+      args: [one, {value: "{{ target.name }}", is: k8s_name}]
+  - id: second
+    uses: command.run
+    with:
+      program: /bin/echo
+      args: [{value: "{{ steps.first.output.code }}", is: integer}]
+verify: {promql: 'up == 1', within: 1s}
+rollback:
+  - uses: command.run
+    with: {program: /bin/echo, args: [undone]}
+"#;
+
+fn executor() -> Executor {
+    Executor {
+        commands: vec!["/bin/echo".into()],
+        ..Executor::default()
+    }
+}
+
+fn polling() -> Polling {
+    Polling {
+        every: Duration::from_millis(10),
+        within: Some(Duration::from_millis(30)),
+    }
+}
+
+#[tokio::test]
+async fn outputs_flow_on_and_a_verification_that_never_holds_rolls_back() {
+    let runbook = parse(RUNBOOK).unwrap();
+    let context = json!({"target": {"name": "checkout"}});
+    let mut seen = Vec::new();
+    let ex = execute(
+        &executor(),
+        &Always(true),
+        &runbook,
+        "inc-1",
+        &context,
+        polling(),
+        &mut |r, rollback| seen.push((r.id.clone(), rollback)),
+        &|| false,
+    )
+    .await;
+    assert!(ex.fixed, "{ex:?}");
+    assert_eq!(
+        ex.steps[0].output.as_ref().unwrap()["stdout"],
+        "one checkout\n"
+    );
+    // The second step read the first one's exit code.
+    assert_eq!(ex.steps[1].request.as_ref().unwrap()["args"], json!(["0"]));
+    assert_eq!(seen, [("first".into(), false), ("second".into(), false)]);
+
+    let ex = execute(
+        &executor(),
+        &Always(false),
+        &runbook,
+        "inc-1",
+        &context,
+        polling(),
+        &mut |_, _| {},
+        &|| false,
+    )
+    .await;
+    assert!(!ex.fixed);
+    assert_eq!(ex.verified, Some(false));
+    assert_eq!(
+        ex.rollback[0].output.as_ref().unwrap()["stdout"],
+        "undone\n"
+    );
+    assert!(
+        ex.summary.contains("did not hold within 1s"),
+        "{}",
+        ex.summary
+    );
+    assert!(
+        ex.summary.ends_with("rolled back; escalated"),
+        "{}",
+        ex.summary
+    );
+}
+
+#[tokio::test]
+async fn the_kill_switch_stops_a_run_between_steps() {
+    let runbook = parse(RUNBOOK).unwrap();
+    let context = json!({"target": {"name": "checkout"}});
+    let killed = AtomicBool::new(false);
+    let ex = execute(
+        &executor(),
+        &Always(true),
+        &runbook,
+        "inc-1",
+        &context,
+        polling(),
+        // The switch goes on while the first step runs.
+        &mut |_, _| killed.store(true, Ordering::SeqCst),
+        &|| killed.load(Ordering::SeqCst),
+    )
+    .await;
+    assert!(!ex.fixed);
+    assert_eq!(ex.steps.len(), 2);
+    assert!(ex.steps[0].error.is_none());
+    assert!(!ex.steps[1].ran);
+    assert_eq!(ex.steps[1].error.as_deref(), Some(STOPPED));
+    assert!(
+        ex.rollback.is_empty(),
+        "nothing more runs, not even the rollback"
+    );
+    assert!(
+        ex.summary
+            .contains("stopped by the kill switch after 1 step"),
+        "{}",
+        ex.summary
+    );
+}
