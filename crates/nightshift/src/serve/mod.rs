@@ -278,18 +278,24 @@ async fn run(config: Config) -> Result<()> {
         )),
         _ => None,
     };
-    let remediation = {
-        let (queue, changes_store, metrics) = (tx.clone(), store.clone(), metrics.clone());
-        // A fix is a change: stored, then queued for the pipeline like any other.
-        let feed: remediate::FeedChange = Box::new(move |change: Change| {
-            let (queue, store, metrics) = (queue.clone(), changes_store.clone(), metrics.clone());
-            tokio::spawn(async move {
+    // A fix is a change: stored, then queued for the pipeline like any other. The task that
+    // does it holds the queue, and is stopped at shutdown so that the queue can close.
+    let (changes_tx, mut changes_rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
+    let fixes = {
+        let (queue, store, metrics) = (tx.clone(), store.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while let Some(change) = changes_rx.recv().await {
                 if let Err(e) = store.record_change(&change).await {
                     tracing::error!("cannot store the change an action made: {e}");
-                    return;
+                    continue;
                 }
                 submit(&queue, &metrics.queue_depth, Work::Changes(vec![change])).await;
-            });
+            }
+        })
+    };
+    let remediation = {
+        let feed: remediate::FeedChange = Box::new(move |change: Change| {
+            let _ = changes_tx.send(change);
         });
         remediate::Remediation::new(
             &config,
@@ -442,7 +448,7 @@ async fn run(config: Config) -> Result<()> {
         .context("the HTTP server stopped")?;
     // The server has stopped taking requests and the pull stops; closing the queue lets the
     // worker drain it.
-    for task in [pull, cluster, files].into_iter().flatten() {
+    for task in [pull, cluster, files, Some(fixes)].into_iter().flatten() {
         task.abort();
         let _ = task.await;
     }
