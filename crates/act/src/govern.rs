@@ -126,6 +126,19 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order an action may pass through them.
+    pub const ALL: [State; 9] = [
+        State::Suggested,
+        State::Pending,
+        State::Approved,
+        State::Rejected,
+        State::Refused,
+        State::Cancelled,
+        State::Running,
+        State::Fixed,
+        State::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Suggested => "suggested",
@@ -211,6 +224,12 @@ impl Governor {
 
     pub fn action(&self, id: &str) -> Option<&Action> {
         self.actions.get(id)
+    }
+
+    /// Whether `incident` already has an action of `runbook` (so an offer gives that one).
+    pub fn knows(&self, incident: &str, runbook: &str) -> bool {
+        self.live
+            .contains_key(&(incident.to_string(), runbook.to_string()))
     }
 
     fn write(

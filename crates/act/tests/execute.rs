@@ -1,7 +1,9 @@
 //! Running a runbook with the real `command` provider: outputs flow to later steps, a failed
 //! verification rolls back, and the kill switch stops a run between steps.
 
-use nightshift_act::execute::{Check, Executor, Polling, STOPPED, Verifier, execute};
+use nightshift_act::execute::{
+    Check, Execution, Executor, Polling, STOPPED, StepRecord, Verifier, execute,
+};
 use nightshift_act::runbook::parse;
 use serde_json::json;
 use std::future::Future;
@@ -49,25 +51,34 @@ fn executor() -> Executor {
     }
 }
 
-fn polling() -> Polling {
-    Polling {
+/// The two-step runbook run on checkout, verified by `verifier`.
+async fn run(
+    verifier: bool,
+    report: &mut (dyn FnMut(&StepRecord, bool) + Send),
+    stop: &(dyn Fn() -> bool + Send + Sync),
+) -> Execution {
+    let polling = Polling {
         every: Duration::from_millis(10),
         within: Some(Duration::from_millis(30)),
-    }
+    };
+    execute(
+        &executor(),
+        &Always(verifier),
+        &parse(RUNBOOK).unwrap(),
+        "inc-1",
+        &json!({"target": {"name": "checkout"}}),
+        polling,
+        report,
+        stop,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn outputs_flow_on_and_a_verification_that_never_holds_rolls_back() {
-    let runbook = parse(RUNBOOK).unwrap();
-    let context = json!({"target": {"name": "checkout"}});
     let mut seen = Vec::new();
-    let ex = execute(
-        &executor(),
-        &Always(true),
-        &runbook,
-        "inc-1",
-        &context,
-        polling(),
+    let ex = run(
+        true,
         &mut |r, rollback| seen.push((r.id.clone(), rollback)),
         &|| false,
     )
@@ -81,17 +92,7 @@ async fn outputs_flow_on_and_a_verification_that_never_holds_rolls_back() {
     assert_eq!(ex.steps[1].request.as_ref().unwrap()["args"], json!(["0"]));
     assert_eq!(seen, [("first".into(), false), ("second".into(), false)]);
 
-    let ex = execute(
-        &executor(),
-        &Always(false),
-        &runbook,
-        "inc-1",
-        &context,
-        polling(),
-        &mut |_, _| {},
-        &|| false,
-    )
-    .await;
+    let ex = run(false, &mut |_, _| {}, &|| false).await;
     assert!(!ex.fixed);
     assert_eq!(ex.verified, Some(false));
     assert_eq!(
@@ -112,16 +113,9 @@ async fn outputs_flow_on_and_a_verification_that_never_holds_rolls_back() {
 
 #[tokio::test]
 async fn the_kill_switch_stops_a_run_between_steps() {
-    let runbook = parse(RUNBOOK).unwrap();
-    let context = json!({"target": {"name": "checkout"}});
     let killed = AtomicBool::new(false);
-    let ex = execute(
-        &executor(),
-        &Always(true),
-        &runbook,
-        "inc-1",
-        &context,
-        polling(),
+    let ex = run(
+        true,
         // The switch goes on while the first step runs.
         &mut |_, _| killed.store(true, Ordering::SeqCst),
         &|| killed.load(Ordering::SeqCst),

@@ -1,5 +1,6 @@
-//! `nightshift runbook validate` and `nightshift audit verify`: the offline checks of the
-//! remediation files.
+//! Remediation outside `serve`: `nightshift runbook validate` and `nightshift audit verify`
+//! (the offline checks of the remediation files), loading the runbooks `serve` acts on, and the
+//! dry runs `demo` shows.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

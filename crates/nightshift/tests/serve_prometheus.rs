@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     RW_HEADERS, free_port, get, http, metric, prometheus_binary, rw_body, rw_series,
-    start_nightshift, start_prometheus, temp_dir, wait_for,
+    start_nightshift, start_prometheus, start_self_scraping_prometheus, temp_dir, wait_for,
 };
 use std::time::Duration;
 
@@ -172,14 +172,7 @@ fn nightshift_pulls_with_promql_from_a_real_prometheus_and_stops_cleanly() {
     };
     let dir = temp_dir("serve-pull");
     let (ns, prom) = (free_port(), free_port());
-    let _prometheus = start_prometheus(
-        prometheus,
-        &dir,
-        prom,
-        &format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n"
-        ),
-    );
+    let _prometheus = start_self_scraping_prometheus(prometheus, &dir, prom);
     let extra = format!(
         "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries:\n    - {{query: up, interval: 1s, step: 1s, lookback: 1m}}\n    - {{query: 'sum(rate(prometheus_http_requests_total[1m]))', name: 'prometheus:http_requests:rate1m', interval: 1s, step: 1s}}\n    - {{query: 'count(up)', name: 'targets:up:count', interval: 1s, instant: true}}\ndetect:\n  watch: ['up', 'prometheus:http_requests:rate1m', 'targets:up:count']\n"
     );

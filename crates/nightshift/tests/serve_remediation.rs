@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     free_port, get, http, nightshift, post_alert_storm, prometheus_binary, start_nightshift_with,
-    start_prometheus, temp_dir, wait_for,
+    start_self_scraping_prometheus, temp_dir, wait_for,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -134,14 +134,7 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let dir = temp_dir("serve-remediation");
     write_runbooks(&dir);
     let (ns, prom) = (free_port(), free_port());
-    let _prometheus = start_prometheus(
-        prometheus,
-        &dir,
-        prom,
-        &format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom}']}}]\n"
-        ),
-    );
+    let _prometheus = start_self_scraping_prometheus(prometheus, &dir, prom);
     let audit = dir.join("audit.jsonl");
     let export = dir.join("siem.jsonl");
     let config = format!(

@@ -10,6 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nightshift_act::State as ActionState;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,18 +23,6 @@ pub(super) struct ActionQuery {
     limit: Option<u32>,
 }
 
-const STATES: [&str; 9] = [
-    "suggested",
-    "pending",
-    "approved",
-    "rejected",
-    "refused",
-    "cancelled",
-    "running",
-    "fixed",
-    "failed",
-];
-
 /// `GET /api/v1/actions?incident=ID&state=pending&limit=N`: newest first.
 pub(super) async fn actions(
     State(app): State<Arc<App>>,
@@ -44,11 +33,12 @@ pub(super) async fn actions(
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("actions: {e}")),
     };
     if let Some(s) = &q.state
-        && !STATES.contains(&s.as_str())
+        && !ActionState::ALL.iter().any(|x| x.as_str() == s)
     {
+        let names: Vec<&str> = ActionState::ALL.iter().map(|x| x.as_str()).collect();
         return text(
             StatusCode::BAD_REQUEST,
-            format!("actions: state {s:?} is not one of {}", STATES.join(", ")),
+            format!("actions: state {s:?} is not one of {}", names.join(", ")),
         );
     }
     let mut list = app.remediation.actions(q.incident.as_deref());

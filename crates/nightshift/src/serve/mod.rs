@@ -269,13 +269,12 @@ async fn run(config: Config) -> Result<()> {
         }
         None => (None, None),
     };
-    let slack_for_actions = match &config.slack {
-        Some(sc) if sc.bot_token.is_some() && sc.channel.is_some() => Some((
-            crate::slack::SlackApi::new(&sc.api_url, sc.bot_token.as_deref().unwrap_or_default())
-                .context("cannot build the HTTP client for Slack")?,
-            sc.channel.clone().unwrap_or_default(),
-            sc.signing_secret.is_some(),
-        )),
+    // Actions waiting for approval go to the incidents' channel, through the same client.
+    let slack_for_actions = match (&config.slack, &slack) {
+        (Some(sc), Some(hooks)) if sc.bot_token.is_some() => sc
+            .channel
+            .clone()
+            .map(|channel| (hooks.api.clone(), channel, sc.signing_secret.is_some())),
         _ => None,
     };
     // A fix is a change: stored, then queued for the pipeline like any other. The task that

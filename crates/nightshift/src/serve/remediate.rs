@@ -186,10 +186,8 @@ impl Remediation {
             feed,
             slack,
         });
-        for id in changed {
-            if let Some(a) = me.action(&id) {
-                me.keep(a).await;
-            }
+        for id in &changed {
+            me.keep_id(id).await;
         }
         Ok(me)
     }
@@ -215,6 +213,13 @@ impl Remediation {
         };
         if let Err(e) = self.store.upsert_action(&stored).await {
             tracing::error!(action = %action.id, "cannot keep the action in the database: {e}");
+        }
+    }
+
+    /// Keeps action `id` as the governor has it now.
+    async fn keep_id(&self, id: &str) {
+        if let Some(a) = self.action(id) {
+            self.keep(a).await;
         }
     }
 
@@ -271,10 +276,7 @@ impl Remediation {
             };
             let offered = {
                 let mut g = self.governor();
-                let (incident, name) = (&proposal.incident, &proposal.runbook);
-                let known = g
-                    .actions()
-                    .any(|a| &a.proposal.incident == incident && &a.proposal.runbook == name);
+                let known = g.knows(&proposal.incident, &proposal.runbook);
                 g.offer(runbook, proposal, now_ms())
                     .map(|a| (a.clone(), !known))
             };
@@ -372,9 +374,7 @@ impl Remediation {
             .approve(runbook, id, who, still_called_for, now_ms())
             .cloned();
         // A refusal may have changed the action (refused, cancelled): keep it either way.
-        if let Some(a) = self.action(id) {
-            self.keep(a).await;
-        }
+        self.keep_id(id).await;
         let a = decided.map_err(refusal)?;
         self.spawn_run(a.id.clone());
         Ok(a)
@@ -412,9 +412,7 @@ impl Remediation {
             .kill_switch(on, who, now_ms())
             .map_err(refusal)?;
         for id in &cancelled {
-            if let Some(a) = self.action(id) {
-                self.keep(a).await;
-            }
+            self.keep_id(id).await;
         }
         Ok(cancelled)
     }
@@ -431,9 +429,7 @@ impl Remediation {
         let action = match started {
             Ok(a) => a,
             Err(e) => {
-                if let Some(a) = self.action(id) {
-                    self.keep(a).await;
-                }
+                self.keep_id(id).await;
                 tracing::warn!(action = %id, "the action does not run: {e}");
                 return;
             }

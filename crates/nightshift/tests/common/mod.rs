@@ -293,6 +293,18 @@ pub fn prometheus_binary() -> Option<&'static str> {
         .find(|p| Path::new(p).exists())
 }
 
+/// A real Prometheus on `port` scraping only itself every second, once it is ready.
+pub fn start_self_scraping_prometheus(binary: &str, dir: &Path, port: u16) -> Running {
+    start_prometheus(
+        binary,
+        dir,
+        port,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        ),
+    )
+}
+
 /// A real Prometheus on `port` with `config` (YAML), its TSDB in `dir`, once it is ready.
 pub fn start_prometheus(binary: &str, dir: &Path, port: u16, config: &str) -> Running {
     let file = dir.join("prometheus.yml");
