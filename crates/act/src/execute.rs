@@ -220,6 +220,18 @@ impl Executor {
         }
         if let Some(vars) = with.get("extra_vars").and_then(Value::as_object) {
             for (k, v) in vars {
+                // A key is a variable name: never `@file` (which Ansible would read) or text
+                // that would split into more variables.
+                let identifier = k
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !identifier {
+                    return Err(StepError::refused(format!(
+                        "extra_vars: {k:?} is not a variable name (letters, digits, _)"
+                    )));
+                }
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                 args.push(Arg::Literal("-e".into()));
                 args.push(word(format!("{k}={v}")));
@@ -434,6 +446,64 @@ pub async fn execute(
     ex.check = Some(check);
     ex.verified = Some(false);
     ex
+}
+
+/// A dry run against the world as it is: every step and rollback step rendered and checked
+/// (commands against the allow-list and their argument grammar), each request as it would be
+/// sent, nothing sent; and the verification evaluated once, now, before anything is done.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rehearsal {
+    pub steps: Vec<StepRecord>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollback: Vec<StepRecord>,
+    /// The verification as it would be evaluated (`None`: the runbook has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+    /// Whether it holds now: before acting, it normally does not (else nothing needs fixing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holds_now: Option<bool>,
+    /// Why the verification cannot be rendered or evaluated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_error: Option<String>,
+}
+
+/// Rehearses `runbook` for `incident` with the proposal's `context`: see [`Rehearsal`]. Only
+/// a dry-run executor is built here, so nothing can be sent whatever the caller holds.
+pub async fn rehearse(
+    commands: &[PathBuf],
+    verifier: &dyn Verifier,
+    runbook: &Runbook,
+    incident: &str,
+    context: &Value,
+) -> Rehearsal {
+    let executor = Executor {
+        commands: commands.to_vec(),
+        dry_run: true,
+        ..Executor::default()
+    };
+    let mut ctx = context.clone();
+    ctx["steps"] = json!({});
+    let (steps, _) = executor.run(&runbook.steps, &mut ctx, &mut |_| {}).await;
+    let (rollback, _) = executor.run(&runbook.rollback, &mut ctx, &mut |_| {}).await;
+    let (check, holds_now, check_error) = match check_of(runbook, &ctx) {
+        Ok(None) => (None, None, None),
+        Ok(Some(c)) => match verifier.holds(&c, incident).await {
+            Ok(h) => (Some(c), Some(h), None),
+            Err(e) => (Some(c), None, Some(e)),
+        },
+        Err(e) => (
+            None,
+            None,
+            Some(format!("cannot render the verification: {e}")),
+        ),
+    };
+    Rehearsal {
+        steps,
+        rollback,
+        check,
+        holds_now,
+        check_error,
+    }
 }
 
 fn describe(check: &Check) -> String {

@@ -179,11 +179,22 @@ pub enum GovernError {
     NotFound(String),
     #[error("action {id} is {}, not waiting for a decision", state.as_str())]
     NotPending { id: String, state: State },
-    /// A gate refused; the refusal is in the audit log.
+    /// Who asked may not decide this (their role); the refusal is in the audit log.
     #[error("{0}")]
     Refused(String),
+    /// The action may not run now (a gate, the kill switch, the incident resolved); it is
+    /// refused or cancelled, and that is in the audit log.
+    #[error("{0}")]
+    Gate(String),
     #[error(transparent)]
     Audit(#[from] AuditError),
+}
+
+/// What the audit log keeps with a decision: the proposal, and why (the leading hypothesis with
+/// its evidence, and the LLM's reasoning when one was used).
+fn decision_detail(p: &Proposal) -> serde_json::Value {
+    json!({"incident": p.incident, "runbook": p.runbook, "target": p.target, "steps": p.steps,
+        "verify": p.verify, "why": p.context["incident"]["hypothesis"], "reasoning": p.reasoning})
 }
 
 /// What one approved action counted against the limits.
@@ -232,6 +243,8 @@ impl Governor {
             .contains_key(&(incident.to_string(), runbook.to_string()))
     }
 
+    /// Writes a decision on action `id` to the audit log, before the action changes: when the
+    /// log cannot be written, nothing is decided.
     fn write(
         &mut self,
         now: Millis,
@@ -243,17 +256,16 @@ impl Governor {
         let detail = self
             .actions
             .get(id)
-            .map(|a| json!({"incident": a.proposal.incident, "runbook": a.proposal.runbook,
-                "target": a.proposal.target, "steps": a.proposal.steps, "verify": a.proposal.verify,
-                "why": a.proposal.context["incident"]["hypothesis"], "reasoning": a.proposal.reasoning}))
+            .map(|a| decision_detail(&a.proposal))
             .unwrap_or_default();
         self.audit
             .append(now, actor, event, Some(id), reason, detail)
             .map(|_| ())
     }
 
-    /// The first gate `proposal` fails now, if any.
-    fn gate(&self, runbook: &Runbook, proposal: &Proposal, now: Millis) -> Option<String> {
+    /// The first gate `proposal` of `runbook` fails at `now`, if any. Only asks: nothing is
+    /// decided or audited (a dry run shows it).
+    pub fn gate(&self, runbook: &Runbook, proposal: &Proposal, now: Millis) -> Option<String> {
         let p = &self.policy;
         if p.killed() {
             return Some("the kill switch is on".into());
@@ -342,7 +354,6 @@ impl Governor {
             return Ok(&self.actions[id]);
         }
         let id = format!("act-{:04}", self.next);
-        self.next += 1;
         let actor = format!("runbook:{}", runbook.name);
         let (state, note) = match runbook.mode {
             Mode::Suggest => (State::Suggested, None),
@@ -357,19 +368,16 @@ impl Governor {
             "incident {}: {} on {} ({})",
             proposal.incident, proposal.target.cause, proposal.target.name, runbook.description
         );
-        self.actions.insert(
-            id.clone(),
-            Action {
-                id: id.clone(),
-                state,
-                created_at: now,
-                decided_by: (state == State::Approved).then(|| "nightshift".to_string()),
-                decided_at: (state == State::Approved).then_some(now),
-                note: note.clone(),
-                execution: None,
-                proposal,
-            },
-        );
+        let action = Action {
+            id: id.clone(),
+            state,
+            created_at: now,
+            decided_by: (state == State::Approved).then(|| "nightshift".to_string()),
+            decided_at: (state == State::Approved).then_some(now),
+            note: note.clone(),
+            execution: None,
+            proposal,
+        };
         let event = match state {
             State::Suggested => "suggested",
             State::Pending => "proposed",
@@ -377,7 +385,16 @@ impl Governor {
             _ => "refused",
         };
         let why = note.map_or(reason.clone(), |n| format!("{reason}; refused: {n}"));
-        self.write(now, &actor, event, &id, &why)?;
+        self.audit.append(
+            now,
+            &actor,
+            event,
+            Some(&id),
+            &why,
+            decision_detail(&action.proposal),
+        )?;
+        self.actions.insert(id.clone(), action);
+        self.next += 1;
         // One action per incident and runbook, whatever became of it: a refusal is not
         // retried (nor audited again) on every update of the incident.
         self.live.insert(key, id.clone());
@@ -446,18 +463,18 @@ impl Governor {
         }
         if !still_called_for {
             let why = "the incident no longer calls for it (resolved)".to_string();
-            self.decide(id, State::Cancelled, who, Some(why.clone()), now);
             self.write(now, who, "cancelled", id, &why)?;
-            return Err(GovernError::Refused(why));
+            self.decide(id, State::Cancelled, who, Some(why.clone()), now);
+            return Err(GovernError::Gate(why));
         }
         if let Some(why) = self.gate(runbook, &self.actions[id].proposal, now) {
-            self.decide(id, State::Refused, who, Some(why.clone()), now);
             self.write(now, who, "refused", id, &why)?;
-            return Err(GovernError::Refused(why));
+            self.decide(id, State::Refused, who, Some(why.clone()), now);
+            return Err(GovernError::Gate(why));
         }
+        self.write(now, who, "approved", id, "approved")?;
         self.decide(id, State::Approved, who, None, now);
         self.count(id, now);
-        self.write(now, who, "approved", id, "approved")?;
         Ok(&self.actions[id])
     }
 
@@ -470,8 +487,8 @@ impl Governor {
         now: Millis,
     ) -> Result<&Action, GovernError> {
         self.pending(id)?;
-        self.decide(id, State::Rejected, who, Some(reason.to_string()), now);
         self.write(now, who, "rejected", id, reason)?;
+        self.decide(id, State::Rejected, who, Some(reason.to_string()), now);
         Ok(&self.actions[id])
     }
 
@@ -482,7 +499,6 @@ impl Governor {
         who: &str,
         now: Millis,
     ) -> Result<Vec<String>, GovernError> {
-        self.policy.kill_switch = on;
         self.audit.append(
             now,
             who,
@@ -495,6 +511,7 @@ impl Governor {
             "",
             serde_json::Value::Null,
         )?;
+        self.policy.kill_switch = on;
         let mut cancelled = Vec::new();
         if on {
             let waiting: Vec<String> = self
@@ -504,6 +521,7 @@ impl Governor {
                 .map(|a| a.id.clone())
                 .collect();
             for id in waiting {
+                self.write(now, who, "cancelled", &id, "the kill switch is on")?;
                 self.decide(
                     &id,
                     State::Cancelled,
@@ -511,7 +529,6 @@ impl Governor {
                     Some("the kill switch is on".into()),
                     now,
                 );
-                self.write(now, who, "cancelled", &id, "the kill switch is on")?;
                 cancelled.push(id);
             }
         }
@@ -522,7 +539,7 @@ impl Governor {
     pub fn start(&mut self, id: &str, now: Millis) -> Result<&Action, GovernError> {
         let a = self
             .actions
-            .get_mut(id)
+            .get(id)
             .ok_or_else(|| GovernError::NotFound(id.into()))?;
         if a.state != State::Approved {
             return Err(GovernError::NotPending {
@@ -532,11 +549,10 @@ impl Governor {
         }
         if self.policy.killed() {
             let why = "the kill switch is on".to_string();
-            self.decide(id, State::Cancelled, "nightshift", Some(why.clone()), now);
             self.write(now, "nightshift", "cancelled", id, &why)?;
-            return Err(GovernError::Refused(why));
+            self.decide(id, State::Cancelled, "nightshift", Some(why.clone()), now);
+            return Err(GovernError::Gate(why));
         }
-        a.state = State::Running;
         self.write(
             now,
             "nightshift",
@@ -544,7 +560,9 @@ impl Governor {
             id,
             "approved; running its steps",
         )?;
-        Ok(&self.actions[id])
+        let a = self.actions.get_mut(id).expect("looked up above");
+        a.state = State::Running;
+        Ok(a)
     }
 
     /// Writes what one step of running action `id` sent and got to the audit log.
@@ -583,6 +601,8 @@ impl Governor {
         execution: Execution,
         now: Millis,
     ) -> Result<&Action, GovernError> {
+        // What ran is a fact, not a decision: it is kept with the action even when the audit
+        // log cannot take it (the error says so).
         let a = self
             .actions
             .get_mut(id)

@@ -222,6 +222,56 @@ fn plan_steps(steps: &[Step], context: &mut Value) -> Vec<PlannedStep> {
     out
 }
 
+/// Whether `runbook` answers `incident`: its trigger matches and its `when` (if any) holds.
+fn answers(
+    runbook: &Runbook,
+    incident: &Incident,
+    alerts: &[Alert],
+    target: &Target,
+    base: &Value,
+) -> bool {
+    triggered(runbook, incident, alerts, target)
+        && runbook
+            .when
+            .as_ref()
+            .is_none_or(|w| template::holds(w, base).unwrap_or(false))
+}
+
+/// `runbook` planned for `incident` whose target and base context are these.
+fn plan_with(runbook: &Runbook, incident: &Incident, target: &Target, base: &Value) -> Proposal {
+    let r = runbook;
+    let mut ctx = base.clone();
+    ctx["steps"] = json!({});
+    let steps = plan_steps(&r.steps, &mut ctx);
+    let rollback = plan_steps(&r.rollback, &mut ctx);
+    let verify = r.verify.as_ref().map(|v| {
+        let what = match (&v.promql, &v.signal) {
+            (Some(q), _) => {
+                template::render(q, &ctx).unwrap_or_else(|e| format!("(cannot render: {e})"))
+            }
+            (None, Some(s)) => s.clone(),
+            (None, None) => String::new(),
+        };
+        format!(
+            "{what} within {}",
+            nightshift_core::format_duration(v.within_ms)
+        )
+    });
+    Proposal {
+        runbook: r.name.clone(),
+        description: r.description.clone(),
+        incident: incident.id.clone(),
+        mode: r.mode,
+        risk: r.risk,
+        target: target.clone(),
+        steps,
+        verify,
+        rollback,
+        context: base.clone(),
+        reasoning: None,
+    }
+}
+
 /// The runbooks that answer `incident`, each planned there; a runbook whose `when` does not
 /// hold (or cannot be evaluated) is left out.
 pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> Vec<Proposal> {
@@ -231,44 +281,18 @@ pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> V
     let base = context(incident, alerts, &target);
     runbooks
         .iter()
-        .filter(|r| triggered(r, incident, alerts, &target))
-        .filter(|r| {
-            r.when
-                .as_ref()
-                .is_none_or(|w| template::holds(w, &base).unwrap_or(false))
-        })
-        .map(|r| {
-            let mut ctx = base.clone();
-            ctx["steps"] = json!({});
-            let steps = plan_steps(&r.steps, &mut ctx);
-            let rollback = plan_steps(&r.rollback, &mut ctx);
-            let verify = r.verify.as_ref().map(|v| {
-                let what = match (&v.promql, &v.signal) {
-                    (Some(q), _) => template::render(q, &ctx)
-                        .unwrap_or_else(|e| format!("(cannot render: {e})")),
-                    (None, Some(s)) => s.clone(),
-                    (None, None) => String::new(),
-                };
-                format!(
-                    "{what} within {}",
-                    nightshift_core::format_duration(v.within_ms)
-                )
-            });
-            Proposal {
-                runbook: r.name.clone(),
-                description: r.description.clone(),
-                incident: incident.id.clone(),
-                mode: r.mode,
-                risk: r.risk,
-                target: target.clone(),
-                steps,
-                verify,
-                rollback,
-                context: base.clone(),
-                reasoning: None,
-            }
-        })
+        .filter(|r| answers(r, incident, alerts, &target, &base))
+        .map(|r| plan_with(r, incident, &target, &base))
         .collect()
+}
+
+/// `runbook` planned for `incident` whether or not it answers it (for a dry run of a runbook by
+/// name), with whether it does; `None` when the incident names no target to act on.
+pub fn plan(runbook: &Runbook, incident: &Incident, alerts: &[Alert]) -> Option<(Proposal, bool)> {
+    let target = target(incident, alerts)?;
+    let base = context(incident, alerts, &target);
+    let answers = answers(runbook, incident, alerts, &target, &base);
+    Some((plan_with(runbook, incident, &target, &base), answers))
 }
 
 #[cfg(test)]

@@ -210,6 +210,10 @@ fn approvals_need_the_role_a_window_an_open_incident_and_an_unprotected_namespac
         .approve(&oom, &id, "alice", true, SATURDAY_10H)
         .unwrap_err();
     assert!(e.to_string().contains("outside every change window"), "{e}");
+    assert!(
+        matches!(e, GovernError::Gate(_)),
+        "a gate, not a role: {e:?}"
+    );
     assert_eq!(g.action(&id).unwrap().state, State::Refused);
 
     let (oom, id) = offer_oom(&mut g, "inc-2", "cart", "shop");

@@ -8,6 +8,8 @@
 //! and body sent, that the recorded `request` masks secrets, and that nothing at all is sent
 //! when a call is refused.
 
+mod peers;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -1832,32 +1834,16 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// The peers' Python when it has aiosmtpd; otherwise prints why (or fails, when
-/// `NIGHTSHIFT_REQUIRE_PEERS=1`) and gives `None`.
+/// The peers' Python when it has aiosmtpd.
 fn python_with_aiosmtpd() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("NIGHTSHIFT_PEERS").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/peers"),
-        std::path::PathBuf::from,
-    );
-    let python = dir.join("venv/bin/python");
-    let has = std::process::Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if has {
-        return Some(python);
-    }
-    let why = format!(
-        "no Python with aiosmtpd at {}: run scripts/llm-peers to set it up",
-        python.display()
-    );
-    if std::env::var("NIGHTSHIFT_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{why}");
-    }
-    eprintln!("skipped: {why}");
-    None
+    peers::program("python", |python| {
+        std::process::Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }
 
 /// Starts aiosmtpd, with AUTH required for `users` (login → password) when there are any.

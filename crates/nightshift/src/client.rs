@@ -1,5 +1,5 @@
 //! Client commands against a running `serve`: `ask`, `explain`, and the remediation
-//! commands `actions`, `approve`, `reject` and `kill-switch`.
+//! commands `actions`, `approve`, `reject`, `kill-switch` and `runbook dry-run`.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -257,4 +257,84 @@ pub fn kill_switch(server: &str, on: bool, token: &str) -> Result<String> {
             format!("; cancelled {}", cancelled.join(", "))
         }
     ))
+}
+
+/// `nightshift runbook dry-run INCIDENT`: what each runbook answering the incident (or the one
+/// named) would send, nothing sent; its verification as it stands now.
+pub fn dry_run(
+    server: &str,
+    incident: &str,
+    runbook: Option<&str>,
+    as_json: bool,
+) -> Result<String> {
+    let body = runbook.map(|r| json!({ "runbook": r }));
+    let v = request(
+        server,
+        reqwest::Method::POST,
+        &format!("/api/v1/incidents/{incident}/dry-run"),
+        body,
+    )?;
+    if as_json {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    let runs = v.as_array().cloned().unwrap_or_default();
+    if runs.is_empty() {
+        return Ok(format!(
+            "no runbook answers {incident} (name one with --runbook to rehearse it anyway)\n"
+        ));
+    }
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut out = String::new();
+    for run in &runs {
+        let p = &run["proposal"];
+        out.push_str(&format!(
+            "dry run of {} for {incident} on {} (mode {}, risk {}){}\n",
+            s(&p["runbook"]),
+            s(&p["target"]["name"]),
+            s(&p["mode"]),
+            s(&p["risk"]),
+            if run["answers"] == true {
+                ""
+            } else {
+                "; its trigger does not match this incident"
+            },
+        ));
+        if let Some(gate) = run["gate"].as_str() {
+            out.push_str(&format!("  would be refused now: {gate}\n"));
+        }
+        let r = &run["rehearsal"];
+        let steps = r["steps"].as_array().into_iter().flatten().map(|x| ("", x));
+        let rollback = r["rollback"].as_array().into_iter().flatten();
+        for (role, step) in steps.chain(rollback.map(|x| ("rollback: ", x))) {
+            let uses = s(&step["uses"]);
+            let line = match (step["error"].as_str(), step.get("request")) {
+                (Some(e), _) => format!("{uses}: refused: {e}"),
+                (None, Some(req)) if req.get("program").is_some() => {
+                    let args: Vec<String> = req["args"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect();
+                    format!("would run {} {}", s(&req["program"]), args.join(" "))
+                }
+                (None, Some(req)) => {
+                    format!("{uses}: would send {}", req.get("with").unwrap_or(req))
+                }
+                (None, None) => format!("{uses}: skipped (its when does not hold)"),
+            };
+            out.push_str(&format!("  · {role}{line}\n"));
+        }
+        // The proposal's verify reads "WHAT within TIME".
+        let verify = s(&p["verify"]);
+        match (r["holds_now"].as_bool(), r["check_error"].as_str()) {
+            (_, Some(e)) => out.push_str(&format!("  verify {verify}: cannot be evaluated: {e}\n")),
+            (Some(h), None) => out.push_str(&format!(
+                "  verify {verify}: {} now\n",
+                if h { "holds" } else { "does not hold" }
+            )),
+            (None, None) => out.push_str("  no verification\n"),
+        }
+    }
+    Ok(out)
 }

@@ -162,6 +162,19 @@ enum RunbookCommand {
         #[arg(long)]
         config: Option<std::path::PathBuf>,
     },
+    /// Rehearse the runbooks of a running `serve` for one of its incidents: each step as it
+    /// would be sent (nothing is sent), the verification as it stands now, and the gate that
+    /// would refuse it.
+    DryRun {
+        /// The incident, e.g. inc-0003.
+        incident: String,
+        /// Rehearse this runbook (by name) even if its trigger does not match the incident;
+        /// by default every runbook that answers it.
+        #[arg(long)]
+        runbook: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -439,6 +452,16 @@ fn run() -> Result<()> {
                 loaded.as_ref().map(|a| a.commands.as_slice()),
             )?)
         }
+        Command::Runbook(RunbookCommand::DryRun {
+            incident,
+            runbook,
+            server,
+        }) => emit(&client::dry_run(
+            &server.server,
+            &incident,
+            runbook.as_deref(),
+            server.json,
+        )?),
         Command::Audit(AuditCommand::Verify { file, config }) => {
             let path = match file {
                 Some(f) => f,

@@ -1,7 +1,9 @@
 //! Nightshift's findings as alerts in the user's Alertmanager (API v2, `POST /api/v2/alerts`),
 //! so they route, silence and page like every other alert: an anomaly event on a watched
 //! series (`alertname="NightshiftAnomaly"`) and an incident (`alertname="NightshiftIncident"`,
-//! with its `incident_id`, the suspected `service`, the root cause and a link to the evidence).
+//! with its `incident_id`, the suspected `service`, the root cause and a link to the evidence),
+//! and an action that did not fix its incident (`alertname="NightshiftActionFailed"`: a person
+//! must take over; it resolves with the incident).
 //!
 //! Alertmanager keeps an alert firing until its `endsAt`. Active alerts are sent again every
 //! `resend` with `endsAt` four resends ahead, so they resolve on their own if Nightshift stops;
@@ -122,6 +124,58 @@ pub fn incident_alert(incident: &Incident, link: String) -> Outgoing {
         annotations,
         starts_at: incident.opened_at,
     }
+}
+
+/// The alert escalating an action that did not fix its incident (rolled back, failed, or cut
+/// off): its `action_id`, `runbook`, `incident_id` and target `service`, what happened as the
+/// summary and a link to the action.
+pub fn action_failed_alert(action: &nightshift_act::Action, link: String, at: Millis) -> Outgoing {
+    let p = &action.proposal;
+    let labels = BTreeMap::from([
+        (
+            "alertname".to_string(),
+            "NightshiftActionFailed".to_string(),
+        ),
+        ("severity".to_string(), "critical".to_string()),
+        ("action_id".to_string(), action.id.clone()),
+        ("runbook".to_string(), p.runbook.clone()),
+        ("incident_id".to_string(), p.incident.clone()),
+        ("service".to_string(), p.target.name.clone()),
+    ]);
+    let what = action
+        .execution
+        .as_ref()
+        .map(|e| e.summary.clone())
+        .or_else(|| action.note.clone())
+        .unwrap_or_default();
+    let annotations = BTreeMap::from([
+        (
+            "summary".to_string(),
+            format!(
+                "{} did not fix {} on {}: {what}; a person must take over",
+                p.runbook, p.incident, p.target.name
+            ),
+        ),
+        ("link".to_string(), link),
+    ]);
+    Outgoing {
+        key: action_key(&action.id),
+        labels,
+        annotations,
+        starts_at: at,
+    }
+}
+
+/// Resolves the alert [`action_failed_alert`] raised for action `id`.
+pub fn action_failed_resolved(id: &str, at: Millis) -> Notice {
+    Notice::Resolved {
+        key: action_key(id),
+        at,
+    }
+}
+
+fn action_key(id: &str) -> String {
+    format!("action:{id}")
 }
 
 /// The notice for an incident as it stands.

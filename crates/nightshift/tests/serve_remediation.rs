@@ -1,18 +1,22 @@
-//! Remediation in `nightshift serve`, verified against a real Prometheus (Debian's, installed by
-//! `scripts/test`): an incident's runbooks become actions; an automatic one runs its real
-//! command and is verified by PromQL (fixed, and fed back as a change); one whose verification
-//! never holds is rolled back and escalated; approvals go by the approver's token and role,
-//! through the API and the CLI; the kill switch cancels what waits; every decision is in the
-//! audit log, whose chain holds and whose export copies it; actions outlive a restart.
+//! Remediation in `nightshift serve`, verified against a real Prometheus and a real Alertmanager
+//! (Debian's, installed by `scripts/test`): an incident's runbooks become actions; an automatic
+//! one runs its real command and is verified by PromQL (fixed, and fed back as a change); one
+//! whose verification never holds is rolled back and escalated (an alert in Alertmanager);
+//! approvals go by the approver's token and role, through the API and the CLI; a dry run shows
+//! what a runbook would send and sends nothing; the kill switch (by request or by its file)
+//! cancels what waits; every decision is in the audit log, whose chain holds and whose export
+//! (a file and a webhook) copies it; actions outlive a restart.
 
 mod common;
 
 use common::{
-    free_port, get, http, nightshift, post_alert_storm, prometheus_binary, start_nightshift_with,
-    start_self_scraping_prometheus, temp_dir, wait_for,
+    alertmanager_binary, free_port, get, http, nightshift, post_alert_storm, prometheus_binary,
+    serve_stand_in, start_alertmanager, start_nightshift_with, start_self_scraping_prometheus,
+    temp_dir, wait_for,
 };
 use serde_json::Value;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ALICE: &str = "alice-token-0123456789";
@@ -125,20 +129,58 @@ fn audit_events(port: u16, action: &str) -> Vec<String> {
         .collect()
 }
 
+/// A stand-in SIEM webhook: every body POSTed to it, in order.
+fn start_siem() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/siem",
+            axum::routing::post(
+                |axum::extract::State(got): axum::extract::State<Arc<Mutex<Vec<String>>>>,
+                 body: String| async move {
+                    got.lock().unwrap().push(body);
+                    "ok"
+                },
+            ),
+        )
+        .with_state(got.clone());
+    (serve_stand_in(app), got)
+}
+
+/// The alerts a real Alertmanager holds named `alertname`.
+fn alertmanager_alerts(port: u16, alertname: &str) -> Vec<Value> {
+    let (status, body) = get(
+        port,
+        &format!("/api/v2/alerts?filter=alertname%3D%22{alertname}%22"),
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
 fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
-    let Some(prometheus) = prometheus_binary() else {
-        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+    let (Some(prometheus), Some(alertmanager)) = (prometheus_binary(), alertmanager_binary())
+    else {
+        eprintln!(
+            "skipped: no prometheus or alertmanager binary (scripts/test installs Debian's `prometheus` and `prometheus-alertmanager`)"
+        );
         return;
     };
     let dir = temp_dir("serve-remediation");
     write_runbooks(&dir);
-    let (ns, prom) = (free_port(), free_port());
+    let (ns, prom, am) = (free_port(), free_port(), free_port());
     let _prometheus = start_self_scraping_prometheus(prometheus, &dir, prom);
+    let _alertmanager = start_alertmanager(
+        alertmanager,
+        &dir,
+        am,
+        "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
+    );
+    let (siem, siem_got) = start_siem();
     let audit = dir.join("audit.jsonl");
     let export = dir.join("siem.jsonl");
     let config = format!(
-        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nalertmanager:\n  url: http://127.0.0.1:{am}\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}, webhook: 'http://127.0.0.1:{siem}/siem'}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
         dir.join("runbooks").display(),
         audit.display(),
         export.display(),
@@ -179,6 +221,80 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let (tune_id, drain_id) = (tune["id"].as_str().unwrap(), drain["id"].as_str().unwrap());
     assert!(tune.get("execution").is_none());
 
+    // A dry run of each runbook answering the incident: the exact command each would run,
+    // nothing run, the verification as it stands, and the limit that would refuse the
+    // automatic one now that it has run once this hour.
+    let (status, body) = http(
+        ns,
+        "POST",
+        &format!("/api/v1/incidents/{incident}/dry-run"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let runs: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let run_of = |name: &str| {
+        runs.iter()
+            .find(|r| r["proposal"]["runbook"] == name)
+            .unwrap_or_else(|| panic!("{name}: {runs:#?}"))
+    };
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    let restart = run_of("restart-checkout");
+    assert_eq!(
+        restart["rehearsal"]["steps"][0]["request"]["args"],
+        serde_json::json!(["restarted", "checkout"])
+    );
+    assert!(restart["rehearsal"]["steps"][0]["output"]["stdout"].is_null());
+    assert_eq!(restart["rehearsal"]["holds_now"], true);
+    assert!(
+        restart["gate"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 of at most 1 in the last hour"),
+        "{restart:#}"
+    );
+    let tune_run = run_of("tune-checkout");
+    assert_eq!(tune_run["rehearsal"]["holds_now"], false);
+    assert_eq!(
+        tune_run["rehearsal"]["rollback"][0]["request"]["args"],
+        serde_json::json!(["untuned"])
+    );
+    let server = format!("http://127.0.0.1:{ns}");
+    let out = nightshift(&[
+        "runbook",
+        "dry-run",
+        &incident,
+        "--runbook",
+        "drain-checkout",
+        "--server",
+        &server,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("would run /bin/echo drained"), "{said}");
+    assert!(
+        said.contains("verify incident_resolved within 10m: does not hold now"),
+        "{said}"
+    );
+    // Dry runs decide nothing: no audit entry, no state changed.
+    assert_eq!(audit_events(ns, drain_id), ["proposed"]);
+    assert_eq!(audit_events(ns, tune_id), ["proposed"]);
+    let out = nightshift(&[
+        "runbook",
+        "dry-run",
+        &incident,
+        "--runbook",
+        "no-such",
+        "--server",
+        &server,
+    ]);
+    assert!(!out.status.success());
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        why.contains("404") && why.contains("no runbook is named no-such"),
+        "{why}"
+    );
+
     // No token, a stranger's token, and a role too low are refused; the last is audited.
     let (code, why) = decide(ns, drain_id, "approve", None);
     assert_eq!(code, 401, "{why}");
@@ -194,7 +310,6 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
 
     // Bob approves the medium one through the CLI; its verification never holds: rolled back
     // and escalated.
-    let server = format!("http://127.0.0.1:{ns}");
     let out = nightshift(&["approve", tune_id, "--token", BOB, "--server", &server]);
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -223,6 +338,30 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
             "not_fixed",
             "escalated"
         ]
+    );
+    // The escalation is an alert in Alertmanager, which pages whoever its routes say.
+    let escalated = wait_for(Duration::from_secs(20), || {
+        alertmanager_alerts(am, "NightshiftActionFailed")
+            .into_iter()
+            .find(|a| a["labels"]["action_id"] == tune_id)
+    })
+    .expect("the escalation raised in Alertmanager");
+    assert_eq!(escalated["labels"]["runbook"], "tune-checkout");
+    assert_eq!(escalated["labels"]["incident_id"], incident.as_str());
+    assert_eq!(escalated["labels"]["service"], "checkout");
+    assert_eq!(escalated["labels"]["severity"], "critical");
+    assert!(
+        escalated["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("a person must take over"),
+        "{escalated:#}"
+    );
+    // The fixed action raised none.
+    assert!(
+        !alertmanager_alerts(am, "NightshiftActionFailed")
+            .iter()
+            .any(|a| a["labels"]["action_id"] == id)
     );
 
     // The kill switch cancels what still waits; approving it afterwards is a conflict.
@@ -269,13 +408,18 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         assert!(doc["paths"][path]["post"].is_object(), "{path}");
     }
 
-    // The chain holds, and the export holds the same lines.
+    // The chain holds, and the exports (file and webhook) hold the same lines, in order.
     let out = nightshift(&["audit", "verify", "--file", audit.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        std::fs::read_to_string(&audit).unwrap(),
-        std::fs::read_to_string(&export).unwrap()
-    );
+    let logged = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(logged, std::fs::read_to_string(&export).unwrap());
+    let lines: Vec<String> = logged.lines().map(str::to_string).collect();
+    let posted = wait_for(Duration::from_secs(20), || {
+        let got = siem_got.lock().unwrap().clone();
+        (got.len() >= lines.len()).then_some(got)
+    })
+    .unwrap_or_else(|| siem_got.lock().unwrap().clone());
+    assert_eq!(posted, lines);
 
     // After a restart the actions are still there, and the incident is not offered its
     // runbooks again.
@@ -289,4 +433,38 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     );
     // The kill switch turned on by request is still on.
     assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
+}
+
+#[test]
+fn the_kill_switch_file_stops_automatic_actions_and_approvals() {
+    let dir = temp_dir("serve-kill-switch-file");
+    write_runbooks(&dir);
+    let ns = free_port();
+    let flag = dir.join("STOP");
+    std::fs::write(&flag, "maintenance\n").unwrap();
+    let config = format!(
+        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  kill_switch_file: {}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
+        dir.join("runbooks").display(),
+        dir.join("audit.jsonl").display(),
+        flag.display(),
+    );
+    let _serve = start_nightshift_with(&dir, ns, &config);
+    assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
+    post_alert_storm(ns, "checkout", &["CheckoutErrorsHigh", "CheckoutDown"]);
+
+    // The automatic one is refused, not run; approving one that waits is a conflict (a gate,
+    // not the approver's role), and it is refused for good, in the audit log.
+    let auto = action_of(ns, "restart-checkout", |a| a["state"] == "refused");
+    assert_eq!(auto["note"], "the kill switch is on");
+    assert!(auto.get("execution").is_none());
+    let drain = action_of(ns, "drain-checkout", |a| a["state"] == "pending");
+    let drain_id = drain["id"].as_str().unwrap();
+    let (code, why) = decide(ns, drain_id, "approve", Some(ALICE));
+    assert_eq!(code, 409, "{why}");
+    assert!(why.contains("the kill switch is on"), "{why}");
+    assert_eq!(audit_events(ns, drain_id), ["proposed", "refused"]);
+
+    // Without the file the switch is off again (it was never turned on by request).
+    std::fs::remove_file(&flag).unwrap();
+    assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":false}"#);
 }

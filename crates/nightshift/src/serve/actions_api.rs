@@ -1,6 +1,7 @@
 //! The remediation API: actions (`GET /api/v1/actions`, `GET /api/v1/actions/{id}`), their
 //! approval and rejection (`POST /api/v1/actions/{id}/approve|reject`), the kill switch
-//! (`POST /api/v1/kill-switch`) and the audit log (`GET /api/v1/audit`). Deciding takes an
+//! (`POST /api/v1/kill-switch`), the audit log (`GET /api/v1/audit`) and dry runs of the
+//! runbooks for an incident (`POST /api/v1/incidents/{id}/dry-run`). Deciding takes an
 //! approver's bearer token (`act.approvers`): who decides is who the token names, and what they
 //! may approve is their role.
 
@@ -143,6 +144,32 @@ pub(super) async fn reject(
     };
     let reason = d.reason.unwrap_or_else(|| "rejected".into());
     answer(app.remediation.reject(&id, &who, &reason).await, &what)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DryRunRequest {
+    runbook: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/dry-run` with an optional `{"runbook": "NAME"}`: what every
+/// runbook answering the incident (or the one named) would send, nothing sent; the
+/// verification evaluated now; the gate that would refuse it. Needs no token: nothing is
+/// decided.
+pub(super) async fn dry_run(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let what = format!("dry run for {id}");
+    let req: DryRunRequest = match body(&bytes, &what, "{\"runbook\": \"NAME\"} or empty") {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    match app.remediation.dry_run(&id, req.runbook.as_deref()).await {
+        Ok(runs) => Json(runs).into_response(),
+        Err((status, message)) => text(status, format!("{what}: {message}")),
+    }
 }
 
 #[derive(Deserialize, Default)]

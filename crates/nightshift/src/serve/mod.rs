@@ -302,6 +302,9 @@ async fn run(config: Config) -> Result<()> {
             kube_client_for_actions,
             feed,
             slack_for_actions,
+            notices
+                .clone()
+                .map(|tx| (tx, format!("http://{}", config.serve.listen))),
         )
         .await?
     };
@@ -405,6 +408,7 @@ async fn run(config: Config) -> Result<()> {
         .route("/api/v1/incidents/{id}", get(api::incident))
         .route("/api/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/explanation", get(api::explanation))
+        .route("/api/v1/incidents/{id}/dry-run", post(actions_api::dry_run))
         .route("/api/v1/ask", post(api::ask))
         .route("/api/v1/actions", get(actions_api::actions))
         .route("/api/v1/actions/{id}", get(actions_api::action))

@@ -38,6 +38,26 @@ pub(crate) struct Remediation {
     /// Where actions waiting for approval are posted, with their buttons: the Slack API, the
     /// channel, and whether the app takes interactions.
     slack: Option<(crate::slack::SlackApi, String, bool)>,
+    /// Where escalations are raised as alerts (the notifier of `alertmanager.url`), and the
+    /// server's base URL their links point into.
+    alertmanager: Option<Escalations>,
+}
+
+/// The notifier's queue and the base URL (`http://LISTEN`) of the links in its alerts.
+pub(crate) type Escalations = (tokio::sync::mpsc::Sender<crate::notify::Notice>, String);
+
+/// A dry run of one runbook for an incident.
+#[derive(serde::Serialize)]
+pub(crate) struct DryRun {
+    /// Whether the runbook answers the incident (its trigger and `when`); a runbook named
+    /// for a dry run is rehearsed either way.
+    pub answers: bool,
+    /// The gate that would refuse it now (kill switch, protected namespace, change window,
+    /// limit), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    pub proposal: nightshift_act::Proposal,
+    pub rehearsal: execute::Rehearsal,
 }
 
 /// Verifications against the configured Prometheus (PromQL: holds when the query returns a
@@ -105,6 +125,7 @@ impl Remediation {
         kube: Option<kube::Client>,
         feed: FeedChange,
         slack: Option<(crate::slack::SlackApi, String, bool)>,
+        alertmanager: Option<Escalations>,
     ) -> Result<Arc<Self>> {
         let act = &config.act;
         let runbooks = match &act.runbooks {
@@ -185,9 +206,14 @@ impl Remediation {
             approvers: act.approvers.clone(),
             feed,
             slack,
+            alertmanager,
         });
         for id in &changed {
             me.keep_id(id).await;
+            // Cut off while it ran: a person must look at the target.
+            if let Some(a) = me.action(id).filter(|a| a.state == State::Failed) {
+                me.escalate(&a).await;
+            }
         }
         Ok(me)
     }
@@ -266,7 +292,11 @@ impl Remediation {
 
     /// Offers what the runbooks propose for `incident`; runs what is approved on its own.
     pub(crate) async fn on_incident(self: &Arc<Self>, incident: Incident) {
-        if self.runbooks.is_empty() || incident.status == IncidentStatus::Resolved {
+        if incident.status == IncidentStatus::Resolved {
+            self.settle(&incident);
+            return;
+        }
+        if self.runbooks.is_empty() {
             return;
         }
         let alerts = self.alerts_of(&incident).await;
@@ -298,6 +328,112 @@ impl Remediation {
                     }
                 }
                 Err(e) => tracing::error!(incident = %incident.id, "cannot offer an action: {e}"),
+            }
+        }
+    }
+
+    /// Dry runs for `incident`: of every runbook that answers it, or of `runbook` by name
+    /// (whether it answers or not). Each step as it would be sent, nothing sent, and the
+    /// verification evaluated now. Nothing is decided, so nothing is audited.
+    pub(crate) async fn dry_run(
+        &self,
+        incident: &str,
+        runbook: Option<&str>,
+    ) -> Result<Vec<DryRun>, Refusal> {
+        let inc = match self.store.incident(incident).await {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                return Err((
+                    StatusCode::NOT_FOUND,
+                    format!("there is no incident {incident}"),
+                ));
+            }
+            Err(e) => {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read the incident: {e}"),
+                ));
+            }
+        };
+        let alerts = self.alerts_of(&inc).await;
+        let planned: Vec<(nightshift_act::Proposal, bool)> = match runbook {
+            None => nightshift_act::propose(&self.runbooks, &inc, &alerts)
+                .into_iter()
+                .map(|p| (p, true))
+                .collect(),
+            Some(name) => {
+                let r = self.runbook(name).ok_or_else(|| {
+                    let names: Vec<&str> = self.runbooks.iter().map(|r| r.name.as_str()).collect();
+                    (
+                        StatusCode::NOT_FOUND,
+                        format!(
+                            "no runbook is named {name}; loaded: {}",
+                            if names.is_empty() {
+                                "none (act.runbooks)".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    )
+                })?;
+                let p = nightshift_act::plan::plan(r, &inc, &alerts).ok_or_else(|| {
+                    (
+                        StatusCode::CONFLICT,
+                        format!("incident {incident} names no service or node to act on"),
+                    )
+                })?;
+                vec![p]
+            }
+        };
+        let mut out = Vec::new();
+        for (proposal, answers) in planned {
+            let Some(r) = self.runbook(&proposal.runbook) else {
+                continue;
+            };
+            let rehearsal = execute::rehearse(
+                &self.executor.commands,
+                self.verifier.as_ref(),
+                r,
+                incident,
+                &proposal.context,
+            )
+            .await;
+            out.push(DryRun {
+                answers,
+                gate: self.governor().gate(r, &proposal, now_ms()),
+                proposal,
+                rehearsal,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An action did not fix its incident: posted to Slack, and raised as an alert in
+    /// Alertmanager (which pages whoever its routes say) until the incident resolves.
+    async fn escalate(&self, action: &Action) {
+        self.post_to_slack(action).await;
+        if let Some((tx, base)) = &self.alertmanager {
+            let link = format!(
+                "{}/api/v1/actions/{}",
+                base.trim_end_matches('/'),
+                action.id
+            );
+            let alert = crate::notify::action_failed_alert(action, link, now_ms());
+            if tx.try_send(crate::notify::Notice::Firing(alert)).is_err() {
+                tracing::warn!(action = %action.id, "the Alertmanager notifier is full or gone; the escalation is in the audit log only");
+            }
+        }
+    }
+
+    /// A resolved incident's escalations are over: their alerts resolve.
+    fn settle(&self, incident: &Incident) {
+        let Some((tx, _)) = &self.alertmanager else {
+            return;
+        };
+        let at = incident.resolved_at.unwrap_or_else(now_ms);
+        for a in self.actions(Some(&incident.id)) {
+            if a.state == State::Failed {
+                let _ = tx.try_send(crate::notify::action_failed_resolved(&a.id, at));
             }
         }
     }
@@ -472,7 +608,7 @@ impl Remediation {
                     });
                 } else {
                     // Escalated: a person must take over; tell them where they look.
-                    self.post_to_slack(&a).await;
+                    self.escalate(&a).await;
                 }
                 self.keep(a).await;
             }
@@ -503,6 +639,7 @@ fn refusal(e: GovernError) -> Refusal {
         GovernError::NotFound(_) => StatusCode::NOT_FOUND,
         GovernError::NotPending { .. } => StatusCode::CONFLICT,
         GovernError::Refused(_) => StatusCode::FORBIDDEN,
+        GovernError::Gate(_) => StatusCode::CONFLICT,
         GovernError::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     (status, e.to_string())
