@@ -220,12 +220,20 @@ impl AuditLog {
         let body = json.strip_suffix('}').unwrap_or(&json);
         let h = hash(&self.head.hash, body);
         let line = format!("{body}{HASH_FIELD}{h}\"}}\n");
-        self.file.write_all(line.as_bytes()).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
+        let before = self.file.metadata().map_err(io)?.len();
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            // No partial line left behind: the chain stays valid for the next entry.
+            let _ = self.file.set_len(before);
+            return Err(io(e));
+        }
+        // The line is in the file from here on: the chain goes on from it even if it cannot be
+        // made durable (then the error says so, and the caller decides nothing: the log may
+        // hold a decision not taken, never a change without its entry).
         self.head = Head {
             entries: entry.seq,
             hash: h.clone(),
         };
+        self.file.sync_data().map_err(io)?;
         if let Some(export) = &mut self.export {
             export(line.trim_end());
         }

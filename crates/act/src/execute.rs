@@ -160,8 +160,9 @@ impl Executor {
                 Ok(with) => {
                     let family = uses.split('.').next().unwrap_or_default();
                     match self.providers.get(family) {
+                        // Shown, not sent: secret-looking fields masked as in a plan.
                         _ if self.dry_run => Ok(StepOutcome {
-                            request: json!({"uses": uses, "with": with}),
+                            request: json!({"uses": uses, "with": crate::notify::mask_json(&with)}),
                             output: json!(format!("(dry run: output of {})", s.id)),
                         }),
                         Some(p) => p.call(uses, &with).await,
@@ -214,6 +215,12 @@ impl Executor {
         )];
         for (flag, key) in [("-i", "inventory"), ("--limit", "limit")] {
             if let Some(v) = text_arg(&with, key) {
+                // `--limit @FILE` would read the hosts from a file.
+                if key == "limit" && v.starts_with('@') {
+                    return Err(StepError::refused(format!(
+                        "limit {v:?} names a file; give host or group names"
+                    )));
+                }
                 args.push(Arg::Literal(flag.into()));
                 args.push(word(v));
             }
@@ -222,12 +229,7 @@ impl Executor {
             for (k, v) in vars {
                 // A key is a variable name: never `@file` (which Ansible would read) or text
                 // that would split into more variables.
-                let identifier = k
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !identifier {
+                if !nightshift_core::is_identifier(k) {
                     return Err(StepError::refused(format!(
                         "extra_vars: {k:?} is not a variable name (letters, digits, _)"
                     )));

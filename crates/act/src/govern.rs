@@ -239,8 +239,14 @@ impl Governor {
 
     /// Whether `incident` already has an action of `runbook` (so an offer gives that one).
     pub fn knows(&self, incident: &str, runbook: &str) -> bool {
+        self.action_for(incident, runbook).is_some()
+    }
+
+    /// The action `incident` has of `runbook`, if any.
+    pub fn action_for(&self, incident: &str, runbook: &str) -> Option<&Action> {
         self.live
-            .contains_key(&(incident.to_string(), runbook.to_string()))
+            .get(&(incident.to_string(), runbook.to_string()))
+            .and_then(|id| self.actions.get(id))
     }
 
     /// Writes a decision on action `id` to the audit log, before the action changes: when the
@@ -458,7 +464,8 @@ impl Governor {
             .is_some_and(|max| *max >= risk);
         if !may {
             let why = format!("{who} may not approve a {} risk action", risk.as_str());
-            self.write(now, who, "refused", id, &why)?;
+            // Not the action's refusal: it still waits for someone who may.
+            self.write(now, who, "not_allowed", id, &why)?;
             return Err(GovernError::Refused(why));
         }
         if !still_called_for {
@@ -684,8 +691,14 @@ impl Governor {
             self.actions.insert(a.id.clone(), a);
         }
         for id in &changed {
-            let why = self.actions[id].note.clone().unwrap_or_default();
-            self.write(now, "nightshift", "escalated", id, &why)?;
+            let a = &self.actions[id];
+            let why = a.note.clone().unwrap_or_default();
+            let event = if a.state == State::Failed {
+                "escalated"
+            } else {
+                "cancelled"
+            };
+            self.write(now, "nightshift", event, id, &why)?;
         }
         Ok(changed)
     }

@@ -550,6 +550,20 @@ fn read_steps(
         if s.uses.value == "command.run" {
             command_args(check, &at, s.with.get("args"), s.with.get("program"));
         }
+        if s.uses.value == "ansible.playbook"
+            && let Some(vars) = s.with.get("extra_vars")
+            && let Some(map) = vars.value.as_object()
+        {
+            for k in map.keys().filter(|k| !nightshift_core::is_identifier(k)) {
+                check.problem(
+                    vars.referenced.line(),
+                    format!("{at}.with.extra_vars"),
+                    format!(
+                        "{k:?} is not a variable name (letters, digits and _, not first a digit)"
+                    ),
+                );
+            }
+        }
         if let Some(w) = &s.when {
             check.expression(w.referenced.line(), &format!("{at}.when"), &w.value);
         }

@@ -7,7 +7,7 @@
 mod peers;
 
 use nightshift_act::Runbook;
-use nightshift_act::execute::{Check, Executor, StepRecord, Verifier, rehearse};
+use nightshift_act::execute::{Check, Executor, Rehearsal, StepRecord, Verifier, rehearse};
 use nightshift_act::runbook::parse;
 use serde_json::json;
 use std::future::Future;
@@ -17,8 +17,9 @@ use std::pin::Pin;
 /// `ansible-playbook` of the peers' virtualenv.
 fn ansible_playbook() -> Option<PathBuf> {
     // The venv's own path, absolute, as the allow-list must name it.
-    peers::program("ansible-playbook", |p| p.exists())
-        .and_then(|p| Some(p.parent()?.canonicalize().ok()?.join("ansible-playbook")))
+    let absolute = |p: &PathBuf| Some(p.parent()?.canonicalize().ok()?.join("ansible-playbook"));
+    peers::program("ansible-playbook", |p| p.exists() && absolute(p).is_some())
+        .and_then(|p| absolute(&p))
 }
 
 const PLAYBOOK: &str = r#"- hosts: all
@@ -162,22 +163,46 @@ async fn hostile_values_never_reach_ansible() {
         std::fs::read_to_string(&out).unwrap(),
         "restarted --become\n"
     );
-    std::fs::remove_file(&out).unwrap();
+}
 
-    // A variable name is a name: `@FILE` would make Ansible read a file.
+/// Needs no Ansible: what would make it read a file is refused before anything runs.
+#[tokio::test]
+async fn file_references_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ansible = dir.path().join("ansible-playbook");
+    let (text, _) = setup(dir.path(), &ansible);
+    // A variable name is a name: `-e @FILE` would make Ansible read variables from a file.
     let bad_key = text.replace("        out: ", "        \"@out\": ");
-    let runbook = parse(&bad_key).unwrap();
-    let (records, ok) = play(&ansible, &runbook, "checkout").await;
-    assert!(!ok);
+    let problems = parse(&bad_key).unwrap_err();
     assert!(
-        records[0]
+        problems.iter().any(|p| p.field.ends_with("with.extra_vars")
+            && p.message.contains("\"@out\" is not a variable name")),
+        "{problems:?}"
+    );
+    // `--limit @FILE` would read the hosts from a file.
+    let runbook = parse(&text.replace("limit: localhost", "limit: \"@hosts.txt\"")).unwrap();
+    let r = dry_run(&ansible, &runbook).await;
+    assert!(
+        r.steps[0]
             .error
             .as_deref()
             .unwrap_or_default()
-            .contains("is not a variable name"),
-        "{records:#?}"
+            .contains("names a file"),
+        "{r:#?}"
     );
-    assert!(!out.exists(), "the playbook ran");
+}
+
+/// A dry run of `runbook` for checkout, `ansible` on the allow-list, its verification not
+/// holding.
+async fn dry_run(ansible: &Path, runbook: &Runbook) -> Rehearsal {
+    rehearse(
+        &[ansible.to_path_buf()],
+        &HoldsNot,
+        runbook,
+        "inc-1",
+        &json!({"target": {"name": "checkout"}}),
+    )
+    .await
 }
 
 struct HoldsNot;
@@ -200,14 +225,7 @@ async fn a_dry_run_shows_the_command_and_runs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (text, out) = setup(dir.path(), &ansible);
     let runbook = parse(&text).unwrap();
-    let r = rehearse(
-        std::slice::from_ref(&ansible),
-        &HoldsNot,
-        &runbook,
-        "inc-1",
-        &json!({"target": {"name": "checkout"}}),
-    )
-    .await;
+    let r = dry_run(&ansible, &runbook).await;
     let step = &r.steps[0];
     assert_eq!(step.error, None, "{r:#?}");
     assert_eq!(

@@ -137,3 +137,45 @@ async fn the_kill_switch_stops_a_run_between_steps() {
         ex.summary
     );
 }
+
+#[tokio::test]
+async fn a_dry_run_sends_nothing_and_shows_no_secret() {
+    let runbook = parse(
+        r#"name: call-and-run
+trigger: {services: [checkout]}
+mode: approve
+risk: medium
+steps:
+  - uses: http.request
+    with:
+      url: https://hooks.example.com/restart
+      headers: {Authorization: "Bearer s3cr3t-t0ken"}
+  - uses: command.run
+    with:
+      program: /usr/bin/touch
+      args: [{value: "{{ target.name }}", is: k8s_name}]
+verify: {promql: 'up == 1', within: 1m}
+"#,
+    )
+    .unwrap();
+    let r = nightshift_act::execute::rehearse(
+        &["/usr/bin/touch".into()],
+        &Always(false),
+        &runbook,
+        "inc-1",
+        &json!({"target": {"name": "checkout"}}),
+    )
+    .await;
+    let shown = serde_json::to_string(&r).unwrap();
+    assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
+    assert_eq!(r.steps.len(), 2, "{r:#?}");
+    assert_eq!(r.steps[0].request.as_ref().unwrap()["uses"], "http.request");
+    assert_eq!(
+        r.steps[1].request.as_ref().unwrap()["args"],
+        json!(["checkout"])
+    );
+    assert_eq!(r.steps[1].output, Some(json!("(dry run)")));
+    assert_eq!(r.holds_now, Some(false));
+    // touch did not run: no file `checkout` in the working directory.
+    assert!(!std::path::Path::new("checkout").exists());
+}

@@ -238,8 +238,8 @@ fn approvals_need_the_role_a_window_an_open_incident_and_an_unprotected_namespac
         audit_events(&path),
         [
             "proposed",
-            "refused",
-            "refused",
+            "not_allowed",
+            "not_allowed",
             "refused",
             "proposed",
             "cancelled",

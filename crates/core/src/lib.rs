@@ -49,6 +49,16 @@ pub fn format_duration(ms: Millis) -> String {
     if neg { format!("-{body}") } else { body }
 }
 
+/// Whether `name` is an identifier, `[a-zA-Z_][a-zA-Z0-9_]*`: a Prometheus label name, an
+/// Ansible variable name.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// 64-bit FNV-1a: a stable hash for fingerprints that must not change between releases
 /// (std's `DefaultHasher` makes no such promise).
 pub fn fnv1a(bytes: &[u8]) -> u64 {

@@ -196,11 +196,7 @@ fn check_samples(samples: &[Sample], now: Millis) -> Result<(), String> {
 
 /// Prometheus' label name rule: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    nightshift_core::is_identifier(name)
 }
 
 /// Prometheus' metric name rule: `[a-zA-Z_:][a-zA-Z0-9_:]*`.

@@ -161,9 +161,12 @@ fn alertmanager_alerts(port: u16, alertname: &str) -> Vec<Value> {
 fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let (Some(prometheus), Some(alertmanager)) = (prometheus_binary(), alertmanager_binary())
     else {
-        eprintln!(
-            "skipped: no prometheus or alertmanager binary (scripts/test installs Debian's `prometheus` and `prometheus-alertmanager`)"
+        let why = "no prometheus or alertmanager binary (scripts/test installs Debian's `prometheus` and `prometheus-alertmanager`)";
+        assert!(
+            std::env::var("NIGHTSHIFT_REQUIRE_PEERS").as_deref() != Ok("1"),
+            "{why}"
         );
+        eprintln!("skipped: {why}");
         return;
     };
     let dir = temp_dir("serve-remediation");
@@ -244,7 +247,7 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         restart["rehearsal"]["steps"][0]["request"]["args"],
         serde_json::json!(["restarted", "checkout"])
     );
-    assert!(restart["rehearsal"]["steps"][0]["output"]["stdout"].is_null());
+    assert_eq!(restart["rehearsal"]["steps"][0]["output"], "(dry run)");
     assert_eq!(restart["rehearsal"]["holds_now"], true);
     assert!(
         restart["gate"]
@@ -306,7 +309,8 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         why.contains("bob may not approve a high risk action"),
         "{why}"
     );
-    assert_eq!(audit_events(ns, drain_id), ["proposed", "refused"]);
+    // Audited, and it still waits for someone who may.
+    assert_eq!(audit_events(ns, drain_id), ["proposed", "not_allowed"]);
 
     // Bob approves the medium one through the CLI; its verification never holds: rolled back
     // and escalated.
@@ -419,7 +423,7 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         (got.len() >= lines.len()).then_some(got)
     })
     .unwrap_or_else(|| siem_got.lock().unwrap().clone());
-    assert_eq!(posted, lines);
+    assert_eq!(posted[..lines.len().min(posted.len())], lines[..]);
 
     // After a restart the actions are still there, and the incident is not offered its
     // runbooks again.

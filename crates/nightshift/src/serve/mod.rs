@@ -231,7 +231,8 @@ async fn run(config: Config) -> Result<()> {
             deliver,
         )))
     };
-    let link_base = format!("http://{}/api/v1/incidents", config.serve.listen);
+    let base_url = format!("http://{}", config.serve.listen);
+    let link_base = format!("{base_url}/api/v1/incidents");
     let topology = Arc::new(Mutex::new(Topology::default()));
     let assistant = Arc::new(crate::assistant::Assistant::new(
         &config,
@@ -302,9 +303,7 @@ async fn run(config: Config) -> Result<()> {
             kube_client_for_actions,
             feed,
             slack_for_actions,
-            notices
-                .clone()
-                .map(|tx| (tx, format!("http://{}", config.serve.listen))),
+            notices.clone().map(|tx| (tx, base_url.clone())),
         )
         .await?
     };

@@ -56,6 +56,9 @@ pub(crate) struct DryRun {
     /// limit), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<String>,
+    /// The action the incident already has of this runbook (one per incident and runbook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     pub proposal: nightshift_act::Proposal,
     pub rehearsal: execute::Rehearsal,
 }
@@ -215,6 +218,13 @@ impl Remediation {
                 me.escalate(&a).await;
             }
         }
+        // Escalations of earlier runs whose incidents are still open are raised again: the
+        // alerts lapse in Alertmanager when not posted again.
+        for a in me.actions(None) {
+            if a.state == State::Failed && !changed.contains(&a.id) {
+                me.raise_alert(&a).await;
+            }
+        }
         Ok(me)
     }
 
@@ -293,7 +303,7 @@ impl Remediation {
     /// Offers what the runbooks propose for `incident`; runs what is approved on its own.
     pub(crate) async fn on_incident(self: &Arc<Self>, incident: Incident) {
         if incident.status == IncidentStatus::Resolved {
-            self.settle(&incident);
+            self.settle(&incident).await;
             return;
         }
         if self.runbooks.is_empty() {
@@ -398,9 +408,22 @@ impl Remediation {
                 &proposal.context,
             )
             .await;
+            let (gate, action) = {
+                let g = self.governor();
+                let gate = if inc.status == IncidentStatus::Resolved {
+                    Some("the incident is resolved".to_string())
+                } else {
+                    g.gate(r, &proposal, now_ms())
+                };
+                let action = g
+                    .action_for(incident, &proposal.runbook)
+                    .map(|a| a.id.clone());
+                (gate, action)
+            };
             out.push(DryRun {
                 answers,
-                gate: self.governor().gate(r, &proposal, now_ms()),
+                gate,
+                action,
                 proposal,
                 rehearsal,
             });
@@ -412,28 +435,40 @@ impl Remediation {
     /// Alertmanager (which pages whoever its routes say) until the incident resolves.
     async fn escalate(&self, action: &Action) {
         self.post_to_slack(action).await;
-        if let Some((tx, base)) = &self.alertmanager {
-            let link = format!(
-                "{}/api/v1/actions/{}",
-                base.trim_end_matches('/'),
-                action.id
-            );
-            let alert = crate::notify::action_failed_alert(action, link, now_ms());
-            if tx.try_send(crate::notify::Notice::Firing(alert)).is_err() {
-                tracing::warn!(action = %action.id, "the Alertmanager notifier is full or gone; the escalation is in the audit log only");
-            }
+        self.raise_alert(action).await;
+    }
+
+    /// Raises the escalation of `action` in Alertmanager, unless its incident has resolved
+    /// meanwhile (then nobody needs paging for it).
+    async fn raise_alert(&self, action: &Action) {
+        let Some((tx, base)) = &self.alertmanager else {
+            return;
+        };
+        let resolved = matches!(
+            self.store.incident(&action.proposal.incident).await,
+            Ok(Some(i)) if i.status == IncidentStatus::Resolved
+        );
+        if resolved {
+            return;
+        }
+        let link = format!("{base}/api/v1/actions/{}", action.id);
+        let alert = crate::notify::action_failed_alert(action, link, now_ms());
+        if tx.send(crate::notify::Notice::Firing(alert)).await.is_err() {
+            tracing::warn!(action = %action.id, "the Alertmanager notifier has stopped; the escalation is in the audit log only");
         }
     }
 
     /// A resolved incident's escalations are over: their alerts resolve.
-    fn settle(&self, incident: &Incident) {
+    async fn settle(&self, incident: &Incident) {
         let Some((tx, _)) = &self.alertmanager else {
             return;
         };
         let at = incident.resolved_at.unwrap_or_else(now_ms);
         for a in self.actions(Some(&incident.id)) {
             if a.state == State::Failed {
-                let _ = tx.try_send(crate::notify::action_failed_resolved(&a.id, at));
+                let _ = tx
+                    .send(crate::notify::action_failed_resolved(&a.id, at))
+                    .await;
             }
         }
     }
@@ -543,14 +578,24 @@ impl Remediation {
                 format!("{who} may not turn the kill switch off (it takes max_risk: high)"),
             ));
         }
-        let cancelled = self
-            .governor()
-            .kill_switch(on, who, now_ms())
-            .map_err(refusal)?;
-        for id in &cancelled {
-            self.keep_id(id).await;
+        let result = self.governor().kill_switch(on, who, now_ms());
+        match result {
+            Ok(cancelled) => {
+                for id in &cancelled {
+                    self.keep_id(id).await;
+                }
+                Ok(cancelled)
+            }
+            Err(e) => {
+                // The audit log failed part of the way: what was cancelled before is kept.
+                for a in self.actions(None) {
+                    if a.state == State::Cancelled {
+                        self.keep(a).await;
+                    }
+                }
+                Err(refusal(e))
+            }
         }
-        Ok(cancelled)
     }
 
     fn spawn_run(self: &Arc<Self>, id: String) {
@@ -593,27 +638,29 @@ impl Remediation {
         .await;
         let fixed = execution.fixed;
         let summary = execution.summary.clone();
-        let finished = self.governor().finish(id, execution, now_ms()).cloned();
-        match finished {
-            Ok(a) => {
-                tracing::info!(action = %id, runbook = %runbook.name, fixed, %summary, "action done");
-                if fixed {
-                    (self.feed)(Change {
-                        id: format!("nightshift-{id}"),
-                        ts: now_ms(),
-                        kind: change_kind(runbook),
-                        target: a.proposal.target.name.clone(),
-                        version: Some(format!("runbook {}, {id}", runbook.name)),
-                        description: summary,
-                    });
-                } else {
-                    // Escalated: a person must take over; tell them where they look.
-                    self.escalate(&a).await;
-                }
-                self.keep(a).await;
-            }
-            Err(e) => tracing::error!(action = %id, "cannot record the action's outcome: {e}"),
+        // What ran is kept, escalated and fed back even when the audit log cannot take it.
+        let unaudited = self.governor().finish(id, execution, now_ms()).err();
+        if let Some(e) = unaudited {
+            tracing::error!(action = %id, "cannot write the action's outcome to the audit log: {e}");
         }
+        let Some(a) = self.action(id) else {
+            return;
+        };
+        tracing::info!(action = %id, runbook = %runbook.name, fixed, %summary, "action done");
+        if fixed {
+            (self.feed)(Change {
+                id: format!("nightshift-{id}"),
+                ts: now_ms(),
+                kind: change_kind(runbook),
+                target: a.proposal.target.name.clone(),
+                version: Some(format!("runbook {}, {id}", runbook.name)),
+                description: summary,
+            });
+        } else {
+            // Escalated: a person must take over; tell them where they look.
+            self.escalate(&a).await;
+        }
+        self.keep(a).await;
     }
 }
 
