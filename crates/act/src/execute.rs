@@ -23,11 +23,37 @@ pub type CallFuture<'a> = Pin<Box<dyn Future<Output = Result<StepOutcome, StepEr
 pub trait Provider: Send + Sync {
     /// Runs `uses` with its rendered arguments.
     fn call<'a>(&'a self, uses: &'a str, with: &'a Value) -> CallFuture<'a>;
+
+    /// What a dry run can check without sending: what this provider would refuse.
+    fn check(&self, _uses: &str, _with: &Value) -> Result<(), StepError> {
+        Ok(())
+    }
 }
 
 impl Provider for crate::kubernetes::Kubernetes {
     fn call<'a>(&'a self, uses: &'a str, with: &'a Value) -> CallFuture<'a> {
         Box::pin(crate::kubernetes::Kubernetes::call(self, uses, with))
+    }
+
+    fn check(&self, uses: &str, with: &Value) -> Result<(), StepError> {
+        crate::kubernetes::check(uses, with)
+    }
+}
+
+/// Stands in, in a dry run against the live world, for a provider family the configuration
+/// does not set up: a real run would refuse its steps, so the dry run does too.
+struct Unconfigured;
+
+impl Provider for Unconfigured {
+    fn call<'a>(&'a self, uses: &'a str, _with: &'a Value) -> CallFuture<'a> {
+        Box::pin(async move { Err(StepError::refused(format!("{uses} is not configured"))) })
+    }
+
+    fn check(&self, uses: &str, _with: &Value) -> Result<(), StepError> {
+        let family = uses.split('.').next().unwrap_or_default();
+        Err(StepError::refused(format!(
+            "no {family} provider is configured for {uses}"
+        )))
     }
 }
 
@@ -40,6 +66,10 @@ pub struct Http {
 impl Provider for Http {
     fn call<'a>(&'a self, uses: &'a str, with: &'a Value) -> CallFuture<'a> {
         Box::pin(self.endpoints.call(&self.client, uses, with))
+    }
+
+    fn check(&self, uses: &str, with: &Value) -> Result<(), StepError> {
+        self.endpoints.check(uses, with)
     }
 }
 
@@ -74,6 +104,9 @@ pub struct Executor {
 
 /// Why a step did not run when the kill switch went on during a run.
 pub const STOPPED: &str = "stopped: the kill switch is on";
+
+/// The provider families a step's `uses` may name besides `command` and `ansible`.
+const FAMILIES: [&str; 4] = ["kubernetes", "http", "notify", "ticket"];
 
 /// How long a command may run when its step does not say.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -160,11 +193,14 @@ impl Executor {
                 Ok(with) => {
                     let family = uses.split('.').next().unwrap_or_default();
                     match self.providers.get(family) {
-                        // Shown, not sent: secret-looking fields masked as in a plan.
-                        _ if self.dry_run => Ok(StepOutcome {
-                            request: json!({"uses": uses, "with": crate::notify::mask_json(&with)}),
-                            output: json!(format!("(dry run: output of {})", s.id)),
-                        }),
+                        // Shown, not sent: checked by the provider that would send it (when
+                        // there is one), secret-looking fields masked as in a plan.
+                        provider if self.dry_run => provider
+                            .map_or(Ok(()), |p| p.check(uses, &with))
+                            .map(|()| StepOutcome {
+                                request: json!({"uses": uses, "with": crate::notify::mask_json(&with)}),
+                                output: json!(format!("(dry run: output of {})", s.id)),
+                            }),
                         Some(p) => p.call(uses, &with).await,
                         None => Err(StepError::refused(format!(
                             "no {family} provider is configured for {uses}"
@@ -469,20 +505,27 @@ pub struct Rehearsal {
     pub check_error: Option<String>,
 }
 
-/// Rehearses `runbook` for `incident` with the proposal's `context`: see [`Rehearsal`]. Only
-/// a dry-run executor is built here, so nothing can be sent whatever the caller holds.
+/// Rehearses `runbook` for `incident` with the proposal's `context` on `executor`'s providers
+/// and allow-list: see [`Rehearsal`]. The executor is run as a dry run whatever it says, so
+/// nothing can be sent; each step is checked by its provider, and a step whose provider family
+/// `executor` lacks is refused as a real run would refuse it.
 pub async fn rehearse(
-    commands: &[PathBuf],
+    executor: &Executor,
     verifier: &dyn Verifier,
     runbook: &Runbook,
     incident: &str,
     context: &Value,
 ) -> Rehearsal {
-    let executor = Executor {
-        commands: commands.to_vec(),
+    let mut executor = Executor {
         dry_run: true,
-        ..Executor::default()
+        ..executor.clone()
     };
+    for family in FAMILIES {
+        executor
+            .providers
+            .entry(family.to_string())
+            .or_insert_with(|| Arc::new(Unconfigured));
+    }
     let mut ctx = context.clone();
     ctx["steps"] = json!({});
     let (steps, _) = executor.run(&runbook.steps, &mut ctx, &mut |_| {}).await;

@@ -617,6 +617,42 @@ fn failure(request: Value, action: &str, what: &str, e: kube::Error) -> StepErro
     StepError::failed(request, message)
 }
 
+/// What a dry run can check of step `uses` without a cluster: that it is a Kubernetes provider,
+/// and that every name, number and quantity it would send is one the API accepts.
+pub fn check(uses: &str, with: &Value) -> Result<(), StepError> {
+    let known = crate::runbook::PROVIDERS
+        .iter()
+        .any(|(name, ..)| *name == uses && name.starts_with("kubernetes."));
+    if !known {
+        return Err(StepError::refused(format!(
+            "no Kubernetes provider {uses:?}"
+        )));
+    }
+    let given = |k: &str| with.get(k).is_some_and(|v| !v.is_null());
+    for key in ["deployment", "node", "pod"]
+        .into_iter()
+        .filter(|k| given(k))
+    {
+        name_arg(with, key)?;
+    }
+    for key in ["namespace", "container"].into_iter().filter(|k| given(k)) {
+        label_arg(with, key)?;
+    }
+    for key in ["replicas", "min", "max", "grace_period_seconds"] {
+        whole_arg(with, key)?;
+    }
+    for key in ["memory_limit", "memory_request", "cpu_limit", "cpu_request"] {
+        if let Some(q) = text_arg(with, key).filter(|q| !q.is_empty())
+            && quantity_value(&q).is_none()
+        {
+            return Err(StepError::refused(format!(
+                "argument {key} {q:?} is not a Kubernetes quantity (like 768Mi, 1Gi, 500m or 2)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Argument `key`, which must be a Kubernetes object name (deployment, pod, node).
 fn name_arg(with: &Value, key: &str) -> Result<String, StepError> {
     let v = required(with, key)?;

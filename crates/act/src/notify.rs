@@ -295,6 +295,28 @@ impl Endpoints {
         }
     }
 
+    /// What a dry run can check of step `uses` without sending: that it is one of these
+    /// providers, that what it needs is configured, and that a URL it would call is on
+    /// `http_hosts`.
+    pub fn check(&self, uses: &str, with: &Value) -> Result<(), StepError> {
+        if !HANDLED.contains(&uses) {
+            return Err(StepError::refused(format!(
+                "{uses} is not one of the HTTP, notification and ticket providers ({})",
+                HANDLED.join(", ")
+            )));
+        }
+        if let Some(what) = self.missing(uses) {
+            return Err(StepError::refused(format!(
+                "{uses} needs {what} in the configuration, which is not set"
+            )));
+        }
+        if matches!(uses, "http.request" | "notify.webhook") {
+            let url = crate::provider::required(with, "url")?;
+            generic::allowed_url(self, uses, &url)?;
+        }
+        Ok(())
+    }
+
     /// What `uses` needs configured and is missing, if anything (e.g.
     /// `"act.endpoints.jira"`), so that a runbook can be checked against the configuration
     /// before an incident needs it. `None` for providers configured elsewhere or not at all.

@@ -195,8 +195,12 @@ async fn file_references_are_refused_before_anything_runs() {
 /// A dry run of `runbook` for checkout, `ansible` on the allow-list, its verification not
 /// holding.
 async fn dry_run(ansible: &Path, runbook: &Runbook) -> Rehearsal {
+    let executor = Executor {
+        commands: vec![ansible.to_path_buf()],
+        ..Executor::default()
+    };
     rehearse(
-        &[ansible.to_path_buf()],
+        &executor,
         &HoldsNot,
         runbook,
         "inc-1",
@@ -240,7 +244,7 @@ async fn a_dry_run_shows_the_command_and_runs_nothing() {
     assert!(!out.exists(), "a dry run ran the playbook");
     // Off the allow-list, a dry run says so as a real run would.
     let r = rehearse(
-        &[],
+        &Executor::default(),
         &HoldsNot,
         &runbook,
         "inc-1",

@@ -138,15 +138,40 @@ async fn the_kill_switch_stops_a_run_between_steps() {
     );
 }
 
+/// A dry run against the world as configured: HTTP calls to hooks.example.com only, no
+/// Kubernetes, `/usr/bin/touch` on the allow-list.
+async fn rehearse(steps: &str) -> nightshift_act::execute::Rehearsal {
+    let runbook = parse(&format!(
+        "name: dry\ntrigger: {{services: [checkout]}}\nmode: approve\nrisk: medium\nsteps:\n{steps}verify: {{promql: 'up == 1', within: 1m}}\n"
+    ))
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = nightshift_act::execute::Http {
+        endpoints: nightshift_act::notify::Endpoints {
+            http_hosts: vec!["hooks.example.com".into()],
+            ..Default::default()
+        },
+        client: reqwest::Client::new(),
+    };
+    let executor = Executor {
+        commands: vec!["/usr/bin/touch".into()],
+        ..Executor::default()
+    }
+    .with("http", std::sync::Arc::new(http));
+    nightshift_act::execute::rehearse(
+        &executor,
+        &Always(false),
+        &runbook,
+        "inc-1",
+        &json!({"target": {"name": "checkout"}}),
+    )
+    .await
+}
+
 #[tokio::test]
-async fn a_dry_run_sends_nothing_and_shows_no_secret() {
-    let runbook = parse(
-        r#"name: call-and-run
-trigger: {services: [checkout]}
-mode: approve
-risk: medium
-steps:
-  - uses: http.request
+async fn a_dry_run_sends_nothing_shows_no_secret_and_refuses_what_a_run_would() {
+    let r = rehearse(
+        r#"  - uses: http.request
     with:
       url: https://hooks.example.com/restart
       headers: {Authorization: "Bearer s3cr3t-t0ken"}
@@ -154,21 +179,13 @@ steps:
     with:
       program: /usr/bin/touch
       args: [{value: "{{ target.name }}", is: k8s_name}]
-verify: {promql: 'up == 1', within: 1m}
 "#,
-    )
-    .unwrap();
-    let r = nightshift_act::execute::rehearse(
-        &["/usr/bin/touch".into()],
-        &Always(false),
-        &runbook,
-        "inc-1",
-        &json!({"target": {"name": "checkout"}}),
     )
     .await;
     let shown = serde_json::to_string(&r).unwrap();
     assert!(!shown.contains("s3cr3t-t0ken"), "{shown}");
     assert_eq!(r.steps.len(), 2, "{r:#?}");
+    assert_eq!(r.steps[0].error, None, "{r:#?}");
     assert_eq!(r.steps[0].request.as_ref().unwrap()["uses"], "http.request");
     assert_eq!(
         r.steps[1].request.as_ref().unwrap()["args"],
@@ -178,4 +195,53 @@ verify: {promql: 'up == 1', within: 1m}
     assert_eq!(r.holds_now, Some(false));
     // touch did not run: no file `checkout` in the working directory.
     assert!(!std::path::Path::new("checkout").exists());
+
+    // What a run would refuse, the dry run refuses: a host not listed, a provider family not
+    // configured.
+    let r =
+        rehearse("  - uses: http.request\n    with: {url: 'https://evil.example.com/x'}\n").await;
+    let error = r.steps[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("may not call evil.example.com"), "{error}");
+    let r = rehearse(
+        "  - uses: kubernetes.rollout_restart\n    with: {namespace: shop, deployment: cart}\n",
+    )
+    .await;
+    let error = r.steps[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("no kubernetes provider is configured"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_kubernetes_check_refuses_what_the_api_would() {
+    use nightshift_act::kubernetes::check;
+    let ok = json!({"namespace": "shop", "deployment": "cart", "replicas": "4"});
+    assert!(check("kubernetes.scale", &ok).is_ok());
+    for (uses, with, says) in [
+        (
+            "kubernetes.scale",
+            json!({"namespace": "shop", "deployment": "Cart;x"}),
+            "not a Kubernetes object name",
+        ),
+        (
+            "kubernetes.scale",
+            json!({"namespace": "shop.x", "deployment": "cart"}),
+            "not a Kubernetes name",
+        ),
+        (
+            "kubernetes.scale",
+            json!({"namespace": "shop", "deployment": "cart", "replicas": "-1"}),
+            "whole number",
+        ),
+        (
+            "kubernetes.patch_resources",
+            json!({"namespace": "shop", "deployment": "cart", "container": "app", "memory_limit": "lots"}),
+            "not a Kubernetes quantity",
+        ),
+        ("kubernetes.explode", json!({}), "no Kubernetes provider"),
+    ] {
+        let e = check(uses, &with).unwrap_err();
+        assert!(e.message.contains(says), "{uses} {with}: {}", e.message);
+    }
 }

@@ -163,7 +163,7 @@ pub(super) async fn webhook(
 }
 
 /// `raw` as an http(s) URL whose host `act.endpoints.http_hosts` lists.
-fn allowed_url(ep: &Endpoints, uses: &str, raw: &str) -> Result<Url, StepError> {
+pub(super) fn allowed_url(ep: &Endpoints, uses: &str, raw: &str) -> Result<Url, StepError> {
     // The error does not repeat the URL: it may carry a credential.
     let url = Url::parse(raw.trim())
         .map_err(|e| StepError::refused(format!("url is not a valid URL ({e})")))?;

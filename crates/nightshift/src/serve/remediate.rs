@@ -401,7 +401,7 @@ impl Remediation {
                 continue;
             };
             let rehearsal = execute::rehearse(
-                &self.executor.commands,
+                &self.executor,
                 self.verifier.as_ref(),
                 r,
                 incident,
