@@ -46,15 +46,18 @@ struct Unconfigured;
 
 impl Provider for Unconfigured {
     fn call<'a>(&'a self, uses: &'a str, _with: &'a Value) -> CallFuture<'a> {
-        Box::pin(async move { Err(StepError::refused(format!("{uses} is not configured"))) })
+        Box::pin(async move { Err(unconfigured(uses)) })
     }
 
     fn check(&self, uses: &str, _with: &Value) -> Result<(), StepError> {
-        let family = uses.split('.').next().unwrap_or_default();
-        Err(StepError::refused(format!(
-            "no {family} provider is configured for {uses}"
-        )))
+        Err(unconfigured(uses))
     }
+}
+
+/// The refusal of a step whose provider family is not configured.
+fn unconfigured(uses: &str) -> StepError {
+    let family = uses.split('.').next().unwrap_or_default();
+    StepError::refused(format!("no {family} provider is configured for {uses}"))
 }
 
 /// The HTTP providers with the client they send through.
@@ -202,9 +205,7 @@ impl Executor {
                                 output: json!(format!("(dry run: output of {})", s.id)),
                             }),
                         Some(p) => p.call(uses, &with).await,
-                        None => Err(StepError::refused(format!(
-                            "no {family} provider is configured for {uses}"
-                        ))),
+                        None => Err(unconfigured(uses)),
                     }
                 }
             },

@@ -303,27 +303,11 @@ pub fn dry_run(
             out.push_str(&format!("  would be refused now: {gate}\n"));
         }
         let r = &run["rehearsal"];
-        let steps = r["steps"].as_array().into_iter().flatten().map(|x| ("", x));
-        let rollback = r["rollback"].as_array().into_iter().flatten();
-        for (role, step) in steps.chain(rollback.map(|x| ("rollback: ", x))) {
-            let uses = s(&step["uses"]);
-            let line = match (step["error"].as_str(), step.get("request")) {
-                (Some(e), _) => format!("{uses}: refused: {e}"),
-                (None, Some(req)) if req.get("program").is_some() => {
-                    let args: Vec<String> = req["args"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(s)
-                        .collect();
-                    format!("would run {} {}", s(&req["program"]), args.join(" "))
-                }
-                (None, Some(req)) => {
-                    format!("{uses}: would send {}", req.get("with").unwrap_or(req))
-                }
-                (None, None) => format!("{uses}: skipped (its when does not hold)"),
-            };
-            out.push_str(&format!("  · {role}{line}\n"));
+        let records = |key: &str| -> Vec<nightshift_act::execute::StepRecord> {
+            serde_json::from_value(r[key].clone()).unwrap_or_default()
+        };
+        for line in crate::render::dry_steps(&records("steps"), &records("rollback")) {
+            out.push_str(&format!("  · {line}\n"));
         }
         // The proposal's verify reads "WHAT within TIME".
         let verify = s(&p["verify"]);

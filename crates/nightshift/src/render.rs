@@ -201,25 +201,40 @@ pub fn proposals(list: &[nightshift_act::Proposal]) -> String {
     s
 }
 
+/// The steps and rollback steps of a dry run, a line each: what would be sent (a command as
+/// its argument vector), why it is refused, or that its `when` does not hold.
+pub fn dry_steps(
+    steps: &[nightshift_act::execute::StepRecord],
+    rollback: &[nightshift_act::execute::StepRecord],
+) -> Vec<String> {
+    let steps = steps.iter().map(|st| ("", st));
+    steps
+        .chain(rollback.iter().map(|st| ("rollback: ", st)))
+        .map(|(role, step)| match (&step.error, &step.request) {
+            (Some(e), _) => format!("{role}{}: refused: {e}", step.uses),
+            (None, Some(r)) if r.get("program").is_some() => {
+                let argv: Vec<&str> = std::iter::once(&r["program"])
+                    .chain(r["args"].as_array().into_iter().flatten())
+                    .filter_map(serde_json::Value::as_str)
+                    .collect();
+                format!("{role}would run {}", argv.join(" "))
+            }
+            (None, Some(r)) => {
+                let with = r.get("with").unwrap_or(r);
+                format!("{role}would send {} {with}", step.uses)
+            }
+            (None, None) => format!("{role}{} skipped (its when does not hold)", step.uses),
+        })
+        .collect()
+}
+
 /// A dry run of an automatic runbook: each step as it would be sent, and the verification's
 /// verdict.
 pub fn dry_run(runbook: &str, ex: &nightshift_act::execute::Execution) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "   ▷ dry run of {runbook}:");
-    let steps = ex.steps.iter().map(|st| ("", st));
-    for (role, step) in steps.chain(ex.rollback.iter().map(|st| ("rollback: ", st))) {
-        match (&step.error, &step.request) {
-            (Some(e), _) => {
-                let _ = writeln!(s, "     · {role}{}: refused: {e}", step.uses);
-            }
-            (None, Some(r)) => {
-                let with = r.get("with").unwrap_or(r);
-                let _ = writeln!(s, "     · {role}would send {} {with}", step.uses);
-            }
-            (None, None) => {
-                let _ = writeln!(s, "     · {} skipped (its when does not hold)", step.uses);
-            }
-        }
+    for line in dry_steps(&ex.steps, &ex.rollback) {
+        let _ = writeln!(s, "     · {line}");
     }
     let verdict = if ex.fixed { "fixed" } else { "not fixed" };
     let _ = writeln!(s, "     ✓ {verdict}: {}", ex.summary);
