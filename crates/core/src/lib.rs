@@ -4,20 +4,25 @@
 //! OpenTelemetry semantic conventions; see [`resource`] for the mapping from Prometheus labels.
 
 pub mod alert;
+pub mod facts;
+pub mod hash;
 pub mod incident;
 pub mod resource;
+pub mod rng;
 pub mod series;
 pub mod telemetry;
 pub mod topology;
 pub mod yaml;
 
 pub use alert::{Alert, AlertStatus};
+pub use facts::{AlertFact, EdgeFact, EntityFacts, EventFact, LogFact, SeriesFact};
 pub use incident::{
     Anomaly, BlastRadius, BurnSeverity, CAUSES, Direction, Evidence, EvidenceKind, Hypothesis,
     Incident, IncidentStatus, InhibitedAlert, Priority, SignalClass, SimilarIncident, SloBurn,
     TimelineEntry, cause,
 };
 pub use resource::{Entity, EntityKind, Resource};
+pub use rng::SplitMix64;
 pub use series::{Sample, SeriesKey};
 pub use telemetry::{
     Change, ChangeKind, Event, EventType, LogPattern, LogRecord, Severity, SpanEdge,

@@ -12,13 +12,8 @@ const ROWS: usize = 1_000;
 const START: usize = 800;
 
 fn case() -> RecordedCase {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
+    let mut rng = nightshift_core::SplitMix64::new(0);
+    let mut noise = move || rng.uniform() - 0.5;
     let name = |i: usize| format!("svc-{i}");
     // A tree: service i calls 2i+1 and 2i+2. The fault is in service 9; its callers up to the
     // root slow down after it.

@@ -9,10 +9,10 @@
 //! or one series anomalous for two minutes), so one-off blips do not page anyone.
 
 use crate::dedup::{AlertDeduper, AlertOutcome};
-use crate::facts::{AlertFact, EdgeFact, EntityFacts, SeriesFact};
 use crate::rank::{RankConfig, rank};
 use crate::slo::SloTracker;
 use nightshift_core::LogPattern;
+use nightshift_core::facts::{AlertFact, EdgeFact, EntityFacts, SeriesFact};
 use nightshift_core::{
     Alert, Anomaly, BlastRadius, Change, Entity, EntityKind, Event, EventType, EvidenceKind,
     Hypothesis, Incident, IncidentStatus, MINUTE, Millis, SignalClass, TimelineEntry, Topology,

@@ -5,7 +5,6 @@
 
 pub mod baseline;
 pub mod dedup;
-pub mod facts;
 pub mod grouping;
 pub mod rank;
 pub mod recorded;

@@ -12,7 +12,7 @@
 //! the incident raise the score of an entity that shows its own symptoms, never of a healthy one,
 //! so a red-herring deploy is not blamed.
 
-use crate::facts::EntityFacts;
+use nightshift_core::facts::EntityFacts;
 use nightshift_core::{
     Change, Entity, EntityKind, EventType, Evidence, EvidenceKind, Hypothesis, MINUTE, Millis,
     Severity, SignalClass, Topology, cause,
@@ -654,7 +654,7 @@ pub fn fmt_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::{EdgeFact, SeriesFact};
+    use nightshift_core::facts::{EdgeFact, SeriesFact};
     use nightshift_core::{ChangeKind, Direction};
 
     fn series(f: &mut EntityFacts, metric: &str, class: SignalClass, score: f64, ts: Millis) {
@@ -842,7 +842,7 @@ mod tests {
         series(n, "node:up", SignalClass::Availability, 1.0, 0);
         n.events.insert(
             "NodeNotReady".into(),
-            crate::facts::EventFact {
+            nightshift_core::facts::EventFact {
                 reason: "NodeNotReady".into(),
                 event_type: EventType::Warning,
                 first_ts: 0,

@@ -13,8 +13,8 @@
 //! caller's symptoms away by a callee that went wrong no later (ε-Diagnosis, MicroRCA) and
 //! credits recent changes, exactly as it does live.
 
-use crate::facts::{EntityFacts, SeriesFact};
 use crate::rank::{RankConfig, rank};
+use nightshift_core::facts::{EntityFacts, SeriesFact};
 use nightshift_core::{Change, Direction, Entity, Hypothesis, Millis, SignalClass, Topology};
 use std::collections::BTreeMap;
 

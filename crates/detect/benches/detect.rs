@@ -1,18 +1,17 @@
-//! Cost per point of the streaming detector and per raw sample of signal derivation.
+//! Cost per point of the streaming detectors.
 //!
 //! Run: `cargo bench -p nightshift-detect --bench detect`.
 
 use criterion::measurement::WallTime;
-use criterion::{
-    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
-};
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use nightshift_core::{SeriesKey, SignalClass};
 use nightshift_detect::{
     AlarmDirection, Detector, DetectorBank, ForecastBandConfig, ForecastBandDetector,
     IsolationForestConfig, IsolationForestDetector, LevelShiftDetector, PersistDetector,
-    RangeBreachDetector, RobustBaselineDetector, SeasonalDetector, Signal, SignalDeriver,
-    TrendDetector, VolatilityShiftDetector,
+    RangeBreachDetector, RobustBaselineDetector, SeasonalDetector, TrendDetector,
+    VolatilityShiftDetector,
 };
+use nightshift_signals::Signal;
 use std::hint::black_box;
 
 const STEP: i64 = 15_000;
@@ -20,13 +19,10 @@ const T0: i64 = 1_700_000_000_000;
 
 /// A daily traffic curve with deterministic noise, long enough to cycle through.
 fn traffic(n: usize) -> Vec<f64> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = nightshift_core::SplitMix64::new(0x2545_f491_4f6c_dd1d);
     (0..n)
         .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let u = (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+            let u = rng.uniform() - 0.5;
             let day = (i as f64 * STEP as f64) / 86_400_000.0;
             200.0 * (1.0 + 0.35 * (std::f64::consts::TAU * day).sin()) * (1.0 + 0.05 * u)
         })
@@ -285,100 +281,12 @@ fn bench_shapes(c: &mut Criterion) {
     );
 }
 
-/// The raw series of one simulated cluster: `services` services with three pods each.
-fn cluster(services: usize) -> Vec<SeriesKey> {
-    let mut keys = Vec::new();
-    for s in 0..services {
-        let svc = format!("svc-{s}");
-        for p in 0..3 {
-            let pod = format!("{svc}-{p}");
-            let base = [
-                ("namespace", "shop"),
-                ("service", svc.as_str()),
-                ("job", svc.as_str()),
-                ("pod", pod.as_str()),
-            ];
-            let with = |m: &str, extra: &[(&str, &str)]| {
-                let mut l = base.to_vec();
-                l.extend_from_slice(extra);
-                SeriesKey::new(m, &l)
-            };
-            for code in ["200", "404", "500", "503"] {
-                keys.push(with("http_requests_total", &[("code", code)]));
-            }
-            for le in [
-                "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
-            ] {
-                keys.push(with("http_request_duration_seconds_bucket", &[("le", le)]));
-            }
-            keys.push(with("http_request_duration_seconds_sum", &[]));
-            keys.push(with("http_request_duration_seconds_count", &[]));
-            let instance = format!("{pod}:8080");
-            keys.push(with("up", &[("instance", &instance)]));
-            let c = [("container", "app")];
-            keys.push(with("container_cpu_usage_seconds_total", &c));
-            keys.push(with("container_cpu_cfs_periods_total", &c));
-            keys.push(with("container_cpu_cfs_throttled_periods_total", &c));
-            keys.push(with("container_memory_working_set_bytes", &c));
-            keys.push(with("kube_pod_container_status_restarts_total", &c));
-            keys.push(with(
-                "kube_pod_container_resource_limits",
-                &[("container", "app"), ("resource", "cpu"), ("unit", "core")],
-            ));
-            keys.push(with(
-                "kube_pod_container_resource_limits",
-                &[
-                    ("container", "app"),
-                    ("resource", "memory"),
-                    ("unit", "byte"),
-                ],
-            ));
-        }
-    }
-    keys
-}
-
-fn bench_derive(c: &mut Criterion) {
-    let keys = cluster(50);
-    let mut g = c.benchmark_group("derive");
-    g.throughput(Throughput::Elements(keys.len() as u64));
-    g.bench_function(format!("ingest_sample x{}", keys.len()), |b| {
-        let mut d = SignalDeriver::new();
-        let mut tick = 0i64;
-        b.iter(|| {
-            tick += 1;
-            let ts = T0 + tick * STEP;
-            for (j, k) in keys.iter().enumerate() {
-                d.ingest_sample(k, ts, (tick * 10 + j as i64) as f64);
-            }
-        });
-    });
-    g.bench_function(format!("interval (ingest + flush) x{}", keys.len()), |b| {
-        let mut d = SignalDeriver::new();
-        let mut tick = 0i64;
-        b.iter_batched(
-            || (),
-            |()| {
-                tick += 1;
-                let ts = T0 + tick * STEP;
-                for (j, k) in keys.iter().enumerate() {
-                    d.ingest_sample(k, ts, (tick * 10 + j as i64) as f64);
-                }
-                black_box(d.flush(ts))
-            },
-            BatchSize::SmallInput,
-        );
-    });
-    g.finish();
-}
-
 criterion_group!(
     benches,
     bench_baseline,
     bench_bank,
     bench_ensemble,
     bench_nab,
-    bench_derive,
     bench_models,
     bench_shapes
 );

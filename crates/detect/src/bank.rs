@@ -1,12 +1,13 @@
 //! One [`Ensemble`] per derived series, created on first sight, turning [`Signal`]s into
 //! [`Anomaly`] reports.
 
-use crate::derive::Signal;
+use crate::Detector;
 use crate::detector::AlarmDirection;
 use crate::ensemble::{Ensemble, EnsembleConfig, EventPhase, MEMBERS};
 use crate::overrides::Overrides;
-use crate::{Detector, FingerprintMap, series_hash};
+use nightshift_core::hash::{FingerprintMap, series_hash};
 use nightshift_core::{Anomaly, Direction, Millis, SeriesKey, SignalClass};
+use nightshift_signals::Signal;
 
 /// Which deviations of a derived series are harmful. Errors, latency, saturation, restarts and
 /// log errors only hurt going up; availability and available-capacity ratios only going down;
@@ -334,7 +335,7 @@ mod tests {
 
     #[test]
     fn one_pod_of_three_going_down_is_an_anomaly_end_to_end() {
-        use crate::derive::SignalDeriver;
+        use nightshift_signals::SignalDeriver;
         let mut deriver = SignalDeriver::new();
         let mut bank = DetectorBank::new();
         let pods = ["cart-1", "cart-2", "cart-3"];

@@ -5,7 +5,7 @@
 use crate::window::fmt_num;
 use crate::window::{MEAN_ABS_TO_SIGMA, MEDIAN_ABS_TO_SIGMA};
 use crate::{DetectError, Score};
-use nightshift_core::Millis;
+use nightshift_core::{Millis, SplitMix64};
 use serde::{Deserialize, Serialize};
 
 /// A streaming detector over a vector of metrics observed together, in the same way as
@@ -367,7 +367,7 @@ impl IsolationForestDetector {
         if n < MIN_SAMPLE {
             return;
         }
-        let mut rng = SplitMix(self.rng);
+        let mut rng = SplitMix64::new(self.rng);
 
         // Robust per-dimension scaling.
         let mut center = Vec::with_capacity(d);
@@ -472,7 +472,7 @@ impl IsolationForestDetector {
                                 (a.min(*p), b.max(*p))
                             });
                         if max > min {
-                            let cut = (rng.next() >> 48) as u16;
+                            let cut = (rng.next_u64() >> 48) as u16;
                             let threshold = threshold(min, max, cut);
                             if threshold > min && threshold < max {
                                 split = Some((dir, min, max, cut, threshold));
@@ -781,36 +781,6 @@ fn average_path(n: f64) -> f64 {
         1.0
     } else {
         2.0 * ((n - 1.0).ln() + EULER_GAMMA) - 2.0 * (n - 1.0) / n
-    }
-}
-
-/// SplitMix64: a seedable, serialisable generator (one `u64` of state).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1).
-    fn open_unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Uniform in 0..n (n ≥ 1), by multiply-shift.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next()) * n as u128) >> 64) as usize
-    }
-
-    /// Standard normal (Box–Muller, one of the pair).
-    fn gaussian(&mut self) -> f64 {
-        let u1 = self.open_unit();
-        let u2 = self.open_unit();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 

@@ -75,11 +75,11 @@ pub struct Match {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TemplateMiner {
     cfg: MinerConfig,
-    templates: crate::FingerprintMap<Template>,
+    templates: nightshift_core::hash::FingerprintMap<Template>,
     /// Hash of (token count, routing prefix) → template ids, oldest first: an index of `templates`,
     /// rebuilt after a restore.
     #[serde(skip)]
-    groups: crate::FingerprintMap<Vec<u64>>,
+    groups: nightshift_core::hash::FingerprintMap<Vec<u64>>,
     /// Templates by the sequence number of a line they matched, for eviction: an index of
     /// `templates`, rebuilt after a restore. A key may be older than its template's `last_seen`
     /// (a hit does not touch the index); eviction re-files such entries under their true time,
@@ -681,11 +681,9 @@ mod tests {
             max_templates: cap,
             ..MinerConfig::default()
         });
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = nightshift_core::SplitMix64::new(0);
         let mut word = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             // Letters only, so masking keeps them: every line is a new template.
             (0..8)
                 .map(|i| (b'a' + ((state >> (i * 5)) % 26) as u8) as char)
@@ -832,11 +830,9 @@ mod tests {
             assert_eq!(ours, std, "line {line:?}");
         }
         // Random ASCII lines, control characters and runs of whitespace included.
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = nightshift_core::SplitMix64::new(0);
         for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = rng.next_u64();
             let len = (state % 40) as usize;
             let line: String = (0..len)
                 .map(|i| {

@@ -1,33 +1,25 @@
 //! Seeded pseudo-random noise and small drivers for the synthetic-series tests.
 
 use crate::Detector;
-use nightshift_core::Millis;
+use nightshift_core::{Millis, SplitMix64};
 
-/// SplitMix64 with Box–Muller normals: deterministic, no dependency.
+/// Gaussian noise from the shared generator, both normals of each Box–Muller pair used.
 pub(crate) struct Noise {
-    state: u64,
+    rng: SplitMix64,
     spare: Option<f64>,
 }
 
 impl Noise {
     pub(crate) fn new(seed: u64) -> Self {
         Self {
-            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef,
+            rng: SplitMix64::seeded(seed),
             spare: None,
         }
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Uniform in [0, 1).
     pub(crate) fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.uniform()
     }
 
     /// Standard normal.

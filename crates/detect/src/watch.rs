@@ -3,9 +3,10 @@
 //! golden signals ([`crate::DetectorBank`]) need no list; this is for anything else a user wants
 //! a score for (`nightshift_anomaly_score` on `/metrics`).
 
+use crate::Detector;
 use crate::ensemble::{Ensemble, EnsembleConfig, EnsembleScore};
 use crate::overrides::{Overrides, SeriesSelector};
-use crate::{Detector, FingerprintMap, series_hash};
+use nightshift_core::hash::{FingerprintMap, series_hash};
 use nightshift_core::{Millis, SeriesKey};
 
 /// Most series watched at once (each holds one ensemble, ≤ 16 KiB): 100,000 is at most 1.6 GiB.

@@ -8,7 +8,7 @@
 
 use anyhow::{Context, Result};
 use nightshift_core::{EntityKind, Millis};
-use nightshift_detect::SignalDeriver;
+use nightshift_signals::SignalDeriver;
 use nightshift_sim::{Scenario, Simulation};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -8,7 +8,8 @@ use nightshift_correlate::{
     AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
 };
 use nightshift_detect::logpattern::LogTemplateTracker;
-use nightshift_detect::{DetectorBank, Overrides, SignalDeriver};
+use nightshift_detect::{DetectorBank, Overrides};
+use nightshift_signals::SignalDeriver;
 use std::collections::BTreeMap;
 
 /// The derived series an error budget is measured on.

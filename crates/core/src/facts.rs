@@ -1,7 +1,7 @@
 //! What an incident knows about each entity: its own anomalous series, the anomalous calls into
 //! and out of it, Kubernetes events, new log patterns and alerts. Ranking reads only this.
 
-use nightshift_core::{Direction, Event, EventType, LogPattern, Millis, Severity, SignalClass};
+use crate::{Direction, Event, EventType, LogPattern, Millis, Severity, SignalClass};
 use std::collections::BTreeMap;
 
 /// One anomalous series of the entity, summarised over the incident.
