@@ -10,7 +10,7 @@
 
 use crate::series_csv::{CsvRows, read_csv_rows};
 use anyhow::{Context, Result, anyhow};
-use nightshift_detect::{MinerConfig, TemplateMiner};
+use nightshift_logs::{MinerConfig, TemplateMiner};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

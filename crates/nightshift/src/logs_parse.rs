@@ -3,8 +3,8 @@
 //! field (`msg`, `message`, `log`); other lines are taken whole.
 
 use anyhow::{Context, Result};
-use nightshift_detect::{MinerConfig, TemplateMiner};
 use nightshift_ingest::logline::message;
+use nightshift_logs::{MinerConfig, TemplateMiner};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::BufRead;

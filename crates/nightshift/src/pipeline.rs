@@ -7,8 +7,8 @@ use nightshift_core::{
 use nightshift_correlate::{
     AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
 };
-use nightshift_detect::logpattern::LogTemplateTracker;
 use nightshift_detect::{DetectorBank, Overrides};
+use nightshift_logs::LogTemplateTracker;
 use nightshift_signals::SignalDeriver;
 use std::collections::BTreeMap;
 

@@ -11,9 +11,9 @@
 //! Each report carries the template, its count, when the service first and last logged it and
 //! two example lines.
 
-use crate::baseline::{Phase, RobustBaselineConfig, RobustBaselineDetector};
 use crate::template_miner::{MinerConfig, TemplateMiner};
 use nightshift_core::{Entity, LogPattern, LogRecord, Millis, Severity};
+use nightshift_detect::{Phase, RobustBaselineConfig, RobustBaselineDetector};
 use std::collections::HashMap;
 
 /// Intervals of history a template's rate needs before bursts and silences count.
@@ -67,16 +67,21 @@ pub struct LogTemplateTracker {
 
 impl Default for LogTemplateTracker {
     fn default() -> Self {
-        Self {
-            miner: TemplateMiner::new(MinerConfig::default()),
-            templates: HashMap::new(),
-        }
+        Self::with_config(MinerConfig::default())
     }
 }
 
 impl LogTemplateTracker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A tracker whose miner has `cfg` (checked by [`MinerConfig::validate`]).
+    pub fn with_config(cfg: MinerConfig) -> Self {
+        Self {
+            miner: TemplateMiner::new(cfg),
+            templates: HashMap::new(),
+        }
     }
 
     /// Templates known to the miner.

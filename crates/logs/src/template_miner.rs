@@ -19,6 +19,7 @@
 //! - **Ids** are sequential and kept in the checkpoint (serde), so they are stable across
 //!   restarts; templates beyond the cap are evicted least-recently-seen first.
 
+use crate::LogsError;
 use serde::{Deserialize, Serialize};
 
 /// The wildcard a variable position shows as.
@@ -26,7 +27,7 @@ pub const WILDCARD: &str = "<*>";
 
 /// Settings of [`TemplateMiner`]; the defaults serve every log source.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MinerConfig {
     /// Leading tokens a line is routed by (Drain's depth − 2).
     pub prefix_tokens: usize,
@@ -43,6 +44,31 @@ impl Default for MinerConfig {
             similarity: 0.5,
             max_templates: 10_000,
         }
+    }
+}
+
+impl MinerConfig {
+    /// Refuses settings the miner cannot work with, naming the field.
+    pub fn validate(&self) -> Result<(), LogsError> {
+        if !(1..=16).contains(&self.prefix_tokens) {
+            return Err(LogsError::Config(format!(
+                "prefix_tokens: {} is outside 1 to 16",
+                self.prefix_tokens
+            )));
+        }
+        if !(self.similarity > 0.0 && self.similarity <= 1.0) {
+            return Err(LogsError::Config(format!(
+                "similarity: {} is outside (0, 1]",
+                self.similarity
+            )));
+        }
+        if !(1..=1_000_000).contains(&self.max_templates) {
+            return Err(LogsError::Config(format!(
+                "max_templates: {} is outside 1 to 1000000",
+                self.max_templates
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -618,6 +644,44 @@ impl TemplateMiner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        assert!(MinerConfig::default().validate().is_ok());
+        for (cfg, field) in [
+            (
+                MinerConfig {
+                    prefix_tokens: 0,
+                    ..MinerConfig::default()
+                },
+                "prefix_tokens",
+            ),
+            (
+                MinerConfig {
+                    similarity: 0.0,
+                    ..MinerConfig::default()
+                },
+                "similarity",
+            ),
+            (
+                MinerConfig {
+                    similarity: f64::NAN,
+                    ..MinerConfig::default()
+                },
+                "similarity",
+            ),
+            (
+                MinerConfig {
+                    max_templates: 0,
+                    ..MinerConfig::default()
+                },
+                "max_templates",
+            ),
+        ] {
+            let e = cfg.validate().expect_err(field).to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
 
     #[test]
     fn variables_are_masked_and_lines_group() {
