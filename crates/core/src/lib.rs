@@ -54,6 +54,26 @@ pub fn format_duration(ms: Millis) -> String {
     if neg { format!("-{body}") } else { body }
 }
 
+/// Formats a value compactly for one-line evidence.
+pub fn format_value(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
 /// Whether `name` is an identifier, `[a-zA-Z_][a-zA-Z0-9_]*`: a Prometheus label name, an
 /// Ansible variable name.
 pub fn is_identifier(name: &str) -> bool {

@@ -6,10 +6,10 @@
 //! Whatever stops it, the answer is the deterministic one, saying why.
 
 use crate::chat::{ChatRequest, Message, ToolCall, ToolSpec, Usage, estimate_prompt};
-use crate::explain::{Conclusion, Source};
 use crate::provider::{LlmError, LlmProvider, snippet};
 use crate::redact::{redact, redact_json};
 use nightshift_core::Millis;
+use nightshift_diagnose::{Conclusion, Source};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

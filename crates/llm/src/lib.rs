@@ -1,9 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod anthropic;
-pub mod ask;
 pub mod chat;
-pub mod explain;
 pub mod investigate;
 pub mod openai;
 pub mod provider;
@@ -12,9 +10,7 @@ pub mod redact;
 #[doc(hidden)]
 pub mod test_support;
 
-pub use ask::{Answer, AskContext, Cited, answer, known_entities};
 pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
-pub use explain::{Conclusion, Source, evidence_ids, explain, recommended_action};
 pub use investigate::{
     DailyBudget, Investigation, Investigator, Limits, Step, Task, Toolbox, check_conclusion,
     quote_data, truncate,

@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use nightshift_diagnose::Source;
 use nightshift_llm::{
-    ApiKind, DailyBudget, Investigator, Limits, ProviderConfig, Source, Task, ToolSpec, Toolbox,
+    ApiKind, DailyBudget, Investigator, Limits, ProviderConfig, Task, ToolSpec, Toolbox,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -135,7 +136,7 @@ fn task(key: Option<&str>) -> Task {
         evidence_ids: BTreeSet::from(["ev-1".to_string()]),
         entities: BTreeSet::from(["postgres".to_string(), "frontend".to_string()]),
         needs_root_cause: true,
-        fallback: nightshift_llm::Conclusion {
+        fallback: nightshift_diagnose::Conclusion {
             incident: "inc-0001".into(),
             root_cause: "postgres".into(),
             cause: "database saturation".into(),

@@ -7,10 +7,11 @@
 //! Without the peers the tests print why and pass, unless `NIGHTSHIFT_REQUIRE_PEERS=1` (as the
 //! test script sets), which makes their absence a failure (see `test_support`).
 
+use nightshift_diagnose::Source;
 use nightshift_llm::test_support::start_local_model as start;
 use nightshift_llm::{
     ApiKind, ChatRequest, ChatResponse, DailyBudget, Investigator, Limits, LlmError, LlmProvider,
-    ProviderConfig, Source, Task, ToolSpec, Toolbox, check_conclusion,
+    ProviderConfig, Task, ToolSpec, Toolbox, check_conclusion,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -110,7 +111,7 @@ fn task() -> Task {
         evidence_ids: BTreeSet::from(["ev-1".to_string()]),
         entities: BTreeSet::from(["postgres".into(), "checkout".into(), "frontend".into()]),
         needs_root_cause: true,
-        fallback: nightshift_llm::Conclusion {
+        fallback: nightshift_diagnose::Conclusion {
             incident: "inc-0001".into(),
             root_cause: "postgres".into(),
             cause: "database saturation".into(),

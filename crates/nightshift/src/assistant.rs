@@ -8,10 +8,10 @@ pub use kubernetes::Cluster;
 use crate::config::Config;
 use anyhow::{Context, Result};
 use nightshift_core::{Incident, Millis, Topology};
-use nightshift_llm::{
-    Answer, AskContext, Cited, Conclusion, DailyBudget, Investigation, Investigator, Source, Task,
-    ToolSpec, Toolbox, evidence_ids, explain, known_entities,
+use nightshift_diagnose::{
+    Answer, AskContext, Cited, Conclusion, Source, evidence_ids, explain, known_entities,
 };
+use nightshift_llm::{DailyBudget, Investigation, Investigator, Task, ToolSpec, Toolbox};
 use nightshift_store::{AnomalyFilter, IncidentFilter, SqliteStore, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -112,7 +112,7 @@ impl Assistant {
     ) -> Result<AskReply, nightshift_store::StoreError> {
         let now = self.tools.now();
         let ctx = self.tools.context(now).await?;
-        let mut answer = nightshift_llm::answer(question, &ctx);
+        let mut answer = nightshift_diagnose::answer(question, &ctx);
         let Some(investigator) = self.investigator.as_ref().filter(|_| llm) else {
             return Ok(AskReply {
                 answer,

@@ -1,9 +1,9 @@
 //! `nightshift eval rca`: replays scenarios and scores detection, grouping and root-cause ranking
 //! against each fault's ground truth, beside two baselines computed from the same alerts.
 
+use crate::baseline::{AlertmanagerGrouping, loudest_services};
 use crate::replay::Replay;
 use nightshift_core::{AlertStatus, Entity, MINUTE, Millis};
-use nightshift_correlate::baseline::{AlertmanagerGrouping, loudest_services};
 use nightshift_sim::Scenario;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::eval::{Case, InvestigatedCase};
 use crate::replay::Replay;
 use anyhow::{Context, Result};
-use nightshift_llm::Source;
+use nightshift_diagnose::Source;
 use nightshift_store::SqliteStore;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -1,6 +1,7 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
 mod assistant;
+mod baseline;
 mod client;
 mod config;
 mod detect;

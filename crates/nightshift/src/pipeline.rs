@@ -60,7 +60,7 @@ impl Pipeline {
             deriver: SignalDeriver::new(),
             detectors: DetectorBank::new(),
             templates: LogTemplateTracker::new(),
-            correlator: Correlator::new(cfg),
+            correlator: Correlator::new(cfg, Box::new(nightshift_diagnose::Ranking::default())),
             stats: PipelineStats::default(),
         }
     }

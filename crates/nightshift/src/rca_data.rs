@@ -4,12 +4,12 @@
 //! Two layouts: the wide CSV of the RCA literature (RCAEval, RCD: a `time` column in Unix
 //! seconds and one `<service>_<metric>` column per series), and PetShop's (four header rows:
 //! `microservice`, `metric`, `statistic`, `unix_timestamp`). The ranking itself is
-//! `nightshift_correlate::recorded`, the one that ranks live incidents.
+//! `nightshift_diagnose::recorded`, the one that ranks live incidents.
 
 use crate::series_csv::{CsvRows, parse_timestamp, read_csv_rows};
 use anyhow::{Context, Result, bail};
 use nightshift_core::{Hypothesis, Millis};
-use nightshift_correlate::recorded::{RecordedCase, RecordedSeries, correlation, rank_case};
+use nightshift_diagnose::recorded::{RecordedCase, RecordedSeries, correlation, rank_case};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

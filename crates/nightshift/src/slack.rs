@@ -4,7 +4,8 @@
 
 use crate::config::SlackConfig;
 use nightshift_core::{Incident, IncidentStatus};
-use nightshift_llm::{Answer, Conclusion, redact};
+use nightshift_diagnose::{Answer, Conclusion};
+use nightshift_llm::redact;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -101,7 +102,7 @@ pub fn incident_message(
             esc(&conclusion.root_cause),
             esc(&conclusion.cause),
             conclusion.confidence * 100.0,
-            if conclusion.source == nightshift_llm::Source::Llm {
+            if conclusion.source == nightshift_diagnose::Source::Llm {
                 ", investigated"
             } else {
                 ""

@@ -42,7 +42,7 @@ pub(super) async fn run(
         };
         let explained = assistant.explain(&incident, true).await;
         let c = &explained.conclusion;
-        let source = if c.source == nightshift_llm::Source::Llm {
+        let source = if c.source == nightshift_diagnose::Source::Llm {
             "llm"
         } else {
             "deterministic"

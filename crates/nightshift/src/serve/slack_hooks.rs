@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nightshift_core::Incident;
+use nightshift_diagnose::Conclusion;
 use nightshift_ingest::changes::HookError;
 use nightshift_ingest::slack::{decode_interaction, decode_slash_command, verify_signature};
-use nightshift_llm::Conclusion;
 use nightshift_store::Store;
 use serde_json::Value;
 use std::sync::Arc;
@@ -128,13 +128,13 @@ pub(super) async fn slack_command(
             }
         };
         let mut message =
-            hooks.incident_message(&incident, &nightshift_llm::explain(&incident), true);
+            hooks.incident_message(&incident, &nightshift_diagnose::explain(&incident), true);
         message["response_type"] = "in_channel".into();
         if followup {
             let (app, url) = (app.clone(), cmd.response_url.clone());
             tokio::spawn(async move {
                 let explained = app.assistant.explain(&incident, true).await;
-                if explained.conclusion.source == nightshift_llm::Source::Llm
+                if explained.conclusion.source == nightshift_diagnose::Source::Llm
                     && let Some(hooks) = &app.slack
                 {
                     let mut m = hooks.incident_message(&incident, &explained.conclusion, true);
@@ -155,7 +155,7 @@ pub(super) async fn slack_command(
         let (app, url, q) = (app.clone(), cmd.response_url.clone(), question.to_string());
         tokio::spawn(async move {
             if let Ok(r) = app.assistant.ask(&q, true).await
-                && r.answer.source == nightshift_llm::Source::Llm
+                && r.answer.source == nightshift_diagnose::Source::Llm
                 && let Some(hooks) = &app.slack
             {
                 respond_later(&hooks.api, url, answer_message(&q, &r.answer));
@@ -203,7 +203,7 @@ pub(super) async fn slack_interaction(
                     Ok(incident) => {
                         let mut m = hooks.incident_message(
                             &incident,
-                            &nightshift_llm::explain(&incident),
+                            &nightshift_diagnose::explain(&incident),
                             true,
                         );
                         m["replace_original"] = true.into();

@@ -1,10 +1,10 @@
 //! Cost of ranking one recorded case: 40 services with 4 series each, 1,000 rows (800 of
 //! normal operation), a call tree, and a target KPI.
 //!
-//! Run: `cargo bench -p nightshift-correlate --bench rank`.
+//! Run: `cargo bench -p nightshift-diagnose --bench rank`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use nightshift_correlate::recorded::{RecordedCase, RecordedSeries, rank_case};
+use nightshift_diagnose::recorded::{RecordedCase, RecordedSeries, rank_case};
 use std::hint::black_box;
 
 const SERVICES: usize = 40;

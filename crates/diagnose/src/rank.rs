@@ -12,11 +12,13 @@
 //! the incident raise the score of an entity that shows its own symptoms, never of a healthy one,
 //! so a red-herring deploy is not blamed.
 
+use crate::DiagnoseError;
 use nightshift_core::facts::EntityFacts;
 use nightshift_core::{
     Change, Entity, EntityKind, EventType, Evidence, EvidenceKind, Hypothesis, MINUTE, Millis,
-    Severity, SignalClass, Topology, cause,
+    Severity, SignalClass, Topology, cause, format_value,
 };
+use nightshift_correlate::Ranker;
 use std::collections::BTreeMap;
 
 /// Tunables of the ranking; the defaults are what the evaluation reports.
@@ -41,6 +43,61 @@ impl Default for RankConfig {
             max_hypotheses: 5,
             max_evidence: 8,
         }
+    }
+}
+
+impl RankConfig {
+    /// Refuses settings the ranking cannot work with, naming the field.
+    pub fn validate(&self) -> Result<(), DiagnoseError> {
+        let bad = |field: &str, v: String, range: &str| {
+            Err(DiagnoseError::Config(format!(
+                "{field}: {v} is outside {range}"
+            )))
+        };
+        if !(MINUTE..=24 * 60 * MINUTE).contains(&self.change_lookback) {
+            return bad(
+                "change_lookback",
+                nightshift_core::format_duration(self.change_lookback),
+                "1m to 24h",
+            );
+        }
+        if !(0..=60 * MINUTE).contains(&self.onset_slack) {
+            return bad(
+                "onset_slack",
+                nightshift_core::format_duration(self.onset_slack),
+                "0s to 1h",
+            );
+        }
+        if self.explain_hops > 10 {
+            return bad("explain_hops", self.explain_hops.to_string(), "0 to 10");
+        }
+        if !(1..=50).contains(&self.max_hypotheses) {
+            return bad("max_hypotheses", self.max_hypotheses.to_string(), "1 to 50");
+        }
+        if !(1..=100).contains(&self.max_evidence) {
+            return bad("max_evidence", self.max_evidence.to_string(), "1 to 100");
+        }
+        Ok(())
+    }
+}
+
+/// The ranking as the correlator asks for it, with its settings.
+#[derive(Debug, Clone, Default)]
+pub struct Ranking(pub RankConfig);
+
+impl Ranker for Ranking {
+    fn rank(
+        &self,
+        facts: &BTreeMap<Entity, EntityFacts>,
+        topology: &Topology,
+        changes: &[Change],
+        opened_at: Millis,
+    ) -> Vec<Hypothesis> {
+        rank(facts, topology, changes, opened_at, &self.0)
+    }
+
+    fn change_lookback(&self) -> Millis {
+        self.0.change_lookback
     }
 }
 
@@ -502,8 +559,8 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
                     "{} {} {} (expected {}), score {:.2}",
                     s.metric,
                     verb(s.direction),
-                    fmt_value(s.value),
-                    fmt_value(s.expected),
+                    format_value(s.value),
+                    format_value(s.expected),
                     s.peak_score
                 ),
                 class_weight(s.class) * s.peak_score,
@@ -578,8 +635,8 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
                     format!(
                         "calls {dir} {peer}: {} {} (expected {})",
                         class.as_str(),
-                        fmt_value(x.value),
-                        fmt_value(x.expected)
+                        format_value(x.value),
+                        format_value(x.expected)
                     ),
                     x.peak_score * 0.5,
                 )
@@ -631,29 +688,54 @@ fn verb(d: nightshift_core::Direction) -> &'static str {
     }
 }
 
-/// Formats a value compactly for one-line evidence.
-pub fn fmt_value(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e9 {
-        format!("{:.2}G", v / 1e9)
-    } else if a >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if a >= 1e4 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.4}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        assert!(RankConfig::default().validate().is_ok());
+        for (cfg, field) in [
+            (
+                RankConfig {
+                    change_lookback: 0,
+                    ..RankConfig::default()
+                },
+                "change_lookback",
+            ),
+            (
+                RankConfig {
+                    onset_slack: -1,
+                    ..RankConfig::default()
+                },
+                "onset_slack",
+            ),
+            (
+                RankConfig {
+                    explain_hops: 11,
+                    ..RankConfig::default()
+                },
+                "explain_hops",
+            ),
+            (
+                RankConfig {
+                    max_hypotheses: 0,
+                    ..RankConfig::default()
+                },
+                "max_hypotheses",
+            ),
+            (
+                RankConfig {
+                    max_evidence: 0,
+                    ..RankConfig::default()
+                },
+                "max_evidence",
+            ),
+        ] {
+            let e = cfg.validate().expect_err(field).to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
+    }
     use nightshift_core::facts::{EdgeFact, SeriesFact};
     use nightshift_core::{ChangeKind, Direction};
 
