@@ -2,7 +2,7 @@
 //! against each fault's ground truth, beside two baselines computed from the same alerts.
 
 use crate::baseline::{AlertmanagerGrouping, loudest_services};
-use crate::replay::Replay;
+use nightshift_pipeline::Replay;
 use nightshift_core::{AlertStatus, Entity, MINUTE, Millis};
 use nightshift_sim::Scenario;
 use serde::Serialize;

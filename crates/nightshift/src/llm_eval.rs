@@ -5,7 +5,7 @@
 use crate::assistant::Assistant;
 use crate::config::Config;
 use crate::eval::{Case, InvestigatedCase};
-use crate::replay::Replay;
+use nightshift_pipeline::Replay;
 use anyhow::{Context, Result};
 use nightshift_diagnose::Source;
 use nightshift_store::SqliteStore;
@@ -41,7 +41,14 @@ impl Runner {
             let store = SqliteStore::in_memory()
                 .await
                 .context("cannot open an in-memory database")?;
-            replay.record(&store).await?;
+            nightshift_store::record_findings(
+                &store,
+                &replay.incidents,
+                &replay.alerts,
+                &replay.changes,
+                &replay.anomalies,
+            )
+            .await?;
             let topology = Arc::new(Mutex::new(replay.topology.clone()));
             let mut out = Vec::new();
             for case in cases {

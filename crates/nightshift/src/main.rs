@@ -14,12 +14,10 @@ mod logs_parse;
 mod mcp;
 mod nab;
 mod notify;
-mod pipeline;
 mod pull;
 mod rca_data;
 mod remediation;
 mod render;
-mod replay;
 mod scenarios;
 mod series_csv;
 mod serve;
@@ -562,6 +560,30 @@ fn progress(scenarios: &[Scenario], quiet: bool) -> ProgressBar {
 }
 
 /// The wall-clock time now, in Unix milliseconds.
+/// Replays `scenario`, counting its steps on `bar`. With `speed`, simulated time runs that
+/// many times faster than the wall clock (warm-up history is replayed at full speed, as a
+/// back-fill would be); without it, as fast as it can.
+fn replay_shown(
+    scenario: &Scenario,
+    bar: &ProgressBar,
+    speed: Option<f64>,
+    overrides: &nightshift_detect::Overrides,
+) -> nightshift_pipeline::Replay {
+    let pace = speed
+        .filter(|s| *s > 0.0)
+        .map(|s| std::time::Duration::from_secs_f64(scenario.step_ms() as f64 / 1000.0 / s));
+    let mut next_due = Instant::now();
+    nightshift_pipeline::replay(scenario, overrides, |_, warmup| {
+        if let (Some(pace), false) = (pace, warmup) {
+            next_due += pace;
+            std::thread::sleep(next_due.saturating_duration_since(Instant::now()));
+        } else {
+            next_due = Instant::now();
+        }
+        bar.inc(1);
+    })
+}
+
 pub(crate) fn now_ms() -> nightshift_core::Millis {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -593,7 +615,7 @@ struct DemoScenario<'a> {
     /// For proposals of `auto`, low-risk runbooks: the dry run, with its verification
     /// evaluated against the replay.
     dry_runs: Vec<DryRun>,
-    stats: pipeline::PipelineStats,
+    stats: nightshift_pipeline::PipelineStats,
 }
 
 #[derive(serde::Serialize)]
@@ -645,9 +667,15 @@ fn demo(args: DemoArgs) -> Result<()> {
     let runbooks = nightshift_act::runbook::shipped();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar, args.speed, &config.overrides);
+        let r = replay_shown(scenario, &bar, args.speed, &config.overrides);
         runtime
-            .block_on(r.record(&store))
+            .block_on(nightshift_store::record_findings(
+                &store,
+                &r.incidents,
+                &r.alerts,
+                &r.changes,
+                &r.anomalies,
+            ))
             .context("cannot record the results in the database")?;
         let proposals: Vec<Vec<nightshift_act::Proposal>> = r
             .incidents
@@ -765,7 +793,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     let mut investigated = Vec::new();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay::replay(scenario, &bar, None, &config.overrides);
+        let r = replay_shown(scenario, &bar, None, &config.overrides);
         let (s, c) = eval::score_scenario(scenario, &r);
         if let Some(runner) = &investigator {
             bar.set_message(format!("{}: investigating", scenario.name()));

@@ -9,4 +9,4 @@ mod store;
 pub use error::StoreError;
 pub use filter::{AlertFilter, AnomalyFilter, IncidentFilter};
 pub use sqlite::SqliteStore;
-pub use store::{Store, StoredAction};
+pub use store::{Store, StoredAction, record_findings};

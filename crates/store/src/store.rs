@@ -60,3 +60,24 @@ pub struct StoredAction {
     pub updated_at: Millis,
     pub document: serde_json::Value,
 }
+
+/// Writes what one run saw and found: incidents, the alerts and changes it was given, and the
+/// anomalies it detected. A replay and the recorded-incident evaluations keep their results so.
+pub async fn record_findings(
+    store: &dyn Store,
+    incidents: &[Incident],
+    alerts: &[Alert],
+    changes: &[Change],
+    anomalies: &[Anomaly],
+) -> Result<(), StoreError> {
+    for i in incidents {
+        store.upsert_incident(i).await?;
+    }
+    for a in alerts {
+        store.record_alert(a).await?;
+    }
+    for c in changes {
+        store.record_change(c).await?;
+    }
+    store.record_anomalies(anomalies).await
+}

@@ -26,7 +26,7 @@ use crate::notify::{
     self, Notice, NotifyMetrics, anomaly_alert, anomaly_resolved, incident_notice,
 };
 use crate::now_ms;
-use crate::pipeline::Pipeline;
+use nightshift_pipeline::Pipeline;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;

@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+
+mod pipeline;
+mod replay;
+
+pub use pipeline::{Evaluation, Pipeline, PipelineStats};
+pub use replay::{Replay, replay};
