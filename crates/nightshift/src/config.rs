@@ -6,14 +6,15 @@
 use anyhow::{Context, Result, anyhow, bail};
 use nightshift_core::parse_duration;
 use nightshift_detect::{OverrideRule, Overrides, SeriesSelector};
+pub use nightshift_server::config::{
+    ActConfig, AlertmanagerConfig, Approver, AuditExport, Config, DEFAULT_LISTEN, DEFAULT_STORE,
+    Hooks, LlmConfig, LokiConfig, ServeConfig, SlackConfig, audit_log_beside,
+};
+use nightshift_sources::files::FileSource;
+use nightshift_sources::kubernetes::KubernetesConfig;
+use nightshift_sources::prometheus::{PrometheusConfig, PullQuery};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-/// Where `serve` listens unless told otherwise (DESIGN's default).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
-/// Where `serve` keeps its database unless told otherwise (relative to the working directory).
-pub const DEFAULT_STORE: &str = "nightshift.db";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,52 +61,6 @@ struct RawAct {
     verify_every: Option<String>,
 }
 
-/// Someone who may approve actions, up to a risk; known to the API by a bearer token and to
-/// Slack by a user id.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Approver {
-    pub name: String,
-    /// `low`, `medium` or `high`: the riskiest action they may approve.
-    pub max_risk: nightshift_act::Risk,
-    /// `Authorization: Bearer <token>` on the approve and reject requests (and the CLI's
-    /// `--token`).
-    pub token: Option<String>,
-    /// Their Slack user id (`U024BE7LH`), for the approve and reject buttons.
-    pub slack: Option<String>,
-}
-
-/// Where each audit entry is copied as it is written, for a SIEM.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditExport {
-    /// A file the entries are appended to (JSON lines).
-    pub file: Option<String>,
-    /// A URL each entry is POSTed to (one JSON entry a request).
-    pub webhook: Option<String>,
-}
-
-/// Remediation: where its audit log and runbooks are, and which programs `command.run` may
-/// start.
-#[derive(Debug, Clone)]
-pub struct ActConfig {
-    /// The audit log (JSON lines, hash-chained); by default `audit.jsonl` beside the database.
-    pub audit_log: PathBuf,
-    /// A directory of runbook files; none loaded when unset.
-    pub runbooks: Option<PathBuf>,
-    /// Absolute paths of the programs `command.run` may start.
-    pub commands: Vec<PathBuf>,
-    /// Gates every action passes (kill switch, protected namespaces, change windows) and who
-    /// may approve what.
-    pub policy: nightshift_act::Policy,
-    pub approvers: Vec<Approver>,
-    /// Where notifications and tickets go.
-    pub endpoints: nightshift_act::notify::Endpoints,
-    pub audit_export: Option<AuditExport>,
-    /// How often a verification is evaluated while it waits (ms).
-    pub verify_every_ms: i64,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSlack {
@@ -113,19 +68,6 @@ struct RawSlack {
     bot_token: Option<String>,
     channel: Option<String>,
     api_url: Option<String>,
-}
-
-/// The Slack app: its signing secret turns on the slash command and the buttons
-/// (`/hooks/slack/commands`, `/hooks/slack/interactions`); its bot token and a channel turn on
-/// incident notifications.
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    pub signing_secret: Option<String>,
-    pub bot_token: Option<String>,
-    /// Where incident notifications go, e.g. `#incidents` or a channel id.
-    pub channel: Option<String>,
-    /// Slack's Web API, `https://slack.com/api` unless a proxy stands in between.
-    pub api_url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,32 +92,11 @@ struct RawLlm {
     settle: Option<String>,
 }
 
-/// The optional LLM investigator; absent means every answer is the deterministic one.
-#[derive(Debug, Clone)]
-pub struct LlmConfig {
-    pub provider: nightshift_llm::ProviderConfig,
-    pub limits: nightshift_llm::Limits,
-    pub daily_tokens: u64,
-    /// Investigate each incident once it has settled after opening, without being asked.
-    pub investigate_on_open: bool,
-    /// How long after opening (or reopening) an incident is investigated, so that the alerts of
-    /// its storm are in it first.
-    pub settle_ms: i64,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLoki {
     url: String,
     timeout: Option<String>,
-}
-
-/// A Loki the investigator may query with LogQL.
-#[derive(Debug, Clone)]
-pub struct LokiConfig {
-    /// Base URL, e.g. `http://127.0.0.1:3100`.
-    pub url: String,
-    pub timeout_ms: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,30 +111,6 @@ struct RawLogs {
 struct RawFile {
     path: String,
     service: String,
-}
-
-/// The cluster to watch; present means on.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesConfig {
-    /// Only this namespace's pods, events and deployments (nodes are cluster-wide); all when unset.
-    pub namespace: Option<String>,
-    /// A kubeconfig file; by default the in-cluster service account or `$KUBECONFIG`.
-    pub kubeconfig: Option<String>,
-}
-
-/// Secrets of the change webhooks; a hook without its secret is not served (404).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Hooks {
-    /// Bearer token `POST /api/v1/changes` requires; without it the endpoint is open.
-    pub changes_token: Option<String>,
-    /// The secret GitHub signs deliveries with (`X-Hub-Signature-256`).
-    pub github_secret: Option<String>,
-    /// The token GitLab sends as `X-Gitlab-Token`.
-    pub gitlab_token: Option<String>,
-    /// The bearer token Argo CD Notifications sends.
-    pub argocd_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,46 +135,12 @@ struct RawQuery {
     instant: bool,
 }
 
-/// A Prometheus-compatible API to pull series from with PromQL.
-#[derive(Debug, Clone)]
-pub struct PrometheusConfig {
-    /// Base URL, e.g. `http://127.0.0.1:9090` (`/api/v1/query_range` is added).
-    pub url: String,
-    pub timeout_ms: i64,
-    /// Further tries after a failed query, one and then two seconds apart, and so on.
-    pub retries: u32,
-    pub queries: Vec<PullQuery>,
-}
-
-/// One query run every `interval_ms`.
-#[derive(Debug, Clone)]
-pub struct PullQuery {
-    pub query: String,
-    /// The name of results without `__name__` (expressions).
-    pub name: String,
-    pub interval_ms: i64,
-    pub step_ms: i64,
-    /// History fetched on the first run, so baselines start warm.
-    pub lookback_ms: i64,
-    /// An instant query (`/api/v1/query`) instead of a range query.
-    pub instant: bool,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlertmanager {
     url: String,
     resend: Option<String>,
     timeout: Option<String>,
-}
-
-/// Where Nightshift posts its own alerts.
-#[derive(Debug, Clone)]
-pub struct AlertmanagerConfig {
-    /// Base URL, e.g. `http://127.0.0.1:9093` (`/api/v2/alerts` is added).
-    pub url: String,
-    pub resend_ms: i64,
-    pub timeout_ms: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,165 +171,114 @@ struct RawDetect {
     max_series: Option<usize>,
 }
 
-/// `serve`'s own settings.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub listen: SocketAddr,
-    /// How often derived signals are computed and the correlator advances.
-    pub interval_ms: i64,
-    /// Write requests waiting for the detectors before the server answers 503.
-    pub queue: usize,
-    /// The SQLite database alerts, anomalies and incidents are recorded in.
-    pub store: String,
-    /// `Host` names `/mcp` accepts besides loopback (a guard against DNS rebinding).
-    pub mcp_hosts: Vec<String>,
+/// Reads and checks `path`; errors name the file and the line, key or rule at fault.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 
-impl Default for ServeConfig {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
-            interval_ms: 15_000,
-            queue: 64,
-            store: DEFAULT_STORE.to_string(),
-            mcp_hosts: Vec::new(),
+/// Like [`load`], on text already read; errors do not name a file.
+pub fn parse(text: &str) -> Result<Config> {
+    let text = substitute_env(text, |name| std::env::var(name).ok())?;
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| syntax_error(&e))?
+    };
+    let mut serve = ServeConfig::default();
+    if let Some(listen) = raw.serve.listen {
+        serve.listen = listen.trim().parse().map_err(|_| {
+            anyhow!("serve.listen: {listen:?} is not an address and port such as {DEFAULT_LISTEN}")
+        })?;
+    }
+    if let Some(interval) = raw.serve.interval {
+        let ms = parse_duration(&interval).map_err(|e| anyhow!("serve.interval: {e}"))?;
+        if !(100..=3_600_000).contains(&ms) {
+            bail!("serve.interval: {interval} is outside 100ms to 1h");
+        }
+        serve.interval_ms = ms;
+    }
+    if let Some(queue) = raw.serve.queue {
+        if !(1..=65_536).contains(&queue) {
+            bail!("serve.queue: {queue} is outside 1 to 65536 requests");
+        }
+        serve.queue = queue;
+    }
+    for (i, host) in raw.serve.mcp_hosts.iter().enumerate() {
+        if host.trim().is_empty() || host.contains(['/', ' ']) {
+            bail!(
+                "serve.mcp_hosts[{i}]: {host:?} is not a host name or host:port such as nightshift.example.com"
+            );
         }
     }
-}
-
-/// A checked configuration.
-#[derive(Debug, Default)]
-pub struct Config {
-    pub serve: ServeConfig,
-    pub overrides: Overrides,
-    pub watch: Vec<SeriesSelector>,
-    pub max_series: Option<usize>,
-    pub alertmanager: Option<AlertmanagerConfig>,
-    pub prometheus: Option<PrometheusConfig>,
-    pub hooks: Hooks,
-    pub kubernetes: Option<KubernetesConfig>,
-    /// Log files followed as they grow.
-    pub log_files: Vec<crate::tail::FileSource>,
-    pub llm: Option<LlmConfig>,
-    pub loki: Option<LokiConfig>,
-    pub slack: Option<SlackConfig>,
-    pub act: ActConfig,
-}
-
-impl Config {
-    /// Reads and checks `path`; errors name the file and the line, key or rule at fault.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+    serve.mcp_hosts = raw.serve.mcp_hosts;
+    if let Some(path) = raw.store.path {
+        if path.trim().is_empty() {
+            bail!("store.path: give a file path for the SQLite database, e.g. {DEFAULT_STORE}");
+        }
+        serve.store = path;
     }
-
-    /// Like [`load`](Self::load), on text already read; errors do not name a file.
-    pub fn parse(text: &str) -> Result<Self> {
-        let text = substitute_env(text, |name| std::env::var(name).ok())?;
-        let raw: RawConfig = if text.trim().is_empty() {
-            RawConfig::default()
-        } else {
-            serde_saphyr::from_str(&text).map_err(|e| syntax_error(&e))?
-        };
-        let mut serve = ServeConfig::default();
-        if let Some(listen) = raw.serve.listen {
-            serve.listen = listen.trim().parse().map_err(|_| {
-                anyhow!(
-                    "serve.listen: {listen:?} is not an address and port such as {DEFAULT_LISTEN}"
-                )
-            })?;
-        }
-        if let Some(interval) = raw.serve.interval {
-            let ms = parse_duration(&interval).map_err(|e| anyhow!("serve.interval: {e}"))?;
-            if !(100..=3_600_000).contains(&ms) {
-                bail!("serve.interval: {interval} is outside 100ms to 1h");
-            }
-            serve.interval_ms = ms;
-        }
-        if let Some(queue) = raw.serve.queue {
-            if !(1..=65_536).contains(&queue) {
-                bail!("serve.queue: {queue} is outside 1 to 65536 requests");
-            }
-            serve.queue = queue;
-        }
-        for (i, host) in raw.serve.mcp_hosts.iter().enumerate() {
-            if host.trim().is_empty() || host.contains(['/', ' ']) {
-                bail!(
-                    "serve.mcp_hosts[{i}]: {host:?} is not a host name or host:port such as nightshift.example.com"
-                );
-            }
-        }
-        serve.mcp_hosts = raw.serve.mcp_hosts;
-        if let Some(path) = raw.store.path {
-            if path.trim().is_empty() {
-                bail!("store.path: give a file path for the SQLite database, e.g. {DEFAULT_STORE}");
-            }
-            serve.store = path;
-        }
-        let watch = raw
-            .detect
-            .watch
-            .iter()
+    let watch = raw
+        .detect
+        .watch
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SeriesSelector::parse(s).map_err(|e| anyhow!("detect.watch[{i}] ({s}): {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    if raw.detect.max_series == Some(0) {
+        bail!("detect.max_series: must be at least 1");
+    }
+    let overrides = Overrides::new(raw.detect.overrides)?;
+    let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
+    let prometheus = raw.prometheus.map(check_prometheus).transpose()?;
+    let llm = raw
+        .llm
+        .map(|l| check_llm(l, |name| std::env::var(name).ok()))
+        .transpose()?;
+    let loki = raw.loki.map(check_loki).transpose()?;
+    let slack = raw.slack.map(check_slack).transpose()?;
+    let act = check_act(raw.act, &serve.store)?;
+    Ok(Config {
+        serve,
+        overrides,
+        watch,
+        max_series: raw.detect.max_series,
+        alertmanager,
+        prometheus,
+        hooks: check_hooks(raw.hooks)?,
+        llm,
+        loki,
+        slack,
+        act,
+        kubernetes: raw.kubernetes,
+        log_files: raw
+            .logs
+            .files
+            .into_iter()
             .enumerate()
-            .map(|(i, s)| {
-                SeriesSelector::parse(s).map_err(|e| anyhow!("detect.watch[{i}] ({s}): {e}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if raw.detect.max_series == Some(0) {
-            bail!("detect.max_series: must be at least 1");
-        }
-        let overrides = Overrides::new(raw.detect.overrides)?;
-        let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
-        let prometheus = raw.prometheus.map(check_prometheus).transpose()?;
-        let llm = raw
-            .llm
-            .map(|l| check_llm(l, |name| std::env::var(name).ok()))
-            .transpose()?;
-        let loki = raw.loki.map(check_loki).transpose()?;
-        let slack = raw.slack.map(check_slack).transpose()?;
-        let act = check_act(raw.act, &serve.store)?;
-        Ok(Self {
-            serve,
-            overrides,
-            watch,
-            max_series: raw.detect.max_series,
-            alertmanager,
-            prometheus,
-            hooks: check_hooks(raw.hooks)?,
-            llm,
-            loki,
-            slack,
-            act,
-            kubernetes: raw.kubernetes,
-            log_files: raw
-                .logs
-                .files
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    if f.path.trim().is_empty() {
-                        bail!("logs.files[{i}].path: give the log file's path");
-                    }
-                    if f.service.trim().is_empty() {
-                        bail!(
-                            "logs.files[{i}].service: name the service that writes {}",
-                            f.path
-                        );
-                    }
-                    Ok(crate::tail::FileSource {
-                        path: f.path.into(),
-                        service: f.service,
-                    })
+            .map(|(i, f)| {
+                if f.path.trim().is_empty() {
+                    bail!("logs.files[{i}].path: give the log file's path");
+                }
+                if f.service.trim().is_empty() {
+                    bail!(
+                        "logs.files[{i}].service: name the service that writes {}",
+                        f.path
+                    );
+                }
+                Ok(FileSource {
+                    path: f.path.into(),
+                    service: f.service,
                 })
-                .collect::<Result<Vec<_>>>()?,
-        })
-    }
+            })
+            .collect::<Result<Vec<_>>>()?,
+    })
+}
 
-    /// `--config` if given, else the defaults.
-    pub fn load_or_default(path: Option<&Path>) -> Result<Self> {
-        path.map_or_else(|| Ok(Self::default()), Self::load)
-    }
+/// `--config` if given, else the defaults.
+pub fn load_or_default(path: Option<&Path>) -> Result<Config> {
+    path.map_or_else(|| Ok(Config::default()), load)
 }
 
 /// An `http://` or `https://` base URL without a trailing slash; `key` names it in errors.
@@ -647,29 +459,6 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
         investigate_on_open: raw.investigate_on_open,
         settle_ms,
     })
-}
-
-impl Default for ActConfig {
-    fn default() -> Self {
-        Self {
-            audit_log: audit_log_beside(DEFAULT_STORE),
-            runbooks: None,
-            commands: Vec::new(),
-            policy: nightshift_act::Policy::default(),
-            approvers: Vec::new(),
-            endpoints: nightshift_act::notify::Endpoints::default(),
-            audit_export: None,
-            verify_every_ms: 15_000,
-        }
-    }
-}
-
-/// `audit.jsonl` in the database's directory.
-fn audit_log_beside(store: &str) -> PathBuf {
-    Path::new(store)
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("audit.jsonl")
 }
 
 fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
@@ -923,7 +712,7 @@ mod tests {
 
     #[test]
     fn rules_are_read_and_applied() {
-        let cfg = Config::parse(
+        let cfg = parse(
             r#"
 detect:
   overrides:
@@ -945,7 +734,7 @@ detect:
 
     #[test]
     fn serve_settings_are_read() {
-        let cfg = Config::parse(
+        let cfg = parse(
             "serve:\n  listen: 127.0.0.1:19797\n  interval: 1s\n  queue: 8\ndetect:\n  watch: ['up', '{job=\"api\"}']\n",
         )
         .expect("valid");
@@ -956,7 +745,7 @@ detect:
 
     #[test]
     fn act_reads_approvers_gates_and_endpoints_and_names_what_is_wrong() {
-        let cfg = Config::parse(
+        let cfg = parse(
             "act:\n  approvers:\n    - {name: alice, max_risk: high, token: aaaaaaaaaaaaaaaa1, slack: U1}\n    - {name: bob, max_risk: low}\n  kill_switch_file: /tmp/stop\n  protected_namespaces: [kube-system]\n  change_windows: ['Mon-Fri 09:00-17:00']\n  verify_every: 5s\n  endpoints: {http_hosts: [hooks.example.com]}\n",
         )
         .expect("valid");
@@ -987,7 +776,7 @@ detect:
             ("act:\n  audit_export: {}\n", "act.audit_export"),
             ("act:\n  verify_every: 10ms\n", "act.verify_every"),
         ] {
-            let e = format!("{:#}", Config::parse(text).unwrap_err());
+            let e = format!("{:#}", parse(text).unwrap_err());
             assert!(e.contains(names), "{text}: {e}");
         }
     }
@@ -995,7 +784,7 @@ detect:
     #[test]
     fn the_example_file_is_valid_and_says_the_defaults() {
         let text = include_str!("../../../nightshift.example.yaml");
-        let cfg = Config::parse(text).expect("the example parses");
+        let cfg = parse(text).expect("the example parses");
         let d = ServeConfig::default();
         assert_eq!(cfg.serve.listen, d.listen);
         assert_eq!(
@@ -1037,7 +826,7 @@ detect:
             })
             .collect::<Vec<_>>()
             .join("\n");
-        let all = Config::parse(&uncommented).expect("the commented examples parse");
+        let all = parse(&uncommented).expect("the commented examples parse");
         assert_eq!((all.watch.len(), all.overrides.len()), (2, 2));
         let prom = all.prometheus.expect("the prometheus section");
         assert_eq!((prom.queries.len(), prom.retries), (2, 2));
@@ -1057,11 +846,11 @@ detect:
 
     #[test]
     fn empty_file_is_the_defaults() {
-        let cfg = Config::parse("").expect("empty");
+        let cfg = parse("").expect("empty");
         assert!(cfg.overrides.is_empty() && cfg.watch.is_empty());
         assert_eq!(cfg.serve.listen.to_string(), DEFAULT_LISTEN);
         assert!(
-            Config::parse("detect: {}\n")
+            parse("detect: {}\n")
                 .expect("no rules")
                 .overrides
                 .is_empty()
@@ -1083,10 +872,9 @@ detect:
 
     #[test]
     fn slack_and_mcp_settings_are_read() {
-        let cfg = Config::parse(
-            "serve:\n  mcp_hosts: [nightshift.example.com]\nslack:\n  signing_secret: s\n",
-        )
-        .unwrap();
+        let cfg =
+            parse("serve:\n  mcp_hosts: [nightshift.example.com]\nslack:\n  signing_secret: s\n")
+                .unwrap();
         assert_eq!(cfg.serve.mcp_hosts, ["nightshift.example.com"]);
         let slack = cfg.slack.unwrap();
         assert_eq!(slack.api_url, "https://slack.com/api");
@@ -1161,7 +949,7 @@ detect:
             ("serve:\n  mcp_hosts: ['a b']\n", "serve.mcp_hosts[0]"),
         ];
         for (text, want) in cases {
-            let err = format!("{:#}", Config::parse(text).expect_err(text));
+            let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(want), "{text:?}: {err}");
         }
     }

@@ -2,8 +2,8 @@
 //! against each fault's ground truth, beside two baselines computed from the same alerts.
 
 use crate::baseline::{AlertmanagerGrouping, loudest_services};
-use nightshift_pipeline::Replay;
 use nightshift_core::{AlertStatus, Entity, MINUTE, Millis};
+use nightshift_pipeline::Replay;
 use nightshift_sim::Scenario;
 use serde::Serialize;
 use std::collections::BTreeMap;

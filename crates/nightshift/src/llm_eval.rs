@@ -2,12 +2,12 @@
 //! LLM investigator, with the read-only tools over what the replay recorded and the clock
 //! stopped at the incident's last update, beside the deterministic ranking.
 
-use crate::assistant::Assistant;
 use crate::config::Config;
 use crate::eval::{Case, InvestigatedCase};
-use nightshift_pipeline::Replay;
 use anyhow::{Context, Result};
 use nightshift_diagnose::Source;
+use nightshift_pipeline::Replay;
+use nightshift_server::assistant::Assistant;
 use nightshift_store::SqliteStore;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -1,29 +1,19 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
-mod assistant;
 mod baseline;
 mod client;
 mod config;
 mod detect;
 mod eval;
 mod export_rcaeval;
-mod kube_watch;
 mod llm_eval;
 mod logs_eval;
 mod logs_parse;
-mod mcp;
 mod nab;
-mod notify;
-mod pull;
 mod rca_data;
-mod remediation;
 mod render;
 mod scenarios;
 mod series_csv;
-mod serve;
-mod slack;
-mod tail;
-mod yaml_files;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -431,11 +421,12 @@ fn run() -> Result<()> {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(mcp::stdio(&a.server)),
+            .block_on(nightshift_server::mcp::stdio(&a.server))
+            .map_err(Into::into),
         Command::Runbook(RunbookCommand::Validate { mut paths, config }) => {
             let loaded = config
                 .as_deref()
-                .map(config::Config::load)
+                .map(config::load)
                 .transpose()?
                 .map(|c| c.act);
             if paths.is_empty() {
@@ -446,7 +437,7 @@ fn run() -> Result<()> {
                     ),
                 }
             }
-            emit(&remediation::validate(
+            emit(&nightshift_server::remediation::validate(
                 &paths,
                 loaded.as_ref().map(|a| a.commands.as_slice()),
             )?)
@@ -464,13 +455,9 @@ fn run() -> Result<()> {
         Command::Audit(AuditCommand::Verify { file, config }) => {
             let path = match file {
                 Some(f) => f,
-                None => {
-                    config::Config::load_or_default(config.as_deref())?
-                        .act
-                        .audit_log
-                }
+                None => config::load_or_default(config.as_deref())?.act.audit_log,
             };
-            emit(&remediation::verify_audit(&path)?)
+            emit(&nightshift_server::remediation::verify_audit(&path)?)
         }
         Command::Actions(a) => emit(&client::actions(
             &a.server.server,
@@ -499,11 +486,11 @@ fn run() -> Result<()> {
             a.state == "on",
             &a.token.token,
         )?),
-        Command::Serve(args) => {
-            serve::serve(config::Config::load_or_default(args.config.as_deref())?)
-        }
+        Command::Serve(args) => Ok(nightshift_server::serve(config::load_or_default(
+            args.config.as_deref(),
+        )?)?),
         Command::Detect(args) => {
-            let config = config::Config::load_or_default(args.config.as_deref())?;
+            let config = config::load_or_default(args.config.as_deref())?;
             let reports = detect::detect_file(&args.file, &config.overrides)?;
             if args.json {
                 emit_json(&reports)
@@ -584,10 +571,6 @@ fn replay_shown(
     })
 }
 
-pub(crate) fn now_ms() -> nightshift_core::Millis {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 /// A progress bar on stderr counting `unit`s, hidden when `quiet` or stderr is no terminal.
 pub(crate) fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -633,7 +616,7 @@ fn demo(args: DemoArgs) -> Result<()> {
             "--speed {speed}: give a positive number of simulated seconds per wall-clock second, e.g. --speed 60"
         );
     }
-    let config = config::Config::load_or_default(args.config.as_deref())?;
+    let config = config::load_or_default(args.config.as_deref())?;
     let scenarios = scenarios::resolve(&args.scenario)?;
     if let Some(dir) = &args.export_rcaeval {
         let bar = progress(&scenarios, args.json);
@@ -702,7 +685,9 @@ fn demo(args: DemoArgs) -> Result<()> {
                         Some(DryRun {
                             incident: inc.id.clone(),
                             runbook: p.runbook.clone(),
-                            execution: remediation::dry_run(&runtime, rb, p, inc),
+                            execution: nightshift_server::remediation::dry_run(
+                                &runtime, rb, p, inc,
+                            ),
                         })
                     })
                     .collect()
@@ -776,7 +761,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
         scenarios::resolve_all(&args.scenarios)?
     };
     scenarios.extend(scenarios::generated(args.seed, args.generated)?);
-    let config = config::Config::load_or_default(args.config.as_deref())?;
+    let config = config::load_or_default(args.config.as_deref())?;
     let investigator = if args.llm {
         if config.llm.is_none() {
             bail!(

@@ -12,7 +12,7 @@ pub fn resolve(arg: &str) -> Result<Vec<Scenario>> {
     }
     let path = Path::new(arg);
     if path.is_dir() {
-        return crate::yaml_files::in_folder(path, "scenario")?
+        return nightshift_server::yaml_files::in_folder(path, "scenario")?
             .iter()
             .map(|f| load_file(f))
             .collect();

@@ -2,11 +2,11 @@
 //! (the offline checks of the remediation files), loading the runbooks `serve` acts on, and the
 //! dry runs `demo` shows.
 
-use anyhow::{Context, Result, bail};
+use crate::ServerError;
 use std::path::{Path, PathBuf};
 
 /// The runbook files `paths` names: files as given, directories by their `.yaml`/`.yml` files.
-fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+fn runbook_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ServerError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -24,12 +24,14 @@ type Checked = (Vec<(PathBuf, nightshift_act::Runbook)>, Vec<String>);
 /// Each runbook file `paths` names, read and checked (with the allow-list, when given, that
 /// every `command.run` program is on it): the valid runbooks, and a line naming the file, line
 /// and field of every problem.
-fn check_files(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<Checked> {
+fn check_files(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<Checked, ServerError> {
     let mut ok = Vec::new();
     let mut problems = Vec::new();
     for file in runbook_files(paths)? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
+        let text = std::fs::read_to_string(&file).map_err(|source| ServerError::Read {
+            path: file.clone(),
+            source,
+        })?;
         let parsed = nightshift_act::runbook::parse(&text).and_then(|r| {
             let off_list: Vec<nightshift_act::Problem> = commands
                 .map(|allowed| nightshift_act::runbook::unlisted_programs(&r, allowed))
@@ -54,7 +56,7 @@ fn check_files(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<Checke
 /// Checks each runbook file (and, given the allow-list, that every `command.run` program is on
 /// it); a line per valid runbook, and an error naming the file, line and field of every
 /// problem when any is invalid.
-pub fn validate(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<String> {
+pub fn validate(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<String, ServerError> {
     let (runbooks, problems) = check_files(paths, commands)?;
     let mut ok = String::new();
     for (file, r) in runbooks {
@@ -76,13 +78,17 @@ pub fn validate(paths: &[PathBuf], commands: Option<&[PathBuf]>) -> Result<Strin
     if problems.is_empty() {
         Ok(ok)
     } else {
-        bail!("{}{}", ok, problems.join("\n"))
+        Err(ServerError::Runbooks(format!(
+            "{}{}",
+            ok,
+            problems.join("\n")
+        )))
     }
 }
 
 /// The runbooks of `dir` for `serve`: every one valid and its programs on the allow-list, and
 /// no two of one name; else an error listing every problem.
-pub fn load(dir: &Path, commands: &[PathBuf]) -> Result<Vec<nightshift_act::Runbook>> {
+pub fn load(dir: &Path, commands: &[PathBuf]) -> Result<Vec<nightshift_act::Runbook>, ServerError> {
     let (runbooks, mut problems) = check_files(&[dir.to_path_buf()], Some(commands))?;
     let mut names = std::collections::BTreeSet::new();
     for (file, r) in &runbooks {
@@ -95,33 +101,34 @@ pub fn load(dir: &Path, commands: &[PathBuf]) -> Result<Vec<nightshift_act::Runb
         }
     }
     if !problems.is_empty() {
-        bail!(
+        return Err(ServerError::Runbooks(format!(
             "act.runbooks: {} has invalid runbooks (nightshift runbook validate shows the same):\n{}",
             dir.display(),
             problems.join("\n")
-        );
+        )));
     }
     Ok(runbooks.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Verifies the audit log's chain; its entry count and head hash, or the first broken entry.
-pub fn verify_audit(path: &Path) -> Result<String> {
+pub fn verify_audit(path: &Path) -> Result<String, ServerError> {
     if !path.exists() {
-        bail!(
+        return Err(ServerError::Audit(format!(
             "there is no audit log at {} (act.audit_log)",
             path.display()
-        );
+        )));
     }
-    match nightshift_act::audit::verify(path)
-        .with_context(|| format!("cannot read the audit log {}", path.display()))?
-    {
+    let verified = nightshift_act::audit::verify(path).map_err(|e| {
+        ServerError::Audit(format!("cannot read the audit log {}: {e}", path.display()))
+    })?;
+    match verified {
         Ok(head) => Ok(format!(
             "{}: {} entries, chain intact; head {}\n",
             path.display(),
             head.entries,
             head.hash
         )),
-        Err(p) => bail!("{}: {p}", path.display()),
+        Err(p) => Err(ServerError::Audit(format!("{}: {p}", path.display()))),
     }
 }
 

@@ -2,7 +2,21 @@
 //! hooks. Each decodes (`nightshift_ingest`), stores what must be durable, and queues the rest
 //! for the pipeline thread.
 
-use super::*;
+use super::{App, RETRY_AFTER_SECONDS, Work};
+use crate::now_ms;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nightshift_core::{Alert, AlertStatus};
+use nightshift_ingest::changes::{self, HookError, HookOutcome};
+use nightshift_ingest::otlp::{self, Encoding, OtlpError};
+use nightshift_ingest::{
+    AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
+};
+use nightshift_store::Store;
+use std::sync::Arc;
+use std::sync::mpsc::TrySendError;
 
 pub(crate) fn text(status: StatusCode, message: String) -> Response {
     (status, format!("{message}\n")).into_response()

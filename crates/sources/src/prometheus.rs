@@ -2,12 +2,36 @@
 //! their results fed to the same pipeline thread as remote-write. The first run of each query
 //! fetches `lookback` of history, so detectors start warm; later runs fetch only what is new.
 
-use crate::config::{PrometheusConfig, PullQuery};
-use crate::serve::Deliver;
+use crate::Deliver;
 use nightshift_core::Millis;
 use nightshift_ingest::{WriteBatch, decode_query_response};
 use prometheus_client::metrics::counter::Counter;
 use std::time::Duration;
+
+/// A Prometheus-compatible API to pull series from with PromQL (`prometheus:`).
+#[derive(Debug, Clone)]
+pub struct PrometheusConfig {
+    /// Base URL, e.g. `http://127.0.0.1:9090` (`/api/v1/query_range` is added).
+    pub url: String,
+    pub timeout_ms: i64,
+    /// Further tries after a failed query, one and then two seconds apart, and so on.
+    pub retries: u32,
+    pub queries: Vec<PullQuery>,
+}
+
+/// One query run every `interval_ms`.
+#[derive(Debug, Clone)]
+pub struct PullQuery {
+    pub query: String,
+    /// The name of results without `__name__` (expressions).
+    pub name: String,
+    pub interval_ms: i64,
+    pub step_ms: i64,
+    /// History fetched on the first run, so baselines start warm.
+    pub lookback_ms: i64,
+    /// An instant query (`/api/v1/query`) instead of a range query.
+    pub instant: bool,
+}
 
 /// Counters of the pull, exposed on `/metrics`.
 #[derive(Clone, Default)]

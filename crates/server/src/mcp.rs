@@ -5,8 +5,8 @@
 //! input and output and forwards every request to a running server's `/mcp`, so both see the
 //! same live topology and store.
 
+use crate::ServerError;
 use crate::assistant::Assistant;
-use anyhow::{Context, Result};
 use nightshift_llm::{Toolbox, redact, redact_json, truncate};
 use nightshift_store::{IncidentFilter, Store};
 use rmcp::model::{
@@ -259,25 +259,26 @@ pub fn http_service(
 
 /// `nightshift mcp`: MCP on standard input and output, every request forwarded to the running
 /// server at `server` (its `/mcp`). Returns when the client closes standard input.
-pub async fn stdio(server: &str) -> Result<()> {
+pub async fn stdio(server: &str) -> Result<(), ServerError> {
     // One TLS crypto provider for the process (rustls needs exactly one), for an https server.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/mcp", server.trim_end_matches('/'));
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone());
-    let upstream: RunningService<RoleClient, ()> = ().serve(transport).await.with_context(|| {
-        format!("cannot reach Nightshift's MCP endpoint {url}; is `nightshift serve` running there? (--server)")
+    let upstream: RunningService<RoleClient, ()> = ().serve(transport).await.map_err(|e| {
+        ServerError::Mcp(format!("cannot reach Nightshift's MCP endpoint {url}; is `nightshift serve` running there? (--server): {e}"))
     })?;
     let proxy = Proxy {
         upstream: upstream.peer().clone(),
     };
-    let running = proxy
-        .serve(rmcp::transport::stdio())
-        .await
-        .context("cannot start MCP on standard input and output")?;
+    let running = proxy.serve(rmcp::transport::stdio()).await.map_err(|e| {
+        ServerError::Mcp(format!(
+            "cannot start MCP on standard input and output: {e}"
+        ))
+    })?;
     running
         .waiting()
         .await
-        .context("MCP over standard input and output")?;
+        .map_err(|e| ServerError::Mcp(format!("MCP over standard input and output: {e}")))?;
     let _ = upstream.cancel().await;
     Ok(())
 }

@@ -1,7 +1,21 @@
 //! What `/metrics` shows: the server's own counters and gauges, request and evaluation
 //! latencies, and `nightshift_anomaly_score` of the watched series.
 
-use super::*;
+use super::receivers::text;
+use super::{App, Labels};
+use crate::notify::NotifyMetrics;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 /// What `/metrics` exposes about the server itself and the series it watches.
 /// Buckets of the latency histograms: 0.1 ms to about 3 s, doubling.
@@ -28,7 +42,7 @@ pub(super) struct Metrics {
     pub(super) incidents_open: Gauge,
     pub(super) detector_state_bytes: Gauge,
     pub(super) notify: NotifyMetrics,
-    pub(super) pull: crate::pull::PullMetrics,
+    pub(super) pull: nightshift_sources::prometheus::PullMetrics,
     /// Investigations started without being asked, by `source` of the conclusion shown.
     pub(super) investigations: Family<Labels, Counter>,
 }
@@ -52,7 +66,7 @@ impl Default for Metrics {
             incidents_open: Gauge::default(),
             detector_state_bytes: Gauge::default(),
             notify: NotifyMetrics::default(),
-            pull: crate::pull::PullMetrics::default(),
+            pull: nightshift_sources::prometheus::PullMetrics::default(),
             investigations: Family::default(),
         }
     }

@@ -5,8 +5,8 @@
 mod kubernetes;
 pub use kubernetes::Cluster;
 
+use crate::ServerError;
 use crate::config::Config;
-use anyhow::{Context, Result};
 use nightshift_core::{Incident, Millis, Topology};
 use nightshift_diagnose::{
     Answer, AskContext, Cited, Conclusion, Source, evidence_ids, explain, known_entities,
@@ -56,10 +56,10 @@ impl Assistant {
         store: SqliteStore,
         topology: Arc<Mutex<Topology>>,
         cluster: Option<Cluster>,
-    ) -> Result<Self> {
+    ) -> Result<Self, ServerError> {
         let investigator = match &config.llm {
             Some(l) => Some(Investigator::new(
-                Arc::from(l.provider.build().context("llm")?),
+                Arc::from(l.provider.build()?),
                 l.limits.clone(),
                 Arc::new(DailyBudget::new(l.daily_tokens)),
             )),
@@ -69,7 +69,10 @@ impl Assistant {
             reqwest::Client::builder()
                 .timeout(Duration::from_millis(ms as u64))
                 .build()
-                .context("cannot build the HTTP client for the investigator's tools")
+                .map_err(|source| ServerError::HttpClient {
+                    what: "the investigator's tools".into(),
+                    source,
+                })
         };
         let prometheus = match &config.prometheus {
             Some(p) => Some((p.url.clone(), client(p.timeout_ms)?)),

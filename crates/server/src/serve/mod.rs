@@ -17,44 +17,34 @@ mod remediate;
 mod slack_hooks;
 mod worker;
 
-use self::metrics::*;
+use self::metrics::{Metrics, metrics_page, timed};
 pub(crate) use self::receivers::text;
-use self::receivers::*;
-use self::worker::*;
-use crate::config::Config;
-use crate::notify::{
-    self, Notice, NotifyMetrics, anomaly_alert, anomaly_resolved, incident_notice,
+use self::receivers::{
+    alertmanager_webhook, argocd_hook, enqueue, generic_changes, github_hook, gitlab_hook,
+    loki_push, otlp_logs, otlp_metrics, otlp_traces, postable_alerts, remote_write,
 };
-use crate::now_ms;
-use nightshift_pipeline::Pipeline;
-use anyhow::{Context, Result};
+use self::worker::{Outbox, work};
+use crate::ServerError;
+use crate::config::Config;
+use crate::notify::{self, Notice};
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use nightshift_core::{
-    Alert, AlertStatus, Anomaly, Change, Incident, LogRecord, SpanEdge, Topology,
-};
-use nightshift_detect::{EventPhase, SeriesWatch, watch::DEFAULT_MAX_SERIES};
-use nightshift_ingest::changes::{self, HookError, HookOutcome};
-use nightshift_ingest::otlp::{self, DeltaToCumulative, Encoding, OtlpError};
-use nightshift_ingest::{
-    AlertError, WriteBatch, decode_postable, decode_webhook, decode_write_request,
-};
+use nightshift_core::{Alert, Anomaly, Change, Incident, LogRecord, SpanEdge, Topology};
+use nightshift_detect::{SeriesWatch, watch::DEFAULT_MAX_SERIES};
+use nightshift_ingest::WriteBatch;
+use nightshift_ingest::otlp::DeltaToCumulative;
+use nightshift_pipeline::Pipeline;
+use nightshift_sources::Deliver;
 use nightshift_store::{SqliteStore, Store};
-use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Compressed request bodies above this are refused with 413 before they are read whole.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -111,7 +101,7 @@ enum Work {
     /// Changes already stored.
     Changes(Vec<Change>),
     /// What the Kubernetes watchers found (its changes already stored).
-    Cluster(crate::kube_watch::ClusterNews),
+    Cluster(nightshift_sources::kubernetes::ClusterNews),
     /// Someone acknowledges an incident; `reply` gets the incident as changed, once stored.
     Acknowledge {
         id: String,
@@ -148,89 +138,31 @@ pub(crate) struct App {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.
-pub fn serve(config: Config) -> Result<()> {
+pub fn serve(config: Config) -> Result<(), ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .map_err(ServerError::Runtime)?;
     runtime.block_on(run(config))
 }
 
-async fn run(config: Config) -> Result<()> {
+/// Start-up in the order each part needs the ones before it, the HTTP server until a signal,
+/// then shutdown.
+async fn run(config: Config) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let store = SqliteStore::open(&config.serve.store)
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database {}; set store.path in the configuration",
-                config.serve.store
-            )
+        .map_err(|source| ServerError::OpenStore {
+            path: config.serve.store.clone(),
+            source,
         })?;
-    let (tx, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
-    let ready = Arc::new(AtomicBool::new(false));
+    let (queue, rx) = std::sync::mpsc::sync_channel(config.serve.queue);
     // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let notices = match &config.alertmanager {
-        Some(am) => {
-            metrics.register_notify(&mut registry);
-            let client = http_client(am.timeout_ms, "Alertmanager")?;
-            let (ntx, nrx) = tokio::sync::mpsc::channel(4096);
-            tokio::spawn(notify::run(
-                client,
-                am.url.clone(),
-                Duration::from_millis(am.resend_ms as u64),
-                nrx,
-                metrics.notify.clone(),
-            ));
-            Some(ntx)
-        }
-        None => None,
-    };
-    let pull = if let Some(prom) = config.prometheus.clone() {
-        metrics.register_pull(&mut registry);
-        let client = http_client(prom.timeout_ms, "the PromQL pull")?;
-        let deliver = deliver_as(tx.clone(), metrics.queue_depth.clone(), Work::Samples);
-        Some(tokio::spawn(crate::pull::run(
-            client,
-            prom,
-            metrics.pull.clone(),
-            deliver,
-        )))
-    } else {
-        None
-    };
-    let kube = match &config.kubernetes {
-        Some(k) => Some((kube_client(k).await?, k.namespace.clone())),
-        None => None,
-    };
-    let kube_client_for_actions = kube.as_ref().map(|(c, _)| c.clone());
-    let cluster = kube.clone().map(|(client, namespace)| {
-        tokio::spawn(crate::kube_watch::run(
-            client,
-            namespace,
-            deliver_news(tx.clone(), store.clone(), metrics.clone()),
-        ))
-    });
-    let files = if config.log_files.is_empty() {
-        None
-    } else {
-        let (queue, metrics) = (tx.clone(), metrics.clone());
-        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
-            let (queue, metrics) = (queue.clone(), metrics.clone());
-            Box::pin(async move {
-                let n = records.len();
-                let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;
-                metrics.count_items("file_logs", n);
-                ok
-            })
-        });
-        Some(tokio::spawn(crate::tail::run(
-            config.log_files.clone(),
-            deliver,
-        )))
-    };
+    let notices = spawn_notifier(&config, &metrics, &mut registry)?;
+    let sources = spawn_sources(&config, &queue, &store, &metrics, &mut registry).await?;
     let base_url = format!("http://{}", config.serve.listen);
     let link_base = format!("{base_url}/api/v1/incidents");
     let topology = Arc::new(Mutex::new(Topology::default()));
@@ -238,77 +170,22 @@ async fn run(config: Config) -> Result<()> {
         &config,
         store.clone(),
         topology.clone(),
-        kube.map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
-    )?);
-    let (slack, slack_notices) = match &config.slack {
-        Some(sc) => {
-            let api = crate::slack::SlackApi::new(
-                &sc.api_url,
-                sc.bot_token.as_deref().unwrap_or_default(),
-            )
-            .context("cannot build the HTTP client for Slack")?;
-            let notices = if sc.bot_token.is_some() {
-                let (stx, srx) = tokio::sync::mpsc::channel(1024);
-                tokio::spawn(crate::slack::notify(
-                    api.clone(),
-                    sc.clone(),
-                    link_base.clone(),
-                    assistant.clone(),
-                    srx,
-                ));
-                Some(stx)
-            } else {
-                None
-            };
-            let hooks = slack_hooks::SlackHooks {
-                signing_secret: sc.signing_secret.clone(),
-                api,
-                link_base: link_base.clone(),
-                llm: config.llm.is_some(),
-            };
-            (Some(hooks), notices)
-        }
-        None => (None, None),
-    };
-    // Actions waiting for approval go to the incidents' channel, through the same client.
-    let slack_for_actions = match (&config.slack, &slack) {
-        (Some(sc), Some(hooks)) if sc.bot_token.is_some() => sc
-            .channel
+        sources
+            .cluster
             .clone()
-            .map(|channel| (hooks.api.clone(), channel, sc.signing_secret.is_some())),
-        _ => None,
-    };
-    // A fix is a change: stored, then queued for the pipeline like any other. The task that
-    // does it holds the queue, and is stopped at shutdown so that the queue can close.
-    let (changes_tx, mut changes_rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
-    let fixes = {
-        let (queue, store, metrics) = (tx.clone(), store.clone(), metrics.clone());
-        tokio::spawn(async move {
-            while let Some(change) = changes_rx.recv().await {
-                if let Err(e) = store.record_change(&change).await {
-                    tracing::error!("cannot store the change an action made: {e}");
-                    continue;
-                }
-                submit(&queue, &metrics.queue_depth, Work::Changes(vec![change])).await;
-            }
-        })
-    };
-    let remediation = {
-        let feed: remediate::FeedChange = Box::new(move |change: Change| {
-            let _ = changes_tx.send(change);
-        });
-        remediate::Remediation::new(
-            &config,
-            store.clone(),
-            kube_client_for_actions,
-            feed,
-            slack_for_actions,
-            notices.clone().map(|tx| (tx, base_url.clone())),
-        )
-        .await?
-    };
-    // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
-    // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
+            .map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
+    )?);
+    let slack = spawn_slack(&config, &link_base, &assistant)?;
+    let (feed, fixes) = spawn_fixes(&queue, &store, &metrics);
+    let remediation = remediate::Remediation::new(
+        &config,
+        store.clone(),
+        sources.cluster.as_ref().map(|(c, _)| c.clone()),
+        feed,
+        slack.for_actions(&config),
+        notices.clone().map(|tx| (tx, base_url.clone())),
+    )
+    .await?;
     // Incidents of earlier runs: history for new ones, and their ids are not reused.
     let past = store
         .incidents(&nightshift_store::IncidentFilter {
@@ -316,64 +193,36 @@ async fn run(config: Config) -> Result<()> {
             ..Default::default()
         })
         .await
-        .context("cannot read the incidents of earlier runs from the database")?;
-    let opened = match &config.llm {
-        Some(l) if l.investigate_on_open => {
-            metrics.register_investigations(&mut registry);
-            let (otx, orx) = tokio::sync::mpsc::channel(1024);
-            tokio::spawn(on_open::run(
-                assistant.clone(),
-                Duration::from_millis(l.settle_ms as u64),
-                orx,
-                slack_notices.clone(),
-                metrics.clone(),
-            ));
-            Some(otx)
-        }
-        _ => None,
+        .map_err(|source| ServerError::History {
+            what: "the incidents",
+            source,
+        })?;
+    let opened = spawn_investigations(
+        &config,
+        &assistant,
+        slack.notices.clone(),
+        &metrics,
+        &mut registry,
+    );
+    // Findings wait here for the database; when it falls behind, the pipeline thread waits, its
+    // queue fills and senders are answered 503: backpressure all the way, nothing dropped.
+    let (records, recorder) = spawn_recorder(store.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let out = Outbox {
+        notices,
+        link_base,
+        slack: slack.notices,
+        opened,
+        remediation: spawn_remediation_feed(remediation.clone()),
+        records,
+        topology: topology.clone(),
     };
-    let remediation_feed = {
-        let (itx, mut irx) = tokio::sync::mpsc::channel::<Incident>(1024);
-        let remediation = remediation.clone();
-        tokio::spawn(async move {
-            while let Some(incident) = irx.recv().await {
-                remediation.on_incident(incident).await;
-            }
-        });
-        itx
-    };
-    let (rec_tx, rec_rx) = tokio::sync::mpsc::channel(1024);
-    let recorder = tokio::spawn(record(store.clone(), rec_rx));
-    let worker = {
-        let metrics = metrics.clone();
-        let worker_topology = topology.clone();
-        let ready = ready.clone();
-        let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
-            .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
-        let mut pipeline = Pipeline::default().with_overrides(config.overrides.clone());
-        pipeline.remember(past);
-        let interval = Duration::from_millis(config.serve.interval_ms as u64);
-        std::thread::Builder::new()
-            .name("nightshift-pipeline".into())
-            .spawn(move || {
-                let out = Outbox {
-                    notices,
-                    link_base,
-                    slack: slack_notices,
-                    opened,
-                    remediation: remediation_feed,
-                    records: rec_tx,
-                    topology: worker_topology,
-                };
-                work(rx, pipeline, watch, interval, &metrics, &ready, &out)
-            })
-            .context("cannot start the pipeline thread")?
-    };
+    let worker = spawn_worker(&config, rx, past, out, metrics.clone(), ready.clone())?;
     let app = Arc::new(App {
-        queue: tx,
+        queue,
         queue_capacity: config.serve.queue,
         assistant: assistant.clone(),
-        slack,
+        slack: slack.hooks,
         remediation,
         audit_log: config.act.audit_log.clone(),
         store,
@@ -386,7 +235,253 @@ async fn run(config: Config) -> Result<()> {
         registry,
         ready,
     });
-    let router = Router::new()
+    serve_http(routes(app.clone(), assistant, &config), config.serve.listen).await?;
+    // The server has stopped taking requests and the sources stop; closing the queue lets the
+    // worker drain it.
+    for task in sources.tasks.into_iter().chain([fixes]) {
+        task.abort();
+        let _ = task.await;
+    }
+    let store = app.store.clone();
+    drop(app);
+    worker.join().map_err(|_| ServerError::PipelinePanicked)?;
+    // The thread is done; the recorder writes what it still holds.
+    let _ = recorder.await;
+    store.close().await;
+    eprintln!("nightshift serve: stopped after draining the queue");
+    Ok(())
+}
+
+/// Nightshift's own alerts to Alertmanager, when configured: the sender of notices.
+fn spawn_notifier(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    registry: &mut Registry,
+) -> Result<Option<tokio::sync::mpsc::Sender<Notice>>, ServerError> {
+    let Some(am) = &config.alertmanager else {
+        return Ok(None);
+    };
+    metrics.register_notify(registry);
+    let client = http_client(am.timeout_ms, "Alertmanager")?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4096);
+    tokio::spawn(notify::run(
+        client,
+        am.url.clone(),
+        Duration::from_millis(am.resend_ms as u64),
+        rx,
+        metrics.notify.clone(),
+    ));
+    Ok(Some(tx))
+}
+
+/// The running pulled sources, and the Kubernetes client they watch with (for the assistant
+/// and the action provider too).
+struct Sources {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cluster: Option<(kube::Client, Option<String>)>,
+}
+
+/// The PromQL pull, the Kubernetes watch and the followed log files, each when configured.
+async fn spawn_sources(
+    config: &Config,
+    queue: &SyncSender<Work>,
+    store: &SqliteStore,
+    metrics: &Arc<Metrics>,
+    registry: &mut Registry,
+) -> Result<Sources, ServerError> {
+    let mut tasks = Vec::new();
+    if let Some(prom) = config.prometheus.clone() {
+        metrics.register_pull(registry);
+        let client = http_client(prom.timeout_ms, "the PromQL pull")?;
+        let deliver = deliver_as(queue.clone(), metrics.queue_depth.clone(), Work::Samples);
+        tasks.push(tokio::spawn(nightshift_sources::prometheus::run(
+            client,
+            prom,
+            metrics.pull.clone(),
+            deliver,
+        )));
+    }
+    let cluster = match &config.kubernetes {
+        Some(k) => Some((
+            nightshift_sources::kubernetes::client(k).await?,
+            k.namespace.clone(),
+        )),
+        None => None,
+    };
+    if let Some((client, namespace)) = cluster.clone() {
+        tasks.push(tokio::spawn(nightshift_sources::kubernetes::run(
+            client,
+            namespace,
+            deliver_news(queue.clone(), store.clone(), metrics.clone()),
+        )));
+    }
+    if !config.log_files.is_empty() {
+        let (queue, metrics) = (queue.clone(), metrics.clone());
+        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
+            let (queue, metrics) = (queue.clone(), metrics.clone());
+            Box::pin(async move {
+                let n = records.len();
+                let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;
+                metrics.count_items("file_logs", n);
+                ok
+            })
+        });
+        tasks.push(tokio::spawn(nightshift_sources::files::run(
+            config.log_files.clone(),
+            deliver,
+        )));
+    }
+    Ok(Sources { tasks, cluster })
+}
+
+/// The Slack app, when configured: its hooks for the slash command and buttons, and the sender
+/// of incident notifications when it has a bot token.
+struct Slack {
+    hooks: Option<slack_hooks::SlackHooks>,
+    notices: Option<tokio::sync::mpsc::Sender<Incident>>,
+}
+
+impl Slack {
+    /// Where actions waiting for approval go: the incidents' channel, through the same client,
+    /// with buttons when the app can verify their clicks.
+    fn for_actions(&self, config: &Config) -> Option<(crate::slack::SlackApi, String, bool)> {
+        match (&config.slack, &self.hooks) {
+            (Some(sc), Some(hooks)) if sc.bot_token.is_some() => sc
+                .channel
+                .clone()
+                .map(|channel| (hooks.api.clone(), channel, sc.signing_secret.is_some())),
+            _ => None,
+        }
+    }
+}
+
+fn spawn_slack(
+    config: &Config,
+    link_base: &str,
+    assistant: &Arc<crate::assistant::Assistant>,
+) -> Result<Slack, ServerError> {
+    let Some(sc) = &config.slack else {
+        return Ok(Slack {
+            hooks: None,
+            notices: None,
+        });
+    };
+    let api =
+        crate::slack::SlackApi::new(&sc.api_url, sc.bot_token.as_deref().unwrap_or_default())?;
+    let notices = sc.bot_token.as_ref().map(|_| {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(crate::slack::notify(
+            api.clone(),
+            sc.clone(),
+            link_base.to_string(),
+            assistant.clone(),
+            rx,
+        ));
+        tx
+    });
+    let hooks = slack_hooks::SlackHooks {
+        signing_secret: sc.signing_secret.clone(),
+        api,
+        link_base: link_base.to_string(),
+        llm: config.llm.is_some(),
+    };
+    Ok(Slack {
+        hooks: Some(hooks),
+        notices,
+    })
+}
+
+/// A fix is a change: stored, then queued for the pipeline like any other. The task that does
+/// it holds the queue, and is stopped at shutdown so that the queue can close.
+fn spawn_fixes(
+    queue: &SyncSender<Work>,
+    store: &SqliteStore,
+    metrics: &Arc<Metrics>,
+) -> (remediate::FeedChange, tokio::task::JoinHandle<()>) {
+    let (changes_tx, mut changes_rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
+    let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
+    let task = tokio::spawn(async move {
+        while let Some(change) = changes_rx.recv().await {
+            if let Err(e) = store.record_change(&change).await {
+                tracing::error!("cannot store the change an action made: {e}");
+                continue;
+            }
+            submit(&queue, &metrics.queue_depth, Work::Changes(vec![change])).await;
+        }
+    });
+    let feed: remediate::FeedChange = Box::new(move |change: Change| {
+        let _ = changes_tx.send(change);
+    });
+    (feed, task)
+}
+
+/// The LLM's investigation of each incident once it has settled, when configured.
+fn spawn_investigations(
+    config: &Config,
+    assistant: &Arc<crate::assistant::Assistant>,
+    slack: Option<tokio::sync::mpsc::Sender<Incident>>,
+    metrics: &Arc<Metrics>,
+    registry: &mut Registry,
+) -> Option<tokio::sync::mpsc::Sender<String>> {
+    let l = config.llm.as_ref().filter(|l| l.investigate_on_open)?;
+    metrics.register_investigations(registry);
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(on_open::run(
+        assistant.clone(),
+        Duration::from_millis(l.settle_ms as u64),
+        rx,
+        slack,
+        metrics.clone(),
+    ));
+    Some(tx)
+}
+
+/// Hands each opened or changed incident to remediation, in order.
+fn spawn_remediation_feed(
+    remediation: Arc<remediate::Remediation>,
+) -> tokio::sync::mpsc::Sender<Incident> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Incident>(1024);
+    tokio::spawn(async move {
+        while let Some(incident) = rx.recv().await {
+            remediation.on_incident(incident).await;
+        }
+    });
+    tx
+}
+
+fn spawn_recorder(
+    store: SqliteStore,
+) -> (
+    tokio::sync::mpsc::Sender<Record>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    (tx, tokio::spawn(record(store, rx)))
+}
+
+/// The pipeline thread: one [`Pipeline`] fed from the queue, ticking every `serve.interval`.
+fn spawn_worker(
+    config: &Config,
+    rx: Receiver<Work>,
+    past: Vec<Incident>,
+    out: Outbox,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, ServerError> {
+    let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
+        .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
+    let mut pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+    pipeline.remember(past);
+    let interval = Duration::from_millis(config.serve.interval_ms as u64);
+    std::thread::Builder::new()
+        .name("nightshift-pipeline".into())
+        .spawn(move || work(rx, pipeline, watch, interval, &metrics, &ready, &out))
+        .map_err(ServerError::Thread)
+}
+
+/// Every route of the HTTP API, the receivers and `/mcp`.
+fn routes(app: Arc<App>, assistant: Arc<crate::assistant::Assistant>, config: &Config) -> Router {
+    Router::new()
         .route("/api/v1/write", post(remote_write))
         .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
         .route("/v1/metrics", post(otlp_metrics))
@@ -430,57 +525,23 @@ async fn run(config: Config) -> Result<()> {
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
-        .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind(config.serve.listen)
+        .with_state(app)
+}
+
+/// Serves `router` on `listen` until Ctrl-C or SIGTERM.
+async fn serve_http(router: Router, listen: std::net::SocketAddr) -> Result<(), ServerError> {
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; set serve.listen in the configuration to a free address",
-                config.serve.listen
-            )
+        .map_err(|source| ServerError::Listen {
+            addr: listen,
+            source,
         })?;
-    tracing::info!(listen = %config.serve.listen, "serving");
-    eprintln!(
-        "nightshift serve: listening on http://{}",
-        config.serve.listen
-    );
+    tracing::info!(%listen, "serving");
+    eprintln!("nightshift serve: listening on http://{listen}");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("the HTTP server stopped")?;
-    // The server has stopped taking requests and the pull stops; closing the queue lets the
-    // worker drain it.
-    for task in [pull, cluster, files, Some(fixes)].into_iter().flatten() {
-        task.abort();
-        let _ = task.await;
-    }
-    let store = app.store.clone();
-    drop(app);
-    worker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the pipeline thread panicked"))?;
-    // The thread is done; the recorder writes what it still holds.
-    let _ = recorder.await;
-    store.close().await;
-    eprintln!("nightshift serve: stopped after draining the queue");
-    Ok(())
-}
-
-/// A client of the configured cluster: a kubeconfig file, else in-cluster or `$KUBECONFIG`.
-async fn kube_client(k: &crate::config::KubernetesConfig) -> Result<kube::Client> {
-    let config = match &k.kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("kubernetes.kubeconfig: cannot read {path}"))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("kubernetes.kubeconfig: {path} has no usable context"))?
-        }
-        None => kube::Config::infer().await.context(
-            "kubernetes: no in-cluster service account and no $KUBECONFIG; set kubernetes.kubeconfig",
-        )?,
-    };
-    kube::Client::try_from(config).context("kubernetes: cannot build the API client")
+        .map_err(ServerError::Http)
 }
 
 /// Stores the watchers' changes, then queues their news for the pipeline thread, waiting while
@@ -489,7 +550,7 @@ fn deliver_news(
     queue: SyncSender<Work>,
     store: SqliteStore,
     metrics: Arc<Metrics>,
-) -> Deliver<crate::kube_watch::ClusterNews> {
+) -> Deliver<nightshift_sources::kubernetes::ClusterNews> {
     Arc::new(move |news| {
         let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
         Box::pin(async move {
@@ -512,12 +573,6 @@ fn deliver_news(
         })
     })
 }
-
-/// How a source Nightshift pulls from (PromQL, Kubernetes, files) hands what it found to the
-/// pipeline thread: the future waits while the pipeline is behind and gives `false` once it is
-/// gone.
-pub(crate) type Deliver<T> =
-    Arc<dyn Fn(T) -> futures_util::future::BoxFuture<'static, bool> + Send + Sync>;
 
 /// A [`Deliver`] that queues each item as the work `wrap` makes of it.
 fn deliver_as<T: Send + 'static>(
@@ -550,11 +605,14 @@ async fn submit(queue: &SyncSender<Work>, depth: &Gauge, mut work: Work) -> bool
 }
 
 /// An HTTP client for calls to the user's stack, with a timeout per request.
-fn http_client(timeout_ms: i64, what: &str) -> Result<reqwest::Client> {
+fn http_client(timeout_ms: i64, what: &str) -> Result<reqwest::Client, ServerError> {
     reqwest::Client::builder()
         .timeout(Duration::from_millis(timeout_ms as u64))
         .build()
-        .with_context(|| format!("cannot build the HTTP client for {what}"))
+        .map_err(|source| ServerError::HttpClient {
+            what: what.to_string(),
+            source,
+        })
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,21 @@
 //! The pipeline thread: applies queued work in arrival order, scores watched series, evaluates
 //! the derived signals on its interval, and hands findings to the recorder and the notifier.
 
-use super::*;
+use super::metrics::{Metrics, score_labels};
+use super::{Record, Work};
+use crate::notify::{Notice, anomaly_alert, anomaly_resolved, incident_notice};
+use crate::now_ms;
 use axum::http::StatusCode;
+use nightshift_core::Topology;
+use nightshift_detect::{EventPhase, SeriesWatch};
+use nightshift_pipeline::Pipeline;
+use prometheus_client::metrics::gauge::Gauge;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use nightshift_correlate::{IncidentUpdate, LifecycleError};
 
 /// Where the worker's findings go: the recorder (the store), the topology the read API serves,

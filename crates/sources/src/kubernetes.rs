@@ -5,7 +5,7 @@
 //! the cluster's own Warning and Normal events. The mapping lives in
 //! `nightshift_ingest::kubernetes`; this is the I/O around it.
 
-use crate::serve::Deliver;
+use crate::{Deliver, SourceError};
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event as K8sEvent, Node, Pod};
@@ -15,6 +15,40 @@ use nightshift_core::{Change, Event};
 use nightshift_ingest::kubernetes as k8s;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+/// The cluster to watch (`kubernetes:`); present means on.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Only this namespace's pods, events and deployments (nodes are cluster-wide); all when unset.
+    pub namespace: Option<String>,
+    /// A kubeconfig file; by default the in-cluster service account or `$KUBECONFIG`.
+    pub kubeconfig: Option<String>,
+}
+
+/// A client of the configured cluster: a kubeconfig file, else in-cluster or `$KUBECONFIG`.
+pub async fn client(k: &KubernetesConfig) -> Result<Client, SourceError> {
+    let config = match &k.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                SourceError::KubeconfigUnreadable {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|source| SourceError::KubeconfigContext {
+                    path: path.clone(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(SourceError::NoCluster)?,
+    };
+    Client::try_from(config).map_err(SourceError::Client)
+}
 
 /// What the watchers found, for the pipeline thread.
 #[derive(Debug, Default)]

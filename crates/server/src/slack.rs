@@ -262,11 +262,15 @@ pub struct SlackApi {
 }
 
 impl SlackApi {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, token: &str) -> Result<Self, crate::ServerError> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .build()?,
+                .build()
+                .map_err(|source| crate::ServerError::HttpClient {
+                    what: "Slack".into(),
+                    source,
+                })?,
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
         })

@@ -4,9 +4,9 @@
 //! their steps, then the verification, then the rollback and an escalation when it fails.
 //! Every action is kept in the store as it changes, and every decision in the audit log.
 
+use crate::ServerError;
 use crate::config::{Approver, Config};
 use crate::now_ms;
-use anyhow::{Context, Result};
 use axum::http::StatusCode;
 use nightshift_act::execute::{self, Check, Executor, Polling, Verifier};
 use nightshift_act::govern::GovernError;
@@ -129,18 +129,17 @@ impl Remediation {
         feed: FeedChange,
         slack: Option<(crate::slack::SlackApi, String, bool)>,
         alertmanager: Option<Escalations>,
-    ) -> Result<Arc<Self>> {
+    ) -> Result<Arc<Self>, ServerError> {
         let act = &config.act;
         let runbooks = match &act.runbooks {
             Some(dir) => crate::remediation::load(dir, &act.commands)?,
             None => Vec::new(),
         };
-        let mut audit = AuditLog::open(&act.audit_log).with_context(|| {
-            format!(
-                "act.audit_log: cannot open {}; `nightshift audit verify` names a broken entry",
-                act.audit_log.display()
-            )
-        })?;
+        let mut audit =
+            AuditLog::open(&act.audit_log).map_err(|source| ServerError::OpenAudit {
+                path: act.audit_log.clone(),
+                source,
+            })?;
         if let Some(export) = &act.audit_export {
             audit.export_to(audit_export(export)?);
         }
@@ -151,27 +150,33 @@ impl Remediation {
         let kept = store
             .actions(None)
             .await
-            .context("cannot read the actions of earlier runs from the database")?;
+            .map_err(|source| ServerError::History {
+                what: "the actions",
+                source,
+            })?;
         let mut actions = Vec::new();
         for a in kept {
             // An action this version cannot read is a fault to fix, not to overwrite.
-            let action = serde_json::from_value::<Action>(a.document).with_context(|| {
-                format!(
-                    "the database holds action {} in a form this version cannot read",
-                    a.id
-                )
+            let action = serde_json::from_value::<Action>(a.document).map_err(|source| {
+                ServerError::UnreadableAction {
+                    id: a.id.clone(),
+                    source,
+                }
             })?;
             actions.push(action);
         }
         let changed = governor
             .restore(actions, now_ms())
-            .context("cannot write to the audit log")?;
+            .map_err(ServerError::WriteAudit)?;
         // No redirects: `http_hosts` is checked before sending, and a redirect would leave it.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
             .build()
-            .context("cannot build the HTTP client for remediation")?;
+            .map_err(|source| ServerError::HttpClient {
+                what: "remediation".into(),
+                source,
+            })?;
         let mut executor = Executor {
             commands: act.commands.clone(),
             ..Executor::default()
@@ -694,7 +699,9 @@ fn refusal(e: GovernError) -> Refusal {
 
 /// Copies each audit line to the export's file and/or webhook (POSTed in the background, in
 /// order; a failing webhook is logged, never blocking the audit log).
-fn audit_export(export: &crate::config::AuditExport) -> Result<nightshift_act::audit::Export> {
+fn audit_export(
+    export: &crate::config::AuditExport,
+) -> Result<nightshift_act::audit::Export, ServerError> {
     use std::io::Write;
     let mut file = match &export.file {
         Some(path) => Some(
@@ -702,7 +709,10 @@ fn audit_export(export: &crate::config::AuditExport) -> Result<nightshift_act::a
                 .create(true)
                 .append(true)
                 .open(path)
-                .with_context(|| format!("act.audit_export.file: cannot open {path}"))?,
+                .map_err(|source| ServerError::AuditExport {
+                    path: path.clone(),
+                    source,
+                })?,
         ),
         None => None,
     };

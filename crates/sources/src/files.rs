@@ -5,7 +5,7 @@
 //! the line before them when they arrive together. Each line's message (the `msg` of a JSON or logfmt line, else the line) and its
 //! stated severity become a log record of the configured service.
 
-use crate::serve::Deliver;
+use crate::Deliver;
 use nightshift_core::{LogRecord, Resource, Severity};
 use nightshift_ingest::logline::{line_severity, parts};
 use std::io::{Read, Seek, SeekFrom};

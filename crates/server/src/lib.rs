@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+pub mod assistant;
+pub mod config;
+mod error;
+pub mod mcp;
+pub mod notify;
+pub mod remediation;
+mod serve;
+pub mod slack;
+pub mod yaml_files;
+
+pub use config::Config;
+pub use error::ServerError;
+pub use serve::serve;
+
+/// The wall clock in milliseconds.
+pub(crate) fn now_ms() -> nightshift_core::Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
