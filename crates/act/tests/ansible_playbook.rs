@@ -4,8 +4,6 @@
 //! `-e` argument, hostile values never reach Ansible (no shell, no option, no Jinja for Ansible
 //! to evaluate), and a dry run shows the exact command without running it.
 
-mod peers;
-
 use nightshift_act::Runbook;
 use nightshift_act::execute::{Check, Executor, Rehearsal, StepRecord, Verifier, rehearse};
 use nightshift_act::runbook::parse;
@@ -18,7 +16,7 @@ use std::pin::Pin;
 fn ansible_playbook() -> Option<PathBuf> {
     // The venv's own path, absolute, as the allow-list must name it.
     let absolute = |p: &PathBuf| Some(p.parent()?.canonicalize().ok()?.join("ansible-playbook"));
-    peers::program("ansible-playbook", |p| p.exists() && absolute(p).is_some())
+    nightshift_testkit::peers::program("ansible-playbook", |p| p.exists() && absolute(p).is_some())
         .and_then(|p| absolute(&p))
 }
 

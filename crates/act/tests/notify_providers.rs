@@ -8,8 +8,6 @@
 //! and body sent, that the recorded `request` masks secrets, and that nothing at all is sent
 //! when a call is refused.
 
-mod peers;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -1836,7 +1834,7 @@ asyncio.run(main())
 
 /// The peers' Python when it has aiosmtpd.
 fn python_with_aiosmtpd() -> Option<std::path::PathBuf> {
-    peers::program("python", |python| {
+    nightshift_testkit::peers::program("python", |python| {
         std::process::Command::new(python)
             .args(["-c", "import aiosmtpd"])
             .stdout(std::process::Stdio::null())

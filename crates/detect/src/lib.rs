@@ -9,7 +9,6 @@ pub mod forecast;
 pub mod isolation_forest;
 pub mod level_shift;
 pub mod likelihood;
-pub mod nab;
 pub mod overrides;
 pub mod persist;
 pub mod range_breach;

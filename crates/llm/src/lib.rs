@@ -7,8 +7,6 @@ pub mod openai;
 pub mod provider;
 pub mod quirks;
 pub mod redact;
-#[doc(hidden)]
-pub mod test_support;
 
 pub use chat::{ChatRequest, ChatResponse, Message, StopReason, ToolCall, ToolSpec, Usage};
 pub use investigate::{

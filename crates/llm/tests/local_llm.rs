@@ -5,14 +5,14 @@
 //! answers ends cleanly), never the quality of its answers.
 //!
 //! Without the peers the tests print why and pass, unless `NIGHTSHIFT_REQUIRE_PEERS=1` (as the
-//! test script sets), which makes their absence a failure (see `test_support`).
+//! test script sets), which makes their absence a failure (see `nightshift_testkit::peers`).
 
 use nightshift_diagnose::Source;
-use nightshift_llm::test_support::start_local_model as start;
 use nightshift_llm::{
     ApiKind, ChatRequest, ChatResponse, DailyBudget, Investigator, Limits, LlmError, LlmProvider,
     ProviderConfig, Task, ToolSpec, Toolbox, check_conclusion,
 };
+use nightshift_testkit::process::start_local_model as start;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

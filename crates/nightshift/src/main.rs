@@ -1,27 +1,17 @@
 //! The `nightshift` command: a thin shell over the pipeline crates.
 
-mod baseline;
 mod client;
 mod config;
-mod detect;
-mod eval;
-mod export_rcaeval;
-mod llm_eval;
-mod logs_eval;
 mod logs_parse;
-mod nab;
-mod rca_data;
 mod render;
 mod scenarios;
-mod series_csv;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use nightshift_core::Incident;
 use nightshift_sim::Scenario;
 use nightshift_store::SqliteStore;
-use std::io::IsTerminal;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -491,11 +481,11 @@ fn run() -> Result<()> {
         )?)?),
         Command::Detect(args) => {
             let config = config::load_or_default(args.config.as_deref())?;
-            let reports = detect::detect_file(&args.file, &config.overrides)?;
+            let reports = nightshift_eval::offline::detect_file(&args.file, &config.overrides)?;
             if args.json {
                 emit_json(&reports)
             } else {
-                emit(&detect::render(&reports))
+                emit(&nightshift_eval::offline::render(&reports))
             }
         }
         Command::Eval(EvalCommand::Rca(args)) => eval_rca(args),
@@ -510,7 +500,7 @@ fn run() -> Result<()> {
         }
         Command::Rca(args) => {
             let start = (args.anomaly_start * 1000.0).round() as nightshift_core::Millis;
-            let ranked = rca_data::rca(
+            let ranked = nightshift_eval::rca_data::rca(
                 &args.metrics,
                 start,
                 args.graph.as_deref(),
@@ -519,23 +509,23 @@ fn run() -> Result<()> {
             if args.json {
                 emit_json(&ranked)
             } else {
-                emit(&rca_data::render_ranking(&ranked))
+                emit(&nightshift_eval::rca_data::render_ranking(&ranked))
             }
         }
         Command::Eval(EvalCommand::RcaData(args)) => {
-            let report = rca_data::evaluate(&args.format, &args.dir, args.json)?;
+            let report = nightshift_eval::rca_data::evaluate(&args.format, &args.dir, args.json)?;
             if args.json {
                 emit_json(&report)
             } else {
-                emit(&rca_data::render_eval(&report))
+                emit(&nightshift_eval::rca_data::render_eval(&report))
             }
         }
         Command::Eval(EvalCommand::Logs(args)) => {
-            let report = logs_eval::run(&args.data, args.raw)?;
+            let report = nightshift_eval::loghub::run(&args.data, args.raw)?;
             if args.json {
                 emit_json(&report)
             } else {
-                emit(&logs_eval::render(&report))
+                emit(&nightshift_eval::loghub::render(&report))
             }
         }
     }
@@ -571,22 +561,7 @@ fn replay_shown(
     })
 }
 
-/// A progress bar on stderr counting `unit`s, hidden when `quiet` or stderr is no terminal.
-pub(crate) fn progress_bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let template = format!(
-        "{{spinner}} {{msg:32}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})"
-    );
-    bar.set_style(
-        ProgressStyle::with_template(&template)
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar
-}
+pub(crate) use nightshift_eval::text::progress_bar;
 
 #[derive(serde::Serialize)]
 struct DemoScenario<'a> {
@@ -620,7 +595,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let scenarios = scenarios::resolve(&args.scenario)?;
     if let Some(dir) = &args.export_rcaeval {
         let bar = progress(&scenarios, args.json);
-        let done = export_rcaeval::export(&scenarios, dir, &bar)?;
+        let done = nightshift_eval::export_rcaeval::export(&scenarios, dir, &bar)?;
         let mut msg = format!("wrote {} case(s) under {}\n", done.cases, dir.display());
         if !done.skipped.is_empty() {
             msg.push_str(&format!(
@@ -768,7 +743,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
                 "eval rca --llm: give --config FILE with an llm section (see nightshift.example.yaml)"
             );
         }
-        Some(llm_eval::Runner::new()?)
+        Some(nightshift_eval::llm::Runner::new()?)
     } else {
         None
     };
@@ -779,7 +754,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
         let r = replay_shown(scenario, &bar, None, &config.overrides);
-        let (s, c) = eval::score_scenario(scenario, &r);
+        let (s, c) = nightshift_eval::rca_sim::score_scenario(scenario, &r);
         if let Some(runner) = &investigator {
             bar.set_message(format!("{}: investigating", scenario.name()));
             investigated.extend(runner.investigate(&config, &r, &c)?);
@@ -789,10 +764,10 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let faults = cases.len();
-    let mut report = eval::report(scores, cases);
+    let mut report = nightshift_eval::rca_sim::report(scores, cases);
     if investigator.is_some() {
         let model = config.llm.as_ref().map(|l| l.provider.model.clone());
-        report.investigator = Some(eval::investigator_report(
+        report.investigator = Some(nightshift_eval::rca_sim::investigator_report(
             model.unwrap_or_default(),
             faults,
             investigated,
@@ -801,15 +776,15 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     if args.json {
         emit_json(&report)
     } else {
-        emit(&render::report(&report))
+        emit(&nightshift_eval::text::report(&report))
     }
 }
 
 fn eval_nab(args: EvalNabArgs) -> Result<()> {
-    let report = nab::run(&args.data, args.results.as_deref(), args.json)?;
+    let report = nightshift_eval::nab::run(&args.data, args.results.as_deref(), args.json)?;
     if args.json {
         emit_json(&report)
     } else {
-        emit(&nab::render(&report))
+        emit(&nightshift_eval::nab::render(&report))
     }
 }

@@ -20,7 +20,7 @@ fn eval_rca_llm_needs_an_llm_section() {
 #[test]
 fn eval_rca_llm_reports_the_investigator_beside_the_ranking() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(model) = runtime.block_on(nightshift_llm::test_support::start_local_model()) else {
+    let Some(model) = runtime.block_on(nightshift_testkit::process::start_local_model()) else {
         return;
     };
     let dir = temp_dir("eval-llm");

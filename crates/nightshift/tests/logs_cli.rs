@@ -1,15 +1,12 @@
 //! `nightshift eval logs` on Loghub's labelled samples, when they are beside the repository.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 #[test]
 fn eval_logs_meets_the_grouping_bar_with_one_configuration() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/loghub2k");
-    if !dir.is_dir() {
-        eprintln!("skipped: no Loghub samples at {}", dir.display());
+    let Some(dir) = nightshift_testkit::data::shared("loghub2k", "") else {
         return;
-    }
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_nightshift"))
         .args(["eval", "logs", "--json", "--raw", "--data"])
         .arg(&dir)

@@ -2,7 +2,6 @@
 //! on broken input.
 
 mod common;
-mod nab_data;
 
 use common::{json_of, nightshift};
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ fn utf8(p: &Path) -> &str {
 
 #[test]
 fn eval_nab_json_reports_every_profile_file_and_the_throughput() {
-    let Some(dir) = nab_data::nab_dir() else {
+    let Some(dir) = nightshift_testkit::data::nab() else {
         return;
     };
     let r = json_of(&nightshift(&[
@@ -67,7 +66,7 @@ fn eval_nab_json_reports_every_profile_file_and_the_throughput() {
 
 #[test]
 fn numenta_results_score_their_published_figure() {
-    let Some(dir) = nab_data::nab_dir() else {
+    let Some(dir) = nightshift_testkit::data::nab() else {
         return;
     };
     let results = dir.join("reference_results/numenta");

@@ -3,15 +3,12 @@
 mod common;
 
 use common::{nightshift, nightshift_json};
-use std::path::PathBuf;
 
 #[test]
 fn petshop_all_68_issues_meet_the_top3_bar() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/rca/petshop");
-    if !dir.is_dir() {
-        eprintln!("skipped: no PetShop data at {}", dir.display());
+    let Some(dir) = nightshift_testkit::data::shared("rca/petshop", "") else {
         return;
-    }
+    };
     let v = nightshift_json(&[
         "eval",
         "rca-data",

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    CHECKOUT_ALERTS, RW_HEADERS, Running, alertmanager_binary, free_port, get, http,
-    post_alert_storm, rw_body, rw_series, start_alertmanager, start_nightshift, temp_dir, wait_for,
+    CHECKOUT_ALERTS, RW_HEADERS, Running, free_port, get, http, post_alert_storm, rw_body,
+    rw_series, start_alertmanager, start_nightshift, temp_dir, wait_for,
 };
 use std::time::Duration;
 
@@ -38,10 +38,7 @@ fn stored(ns: u16, status: &str) -> Vec<(String, String)> {
 
 #[test]
 fn a_real_alertmanager_delivers_firing_then_resolved_alerts() {
-    let Some(alertmanager) = alertmanager_binary() else {
-        eprintln!(
-            "skipped: no alertmanager binary (scripts/test installs Debian's `prometheus-alertmanager`)"
-        );
+    let Some(alertmanager) = nightshift_testkit::peers::alertmanager() else {
         return;
     };
     let dir = temp_dir("serve-am");
@@ -171,17 +168,13 @@ fn am_alerts(am: u16, alertname: &str) -> Vec<serde_json::Value> {
 
 /// A real Alertmanager that routes nowhere, and `nightshift serve` posting its alerts to it
 /// with `extra` configuration: (the two processes, Nightshift's port, Alertmanager's port).
-/// `None`, with the reason printed, when Alertmanager is not installed.
+/// `None`, with the reason printed, when Alertmanager is not installed (and peers are not
+/// required).
 fn nightshift_posting_to_alertmanager(
     name: &str,
     extra: &str,
 ) -> Option<(Running, Running, u16, u16)> {
-    let Some(alertmanager) = alertmanager_binary() else {
-        eprintln!(
-            "skipped: no alertmanager binary (scripts/test installs Debian's `prometheus-alertmanager`)"
-        );
-        return None;
-    };
+    let alertmanager = nightshift_testkit::peers::alertmanager()?;
     let dir = temp_dir(name);
     let (ns, am) = (free_port(), free_port());
     let am_proc = start_alertmanager(

@@ -132,7 +132,7 @@ fn questions_and_explanations_without_an_llm_cite_evidence_that_exists() {
 #[test]
 fn the_real_local_model_investigates_through_serve_within_its_budget() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let Some(model) = runtime.block_on(nightshift_llm::test_support::start_local_model()) else {
+    let Some(model) = runtime.block_on(nightshift_testkit::process::start_local_model()) else {
         return;
     };
     let dir = temp_dir("serve-ask-llm");

@@ -126,7 +126,7 @@ fn check(answer: &Value, incident: &str) {
 
 #[test]
 fn a_real_mcp_client_investigates_over_http_and_stdio() {
-    let Some(python) = nightshift_llm::test_support::python() else {
+    let Some(python) = nightshift_testkit::peers::python() else {
         return;
     };
     let dir = temp_dir("serve-mcp");

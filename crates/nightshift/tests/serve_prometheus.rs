@@ -5,15 +5,14 @@
 mod common;
 
 use common::{
-    RW_HEADERS, free_port, get, http, metric, prometheus_binary, rw_body, rw_series,
-    start_nightshift, start_prometheus, start_self_scraping_prometheus, temp_dir, wait_for,
+    RW_HEADERS, free_port, get, http, metric, rw_body, rw_series, start_nightshift,
+    start_prometheus, start_self_scraping_prometheus, temp_dir, wait_for,
 };
 use std::time::Duration;
 
 #[test]
 fn a_real_prometheus_writes_to_nightshift_and_scrapes_its_scores() {
-    let Some(prometheus) = prometheus_binary() else {
-        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+    let Some(prometheus) = nightshift_testkit::peers::prometheus() else {
         return;
     };
     let dir = temp_dir("serve-prom");
@@ -166,8 +165,7 @@ fn bad_write_requests_are_answered_4xx_and_nothing_accepted_is_lost() {
 
 #[test]
 fn nightshift_pulls_with_promql_from_a_real_prometheus_and_stops_cleanly() {
-    let Some(prometheus) = prometheus_binary() else {
-        eprintln!("skipped: no prometheus binary (scripts/test installs Debian's `prometheus`)");
+    let Some(prometheus) = nightshift_testkit::peers::prometheus() else {
         return;
     };
     let dir = temp_dir("serve-pull");

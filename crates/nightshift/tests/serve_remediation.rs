@@ -10,9 +10,8 @@
 mod common;
 
 use common::{
-    alertmanager_binary, free_port, get, http, nightshift, post_alert_storm, prometheus_binary,
-    serve_stand_in, start_alertmanager, start_nightshift_with, start_self_scraping_prometheus,
-    temp_dir, wait_for,
+    free_port, get, http, nightshift, post_alert_storm, serve_stand_in, start_alertmanager,
+    start_nightshift_with, start_self_scraping_prometheus, temp_dir, wait_for,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -159,14 +158,10 @@ fn alertmanager_alerts(port: u16, alertname: &str) -> Vec<Value> {
 
 #[test]
 fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
-    let (Some(prometheus), Some(alertmanager)) = (prometheus_binary(), alertmanager_binary())
-    else {
-        let why = "no prometheus or alertmanager binary (scripts/test installs Debian's `prometheus` and `prometheus-alertmanager`)";
-        assert!(
-            std::env::var("NIGHTSHIFT_REQUIRE_PEERS").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipped: {why}");
+    let (Some(prometheus), Some(alertmanager)) = (
+        nightshift_testkit::peers::prometheus(),
+        nightshift_testkit::peers::alertmanager(),
+    ) else {
         return;
     };
     let dir = temp_dir("serve-remediation");

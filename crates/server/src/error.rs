@@ -10,31 +10,31 @@ use std::path::PathBuf;
 pub enum ServerError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("cannot open the database {path}; set store.path in the configuration: {source}")]
+    #[error("cannot open the database {path}; set store.path in the configuration")]
     OpenStore {
         path: String,
         source: nightshift_store::StoreError,
     },
-    #[error("cannot read {what} of earlier runs from the database: {source}")]
+    #[error("cannot read {what} of earlier runs from the database")]
     History {
         what: &'static str,
         source: nightshift_store::StoreError,
     },
-    #[error("the database holds action {id} in a form this version cannot read: {source}")]
+    #[error("the database holds action {id} in a form this version cannot read")]
     UnreadableAction {
         id: String,
         source: serde_json::Error,
     },
     #[error(transparent)]
     Source(#[from] nightshift_sources::SourceError),
-    #[error("cannot build the HTTP client for {what}: {source}")]
+    #[error("cannot build the HTTP client for {what}")]
     HttpClient {
         what: String,
         source: reqwest::Error,
     },
-    #[error("llm: {0}")]
+    #[error("llm")]
     Llm(#[from] nightshift_llm::LlmError),
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -44,14 +44,14 @@ pub enum ServerError {
     /// Runbook files with problems: the valid ones (one line each), then a line per problem.
     #[error("{0}")]
     Runbooks(String),
-    #[error("act.audit_log: cannot open {}; `nightshift audit verify` names a broken entry: {source}", path.display())]
+    #[error("act.audit_log: cannot open {}; `nightshift audit verify` names a broken entry", path.display())]
     OpenAudit {
         path: PathBuf,
         source: nightshift_act::audit::AuditError,
     },
     #[error("cannot write to the audit log: {0}")]
     WriteAudit(nightshift_act::audit::AuditError),
-    #[error("act.audit_export.file: cannot open {path}: {source}")]
+    #[error("act.audit_export.file: cannot open {path}")]
     AuditExport {
         path: String,
         source: std::io::Error,
@@ -63,9 +63,7 @@ pub enum ServerError {
     Thread(std::io::Error),
     #[error("the pipeline thread panicked")]
     PipelinePanicked,
-    #[error(
-        "cannot listen on {addr}; set serve.listen in the configuration to a free address: {source}"
-    )]
+    #[error("cannot listen on {addr}; set serve.listen in the configuration to a free address")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,

@@ -14,22 +14,22 @@ pub type Deliver<T> =
 /// What a source cannot start without.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("kubernetes.kubeconfig: cannot read {path}: {source}")]
+    #[error("kubernetes.kubeconfig: cannot read {path}")]
     KubeconfigUnreadable {
         path: String,
         source: kube::config::KubeconfigError,
     },
-    #[error("kubernetes.kubeconfig: {path} has no usable context: {source}")]
+    #[error("kubernetes.kubeconfig: {path} has no usable context")]
     KubeconfigContext {
         path: String,
         source: kube::config::KubeconfigError,
     },
     #[error(
-        "kubernetes: no in-cluster service account and no $KUBECONFIG; set kubernetes.kubeconfig ({0})"
+        "kubernetes: no in-cluster service account and no $KUBECONFIG; set kubernetes.kubeconfig"
     )]
-    NoCluster(kube::config::InferConfigError),
-    #[error("kubernetes: cannot build the API client: {0}")]
-    Client(kube::Error),
+    NoCluster(#[source] kube::config::InferConfigError),
+    #[error("kubernetes: cannot build the API client")]
+    Client(#[source] kube::Error),
 }
 
 /// The wall clock in milliseconds, the time stamp of what a source observes now.

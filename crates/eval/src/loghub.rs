@@ -8,8 +8,10 @@
 //!   template.
 //! - **F1**: pairwise precision and recall over the pairs of lines grouped together.
 
+use crate::EvalError;
+use crate::error::{Context, bail, data_error};
 use crate::series_csv::{CsvRows, read_csv_rows};
-use anyhow::{Context, Result, anyhow};
+use crate::text::table;
 use nightshift_logs::{MinerConfig, TemplateMiner};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -51,13 +53,13 @@ pub struct RawScores {
 }
 
 /// The lines of a structured ground truth: (content, event id, event template).
-fn read_truth(path: &Path) -> Result<Vec<(String, String, String)>> {
+fn read_truth(path: &Path) -> Result<Vec<(String, String, String)>, EvalError> {
     let CsvRows { header, rows } = read_csv_rows(path)?;
     let col = |name: &str| {
         header
             .iter()
             .position(|h| h == name)
-            .ok_or_else(|| anyhow!("{}:1: no `{name}` column", path.display()))
+            .ok_or_else(|| data_error!("{}:1: no `{name}` column", path.display()))
     };
     let (content, event, template) = (col("Content")?, col("EventId")?, col("EventTemplate")?);
     rows.iter()
@@ -65,7 +67,7 @@ fn read_truth(path: &Path) -> Result<Vec<(String, String, String)>> {
             let get = |i: usize| {
                 r.get(i)
                     .map(str::to_string)
-                    .ok_or_else(|| anyhow!("{}:{line}: missing a field", path.display()))
+                    .ok_or_else(|| data_error!("{}:{line}: missing a field", path.display()))
             };
             Ok((get(content)?, get(event)?, get(template)?))
         })
@@ -170,7 +172,7 @@ fn evaluate_lines(lines: &[&str], truth: &[(String, String, String)]) -> SystemS
 }
 
 /// GA on a system's raw `.log`, one line per truth row, headers cut automatically.
-fn raw_ga(log: &Path, truth: &[(String, String, String)]) -> Result<f64> {
+fn raw_ga(log: &Path, truth: &[(String, String, String)]) -> Result<f64, EvalError> {
     let text =
         std::fs::read_to_string(log).with_context(|| format!("cannot read {}", log.display()))?;
     let lines: Vec<&str> = text
@@ -178,7 +180,7 @@ fn raw_ga(log: &Path, truth: &[(String, String, String)]) -> Result<f64> {
         .map(|l| nightshift_ingest::logline::strip_header(l.trim_end_matches('\r')))
         .collect();
     if lines.len() != truth.len() {
-        anyhow::bail!(
+        bail!(
             "{}: {} lines, but the ground truth has {} rows",
             log.display(),
             lines.len(),
@@ -190,7 +192,7 @@ fn raw_ga(log: &Path, truth: &[(String, String, String)]) -> Result<f64> {
 
 /// Every `<System>/<System>_2k.log_structured.csv` under `dir`; with `raw`, also GA on the raw
 /// `<System>_2k.log`.
-pub fn run(dir: &Path, raw: bool) -> Result<LogsReport> {
+pub fn run(dir: &Path, raw: bool) -> Result<LogsReport, EvalError> {
     let mut raw_scores = BTreeMap::new();
     let mut systems = BTreeMap::new();
     let entries =
@@ -224,7 +226,7 @@ pub fn run(dir: &Path, raw: bool) -> Result<LogsReport> {
         systems.insert(name, s);
     }
     if systems.is_empty() {
-        anyhow::bail!(
+        bail!(
             "{}: no <System>/<System>_2k.log_structured.csv files (Loghub's 2k samples)",
             dir.display()
         );
@@ -252,7 +254,7 @@ pub fn run(dir: &Path, raw: bool) -> Result<LogsReport> {
 
 /// The report as a table.
 pub fn render(r: &LogsReport) -> String {
-    let mut t = crate::render::table(vec![
+    let mut t = table(vec![
         "system",
         "GA",
         "PA",

@@ -1,11 +1,12 @@
 //! `nightshift eval nab`: scores anomaly detection on the Numenta Anomaly Benchmark with NAB's
 //! v1.0 rules, for Nightshift's own detector or for another tool's results files.
 
-use crate::render;
+use crate::EvalError;
+use crate::error::{Context, bail, data_error};
+use crate::nab_score::{self as nab, FileScore, NabError, PROFILES, ProfileResult, ScoredSeries};
 use crate::series_csv::{CsvRows, format_timestamp, parse_timestamp, read_csv_rows};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::text::table;
 use nightshift_core::Millis;
-use nightshift_detect::nab::{self, FileScore, NabError, PROFILES, ProfileResult, ScoredSeries};
 use nightshift_detect::{Ensemble, EventPhase};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -94,11 +95,11 @@ struct DataFile {
 
 /// Scores every labelled file of the NAB folder `data`: with Nightshift's detector, or with
 /// the results files under `results`. `quiet` hides the progress bar.
-pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport> {
+pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport, EvalError> {
     let labels_path = data.join(WINDOWS_FILE);
     let files = read_labelled_files(data, &labels_path)?;
     let points: usize = files.iter().map(|f| f.points.len()).sum();
-    let bar = crate::progress_bar(points as u64, "points", quiet);
+    let bar = crate::text::progress_bar(points as u64, "points", quiet);
     let mut detector_time = Duration::ZERO;
     let mut corpus = Vec::with_capacity(files.len());
     for f in &files {
@@ -116,7 +117,7 @@ pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport
         let series =
             ScoredSeries::new(f.key.clone(), &timestamps, scores, &f.windows).map_err(|e| {
                 match e {
-                    NabError::WindowNotInData { ts } => anyhow!(
+                    NabError::WindowNotInData { ts } => data_error!(
                         "{}:{}: a window of {} starts or ends at {}, which is no row's timestamp in {}",
                         labels_path.display(),
                         f.label_line,
@@ -124,13 +125,13 @@ pub fn run(data: &Path, results: Option<&Path>, quiet: bool) -> Result<NabReport
                         format_timestamp(ts),
                         f.path.display()
                     ),
-                    NabError::BadWindow { index, .. } => anyhow!(
+                    NabError::BadWindow { index, .. } => data_error!(
                         "{}:{}: window {index} of {} is out of order, overlaps another or ends before it starts",
                         labels_path.display(),
                         f.label_line,
                         f.key
                     ),
-                    e => anyhow!("{}: {e}", f.path.display()),
+                    e => data_error!("{}: {e}", f.path.display()),
                 }
             })?;
         corpus.push(series);
@@ -208,7 +209,7 @@ fn report(
 /// Renders the report for a terminal: per profile, per file, then throughput.
 pub fn render(r: &NabReport) -> String {
     let mut out = String::new();
-    let mut files = render::table(vec![
+    let mut files = table(vec![
         "file", "rows", "windows", "standard", "TP", "FP", "FN", "low FP", "low FN",
     ]);
     for f in &r.files {
@@ -233,7 +234,7 @@ pub fn render(r: &NabReport) -> String {
         ]);
     }
     let _ = writeln!(out, "{files}\n");
-    let mut profiles = render::table(vec![
+    let mut profiles = table(vec![
         "profile",
         "NAB score",
         "threshold",
@@ -270,7 +271,7 @@ pub fn render(r: &NabReport) -> String {
 }
 
 /// Reads the labels and every data file they name.
-fn read_labelled_files(data: &Path, labels_path: &Path) -> Result<Vec<DataFile>> {
+fn read_labelled_files(data: &Path, labels_path: &Path) -> Result<Vec<DataFile>, EvalError> {
     let text = std::fs::read_to_string(labels_path)
         .with_context(|| format!("cannot read {}", labels_path.display()))?;
     let labels: BTreeMap<String, Vec<Vec<String>>> =
@@ -317,7 +318,7 @@ fn read_labelled_files(data: &Path, labels_path: &Path) -> Result<Vec<DataFile>>
                     w.len()
                 ),
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, EvalError>>()?;
         let points = read_csv(&path, ["timestamp", "value"])?;
         files.push(DataFile {
             key,
@@ -333,7 +334,7 @@ fn read_labelled_files(data: &Path, labels_path: &Path) -> Result<Vec<DataFile>>
 /// Reads another detector's scores for `file` from `dir/<category>/<file>.csv` or
 /// `dir/<category>/<detector>_<file>.csv` (NAB's results layout), checking they cover the data
 /// file row for row.
-fn read_results(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<Vec<f64>> {
+fn read_results(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<Vec<f64>, EvalError> {
     let path = results_file(dir, file, all)?;
     let rows = read_csv(&path, ["timestamp", "anomaly_score"])?;
     if rows.len() != file.points.len() {
@@ -359,11 +360,11 @@ fn read_results(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<Vec<f64
     Ok(rows.into_iter().map(|r| r.1).collect())
 }
 
-fn results_file(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<PathBuf> {
+fn results_file(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<PathBuf, EvalError> {
     let (category, name) = file
         .key
         .split_once('/')
-        .ok_or_else(|| anyhow!("{} has no category", file.key))?;
+        .ok_or_else(|| data_error!("{} has no category", file.key))?;
     let folder = dir.join(category);
     let exact = folder.join(name);
     if exact.is_file() {
@@ -420,14 +421,14 @@ fn results_file(dir: &Path, file: &DataFile, all: &[DataFile]) -> Result<PathBuf
 
 /// Reads the `timestamp` column and one numeric column of a NAB CSV file; other columns are
 /// ignored. Errors name the file and line.
-fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
+fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>, EvalError> {
     let CsvRows {
         header,
         rows: records,
     } = read_csv_rows(path)?;
     let column = |name: &str| {
         header.iter().position(|h| *h == name).ok_or_else(|| {
-            anyhow!(
+            data_error!(
                 "{}:1: no `{name}` column (the header is {:?})",
                 path.display(),
                 header.join(",")
@@ -440,7 +441,7 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
         let at = || format!("{}:{line}", path.display());
         let field = |k: usize, name: &str| {
             fields.get(k).ok_or_else(|| {
-                anyhow!(
+                data_error!(
                     "{}: no `{name}` field ({} fields; the header has {})",
                     at(),
                     fields.len(),
@@ -452,7 +453,7 @@ fn read_csv(path: &Path, columns: [&str; 2]) -> Result<Vec<(Millis, f64)>> {
         let raw = field(value_col, columns[1])?;
         let value: f64 = raw
             .parse()
-            .map_err(|_| anyhow!("{}: `{}` is {raw:?}, not a number", at(), columns[1]))?;
+            .map_err(|_| data_error!("{}: `{}` is {raw:?}, not a number", at(), columns[1]))?;
         if !value.is_finite() {
             bail!("{}: `{}` is {raw}, not a finite number", at(), columns[1]);
         }

@@ -1,8 +1,8 @@
 //! `nightshift detect FILE.csv`: anomaly events in the user's own series, with explanations.
 
-use crate::render;
+use crate::EvalError;
 use crate::series_csv::{format_timestamp, read_table};
-use anyhow::Result;
+use crate::text::table;
 use nightshift_core::{Millis, SeriesKey};
 use nightshift_detect::{
     Detector, Ensemble, EnsembleConfig, EventPhase, Overrides, ensemble::MEMBERS,
@@ -47,7 +47,7 @@ pub fn header_series(header: &str) -> SeriesKey {
 }
 
 /// Runs the default ensemble, with the rules of `overrides`, over every series of the file.
-pub fn detect_file(path: &Path, overrides: &Overrides) -> Result<Vec<SeriesReport>> {
+pub fn detect_file(path: &Path, overrides: &Overrides) -> Result<Vec<SeriesReport>, EvalError> {
     let table = read_table(path)?;
     let mut out = Vec::new();
     for (col, name) in table.names.iter().enumerate() {
@@ -116,7 +116,7 @@ pub fn render(reports: &[SeriesReport]) -> String {
         if r.events.is_empty() {
             continue;
         }
-        let mut t = render::table(vec![
+        let mut t = table(vec![
             "start",
             "end",
             "score",

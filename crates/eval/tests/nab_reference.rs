@@ -1,9 +1,7 @@
 //! The NAB scorer against NAB's own published results: the Numenta HTM detector's per-row
 //! scores at its published thresholds must give NAB's per-file scores, counts and row weights.
 
-mod nab_data;
-
-use nightshift_detect::nab::{self, CostProfile, PROFILES, ScoredSeries};
+use nightshift_eval::nab_score::{self as nab, CostProfile, PROFILES, ScoredSeries};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -86,11 +84,12 @@ fn load_numenta(dir: &Path, key: &str, windows: &[Vec<String>]) -> Numenta {
 
 #[test]
 fn numenta_reference_results_are_reproduced_file_by_file_and_row_by_row() {
-    let Some(dir) = nab_data::nab_dir() else {
+    let Some(dir) = nightshift_testkit::data::nab() else {
         return;
     };
     let windows: BTreeMap<String, Vec<Vec<String>>> = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(nab_data::WINDOWS)).expect("labels readable"),
+        &std::fs::read_to_string(dir.join(nightshift_testkit::data::NAB_WINDOWS))
+            .expect("labels readable"),
     )
     .expect("labels are JSON");
     let thresholds: serde_json::Value = serde_json::from_str(

@@ -6,7 +6,8 @@
 //! series of `docs/signals.md`), one row per scrape interval, from an hour before the scenario
 //! starts to its end.
 
-use anyhow::{Context, Result};
+use crate::EvalError;
+use crate::error::Context;
 use nightshift_core::{EntityKind, Millis};
 use nightshift_signals::SignalDeriver;
 use nightshift_sim::{Scenario, Simulation};
@@ -33,7 +34,7 @@ fn column(service: &str, metric: &str) -> String {
 }
 
 /// Writes one scenario as one case run; `None` when the scenario does not fit the layout.
-fn export_one(scenario: &Scenario, dir: &Path) -> Result<Option<()>> {
+fn export_one(scenario: &Scenario, dir: &Path) -> Result<Option<()>, EvalError> {
     let [fault] = scenario.faults() else {
         return Ok(None);
     };
@@ -109,7 +110,7 @@ pub fn export(
     scenarios: &[Scenario],
     dir: &Path,
     bar: &indicatif::ProgressBar,
-) -> Result<Exported> {
+) -> Result<Exported, EvalError> {
     let mut out = Exported::default();
     for s in scenarios {
         bar.set_message(s.name().to_string());

@@ -2,11 +2,12 @@
 //! LLM investigator, with the read-only tools over what the replay recorded and the clock
 //! stopped at the incident's last update, beside the deterministic ranking.
 
-use crate::config::Config;
-use crate::eval::{Case, InvestigatedCase};
-use anyhow::{Context, Result};
+use crate::EvalError;
+use crate::error::Context;
+use crate::rca_sim::{Case, InvestigatedCase};
 use nightshift_diagnose::Source;
 use nightshift_pipeline::Replay;
+use nightshift_server::Config;
 use nightshift_server::assistant::Assistant;
 use nightshift_store::SqliteStore;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new() -> Result<Self> {
+    pub fn new() -> Result<Self, EvalError> {
         // One TLS crypto provider for the process (rustls needs exactly one), for https LLMs.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
@@ -35,7 +36,7 @@ impl Runner {
         config: &Config,
         replay: &Replay,
         cases: &[Case],
-    ) -> Result<Vec<InvestigatedCase>> {
+    ) -> Result<Vec<InvestigatedCase>, EvalError> {
         self.runtime.block_on(async {
             // The scenario's own history only: one database per scenario.
             let store = SqliteStore::in_memory()
@@ -48,7 +49,8 @@ impl Runner {
                 &replay.changes,
                 &replay.anomalies,
             )
-            .await?;
+            .await
+            .context("cannot record the replay's findings in the in-memory database")?;
             let topology = Arc::new(Mutex::new(replay.topology.clone()));
             let mut out = Vec::new();
             for case in cases {
@@ -79,7 +81,7 @@ impl Runner {
                     seconds,
                 });
             }
-            anyhow::Ok(out)
+            Ok::<_, EvalError>(out)
         })
     }
 }

@@ -6,8 +6,10 @@
 //! `microservice`, `metric`, `statistic`, `unix_timestamp`). The ranking itself is
 //! `nightshift_diagnose::recorded`, the one that ranks live incidents.
 
+use crate::EvalError;
+use crate::error::{Context, bail, data_error};
 use crate::series_csv::{CsvRows, parse_timestamp, read_csv_rows};
-use anyhow::{Context, Result, bail};
+use crate::text::table;
 use nightshift_core::{Hypothesis, Millis};
 use nightshift_diagnose::recorded::{RecordedCase, RecordedSeries, correlation, rank_case};
 use serde::Serialize;
@@ -33,9 +35,9 @@ fn parse_value(cell: &str) -> f64 {
 }
 
 /// A row's time cell, or an error naming the file and line.
-fn row_time(path: &Path, line: usize, cell: &str) -> Result<Millis> {
+fn row_time(path: &Path, line: usize, cell: &str) -> Result<Millis, EvalError> {
     parse_timestamp(cell).map_err(|_| {
-        anyhow::anyhow!(
+        data_error!(
             "{}: line {line}: time {cell:?} is not a Unix time in seconds",
             path.display()
         )
@@ -64,7 +66,7 @@ fn split_column(name: &str, services: &[String]) -> (String, String) {
 
 /// A wide CSV (`time`, then `<service>_<metric>` columns); `services` are names known to hold
 /// `_` themselves.
-fn wide_table(path: &Path, csv: CsvRows, services: &[String]) -> Result<Table> {
+fn wide_table(path: &Path, csv: CsvRows, services: &[String]) -> Result<Table, EvalError> {
     let time_col = csv
         .header
         .iter()
@@ -100,7 +102,7 @@ fn wide_table(path: &Path, csv: CsvRows, services: &[String]) -> Result<Table> {
 
 /// A PetShop `metrics.csv`: rows `microservice`, `metric`, `statistic` and `unix_timestamp` head
 /// the columns; then one row per time.
-fn petshop_table(path: &Path, csv: CsvRows) -> Result<Table> {
+fn petshop_table(path: &Path, csv: CsvRows) -> Result<Table, EvalError> {
     let head = csv.rows.get(..3).unwrap_or(&[]);
     for (i, want) in ["metric", "statistic", "unix_timestamp"].iter().enumerate() {
         if head.get(i).and_then(|(_, r)| r.get(0)) != Some(*want) {
@@ -132,7 +134,7 @@ fn petshop_table(path: &Path, csv: CsvRows) -> Result<Table> {
 }
 
 /// Reads a metrics file in either layout (PetShop's is told by its first cell).
-pub fn read_table(path: &Path, services: &[String]) -> Result<Table> {
+pub fn read_table(path: &Path, services: &[String]) -> Result<Table, EvalError> {
     let csv = read_csv_rows(path)?;
     if csv.header.first().is_some_and(|h| h == "microservice") {
         petshop_table(path, csv)
@@ -144,7 +146,7 @@ pub fn read_table(path: &Path, services: &[String]) -> Result<Table> {
 /// Reads a call graph: an adjacency matrix (a header row of names after an empty cell, then one
 /// row per caller with non-zero cells for its callees, as PetShop's `graph.csv`), or an edge
 /// list of `caller,callee` lines.
-pub fn read_graph(path: &Path) -> Result<Vec<(String, String)>> {
+pub fn read_graph(path: &Path) -> Result<Vec<(String, String)>, EvalError> {
     let csv = read_csv_rows(path)?;
     let mut calls = Vec::new();
     if csv.header.first().is_some_and(String::is_empty) && csv.header.len() > 2 {
@@ -246,7 +248,7 @@ pub fn rca(
     start: Millis,
     graph: Option<&Path>,
     normal: Option<&Path>,
-) -> Result<Vec<Hypothesis>> {
+) -> Result<Vec<Hypothesis>, EvalError> {
     let calls = graph.map(read_graph).transpose()?.unwrap_or_default();
     let mut known: Vec<String> = calls
         .iter()
@@ -267,7 +269,7 @@ pub fn rca(
 }
 
 pub fn render_ranking(hyps: &[Hypothesis]) -> String {
-    let mut t = crate::render::table(vec!["rank", "service", "score", "evidence"]);
+    let mut t = table(vec!["rank", "service", "score", "evidence"]);
     for h in hyps {
         let evidence = h
             .evidence
@@ -372,7 +374,7 @@ struct FoundCase {
     table: Table,
 }
 
-fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -390,7 +392,7 @@ fn name_of(p: &Path) -> String {
 
 /// PetShop: `<regime>/{train,test}/issue_<k>/{metrics.csv,target.json}`, the regime's
 /// `graph.csv` and, where present, `noissue/metrics.csv` (normal operation).
-fn petshop_cases(dir: &Path) -> Result<Vec<FoundCase>> {
+fn petshop_cases(dir: &Path) -> Result<Vec<FoundCase>, EvalError> {
     let mut out = Vec::new();
     for regime in subdirs(dir)? {
         let graph = regime.join("graph.csv");
@@ -464,7 +466,7 @@ pub fn split_case_name(name: &str) -> Option<(String, String)> {
 
 /// RCAEval: `<case>/<run>/data.csv` with `inject_time.txt`, or `<case>/<run>/{normal,
 /// anomalous}.csv`.
-fn rcaeval_cases(dir: &Path) -> Result<Vec<FoundCase>> {
+fn rcaeval_cases(dir: &Path) -> Result<Vec<FoundCase>, EvalError> {
     let mut out = Vec::new();
     for case_dir in subdirs(dir)? {
         let Some((service, fault)) = split_case_name(&name_of(&case_dir)) else {
@@ -534,7 +536,7 @@ fn correlation_ranking(table: &Table, target: &(String, String)) -> Vec<String> 
 }
 
 /// `nightshift eval rca-data`: every case under `dir` in `format` (`rcaeval` or `petshop`).
-pub fn evaluate(format: &str, dir: &Path, quiet: bool) -> Result<EvalReport> {
+pub fn evaluate(format: &str, dir: &Path, quiet: bool) -> Result<EvalReport, EvalError> {
     let cases = match format {
         "petshop" => petshop_cases(dir)?,
         "rcaeval" => rcaeval_cases(dir)?,
@@ -546,7 +548,7 @@ pub fn evaluate(format: &str, dir: &Path, quiet: bool) -> Result<EvalReport> {
             dir.display()
         );
     }
-    let bar = crate::progress_bar(cases.len() as u64, "cases", quiet);
+    let bar = crate::text::progress_bar(cases.len() as u64, "cases", quiet);
     let mut results = Vec::new();
     let mut ranking = std::time::Duration::ZERO;
     for c in &cases {
@@ -598,7 +600,7 @@ pub fn evaluate(format: &str, dir: &Path, quiet: bool) -> Result<EvalReport> {
 }
 
 pub fn render_eval(r: &EvalReport) -> String {
-    let mut t = crate::render::table(vec![
+    let mut t = table(vec![
         "group",
         "cases",
         "AC@1",

@@ -1,7 +1,8 @@
 //! Reads time series from CSV files: a timestamp column and one or more value columns, with
 //! errors that name the file and line.
 
-use anyhow::{Context, Result, anyhow, bail};
+use crate::EvalError;
+use crate::error::{Context, bail, data_error};
 use nightshift_core::Millis;
 use std::path::Path;
 
@@ -19,7 +20,7 @@ pub fn format_timestamp(ts: Millis) -> String {
 
 /// Parses a timestamp: Unix seconds or milliseconds (a number; values above 10^11 are taken as
 /// milliseconds), RFC 3339 (`2026-03-02T13:00:00Z`), or `YYYY-MM-DD HH:MM:SS` in UTC.
-pub fn parse_timestamp(s: &str) -> Result<Millis> {
+pub fn parse_timestamp(s: &str) -> Result<Millis, EvalError> {
     let s = s.trim();
     if let Ok(n) = s.parse::<f64>() {
         if !n.is_finite() {
@@ -35,11 +36,13 @@ pub fn parse_timestamp(s: &str) -> Result<Millis> {
         return Ok(ts.as_millisecond());
     }
     let civil: jiff::civil::DateTime = s.parse().map_err(|e| {
-        anyhow!("timestamp {s:?} is neither Unix seconds, RFC 3339 nor YYYY-MM-DD HH:MM:SS: {e}")
+        data_error!(
+            "timestamp {s:?} is neither Unix seconds, RFC 3339 nor YYYY-MM-DD HH:MM:SS: {e}"
+        )
     })?;
     let ts = jiff::tz::TimeZone::UTC
         .to_timestamp(civil)
-        .map_err(|e| anyhow!("timestamp {s:?} is out of range: {e}"))?;
+        .map_err(|e| data_error!("timestamp {s:?} is out of range: {e}"))?;
     Ok(ts.as_millisecond())
 }
 
@@ -52,7 +55,7 @@ pub struct CsvRows {
 }
 
 /// Reads `path` as CSV; errors name the file and line.
-pub fn read_csv_rows(path: &Path) -> Result<CsvRows> {
+pub fn read_csv_rows(path: &Path) -> Result<CsvRows, EvalError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
@@ -90,17 +93,17 @@ pub fn read_csv_rows(path: &Path) -> Result<CsvRows> {
     Ok(CsvRows { header, rows })
 }
 
-fn csv_error(path: &Path, e: &csv::Error) -> anyhow::Error {
+fn csv_error(path: &Path, e: &csv::Error) -> EvalError {
     match e.position() {
-        Some(p) => anyhow!("{}:{}: {e}", path.display(), p.line()),
-        None => anyhow!("{}: {e}", path.display()),
+        Some(p) => data_error!("{}:{}: {e}", path.display(), p.line()),
+        None => data_error!("{}: {e}", path.display()),
     }
 }
 
 /// Reads `timestamp,value` or a wide CSV (`timestamp,a,b,...`): the first column whose header
 /// is `timestamp`, `time`, `ts` or `date` (else the first column) holds the time; every other
 /// column is a series. Rows must be in time order.
-pub fn read_table(path: &Path) -> Result<SeriesTable> {
+pub fn read_table(path: &Path) -> Result<SeriesTable, EvalError> {
     let CsvRows {
         header,
         rows: records,
@@ -153,9 +156,9 @@ pub fn read_table(path: &Path) -> Result<SeriesTable> {
                 values.push(None);
                 continue;
             }
-            let v: f64 = f
-                .parse()
-                .map_err(|_| anyhow!("{}: column `{}` is {f:?}, not a number", at(), header[k]))?;
+            let v: f64 = f.parse().map_err(|_| {
+                data_error!("{}: column `{}` is {f:?}, not a number", at(), header[k])
+            })?;
             values.push(v.is_finite().then_some(v));
         }
         rows.push((ts, values));
@@ -210,7 +213,7 @@ mod tests {
         .expect("write");
         let table = read_table(&path).expect("reads");
         assert_eq!(table.names, vec![r#"requests{job="web",code="200"}"#]);
-        let key = crate::detect::header_series(&table.names[0]);
+        let key = crate::offline::header_series(&table.names[0]);
         assert_eq!(key.metric, "requests");
         assert_eq!(key.labels.get("code").map(String::as_str), Some("200"));
     }
