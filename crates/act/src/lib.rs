@@ -1,6 +1,4 @@
-//! Safe remediation: runbooks (which incidents they answer, what they do, how much of it may
-//! run on its own), the sandboxed templating of their arguments, the `command` provider that
-//! never goes through a shell, and the tamper-evident audit log.
+#![doc = include_str!("../README.md")]
 
 pub mod audit;
 pub mod command;

@@ -1,7 +1,4 @@
-//! Nightshift's data model: the plain types every stage passes to the next.
-//!
-//! Time is always milliseconds since the Unix epoch ([`Millis`]). Resource identity follows
-//! OpenTelemetry semantic conventions; see [`resource`] for the mapping from Prometheus labels.
+#![doc = include_str!("../README.md")]
 
 pub mod alert;
 pub mod facts;

@@ -1,16 +1,11 @@
-//! Alert dedup, incident grouping, change linking and SLO burn over the topology.
-//!
-//! Pure: no I/O, no async. The pipeline feeds a [`Correlator`] with signals in time order and
-//! calls [`Correlator::advance`] once per evaluation step. Which hypotheses lead an incident is
-//! the diagnosis' call ([`Ranker`], implemented by `nightshift-diagnose`): the correlator asks it
-//! whenever an incident changes, and attaches new signals by what it answers.
+#![doc = include_str!("../README.md")]
 
 pub mod dedup;
 pub mod grouping;
 pub mod slo;
 
 pub use dedup::{AlertDeduper, AlertOutcome};
-pub use grouping::{Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError};
+pub use grouping::{ConfigError, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError};
 pub use nightshift_core::LogPattern;
 pub use slo::SloTracker;
 

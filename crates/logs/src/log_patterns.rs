@@ -85,6 +85,11 @@ impl LogTemplateTracker {
     }
 
     /// Templates known to the miner.
+    /// The miner's settings.
+    pub fn miner_config(&self) -> &MinerConfig {
+        self.miner.config()
+    }
+
     pub fn templates(&self) -> usize {
         self.miner.len()
     }

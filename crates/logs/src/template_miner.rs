@@ -415,6 +415,11 @@ impl std::hash::Hasher for RouteHasher {
 }
 
 impl TemplateMiner {
+    /// The settings this miner runs with.
+    pub fn config(&self) -> &MinerConfig {
+        &self.cfg
+    }
+
     pub fn new(cfg: MinerConfig) -> Self {
         Self {
             cfg,

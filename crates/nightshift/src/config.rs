@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use nightshift_core::parse_duration;
 use nightshift_detect::{OverrideRule, Overrides, SeriesSelector};
+use nightshift_pipeline::PipelineConfig;
 pub use nightshift_server::config::{
     ActConfig, AlertmanagerConfig, Approver, AuditExport, Config, DEFAULT_LISTEN, DEFAULT_STORE,
     Hooks, LlmConfig, LokiConfig, ServeConfig, SlackConfig, audit_log_beside,
@@ -37,6 +38,37 @@ struct RawConfig {
     slack: Option<RawSlack>,
     #[serde(default)]
     act: RawAct,
+    #[serde(default)]
+    correlate: RawCorrelate,
+    #[serde(default)]
+    diagnose: RawDiagnose,
+}
+
+/// `correlate:`: how signals are grouped into incidents (`CorrelatorConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCorrelate {
+    attach_window: Option<String>,
+    resolve_after: Option<String>,
+    pending_window: Option<String>,
+    persistent_single: Option<String>,
+    reopen_window: Option<String>,
+    flap_window: Option<String>,
+    max_hops: Option<usize>,
+    max_timeline: Option<usize>,
+    flap_reopens: Option<usize>,
+    slo_objective: Option<f64>,
+}
+
+/// `diagnose:`: how root causes are ranked (`RankConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiagnose {
+    change_lookback: Option<String>,
+    onset_slack: Option<String>,
+    explain_hops: Option<usize>,
+    max_hypotheses: Option<usize>,
+    max_evidence: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +136,9 @@ struct RawLoki {
 struct RawLogs {
     #[serde(default)]
     files: Vec<RawFile>,
+    /// The template miner's settings (`MinerConfig`).
+    #[serde(default)]
+    miner: nightshift_logs::MinerConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +265,7 @@ pub fn parse(text: &str) -> Result<Config> {
         bail!("detect.max_series: must be at least 1");
     }
     let overrides = Overrides::new(raw.detect.overrides)?;
+    let pipeline = check_pipeline(raw.correlate, raw.diagnose, raw.logs.miner, overrides)?;
     let alertmanager = raw.alertmanager.map(check_alertmanager).transpose()?;
     let prometheus = raw.prometheus.map(check_prometheus).transpose()?;
     let llm = raw
@@ -241,7 +277,7 @@ pub fn parse(text: &str) -> Result<Config> {
     let act = check_act(raw.act, &serve.store)?;
     Ok(Config {
         serve,
-        overrides,
+        pipeline,
         watch,
         max_series: raw.detect.max_series,
         alertmanager,
@@ -297,6 +333,83 @@ fn check_url(key: &str, url: &str, example: &str) -> Result<String> {
 }
 
 /// A duration within `range` ms, or `default` when not given; `key` names it in errors.
+/// A duration of the pipeline's sections, `default` when unset; its range is the stage's to check.
+fn duration_or(key: &str, text: Option<&str>, default: i64) -> Result<i64> {
+    text.map_or(Ok(default), |t| {
+        parse_duration(t).map_err(|e| anyhow!("{key}: {e}"))
+    })
+}
+
+/// Every pipeline stage's settings from its section, checked by the stage itself.
+fn check_pipeline(
+    c: RawCorrelate,
+    d: RawDiagnose,
+    miner: nightshift_logs::MinerConfig,
+    overrides: Overrides,
+) -> Result<PipelineConfig> {
+    let dc = nightshift_correlate::CorrelatorConfig::default();
+    let correlator = nightshift_correlate::CorrelatorConfig {
+        attach_window: duration_or(
+            "correlate.attach_window",
+            c.attach_window.as_deref(),
+            dc.attach_window,
+        )?,
+        resolve_after: duration_or(
+            "correlate.resolve_after",
+            c.resolve_after.as_deref(),
+            dc.resolve_after,
+        )?,
+        pending_window: duration_or(
+            "correlate.pending_window",
+            c.pending_window.as_deref(),
+            dc.pending_window,
+        )?,
+        persistent_single: duration_or(
+            "correlate.persistent_single",
+            c.persistent_single.as_deref(),
+            dc.persistent_single,
+        )?,
+        reopen_window: duration_or(
+            "correlate.reopen_window",
+            c.reopen_window.as_deref(),
+            dc.reopen_window,
+        )?,
+        flap_window: duration_or(
+            "correlate.flap_window",
+            c.flap_window.as_deref(),
+            dc.flap_window,
+        )?,
+        max_hops: c.max_hops.unwrap_or(dc.max_hops),
+        max_timeline: c.max_timeline.unwrap_or(dc.max_timeline),
+        flap_reopens: c.flap_reopens.unwrap_or(dc.flap_reopens),
+        slo_objective: c.slo_objective.unwrap_or(dc.slo_objective),
+    };
+    let dr = nightshift_diagnose::RankConfig::default();
+    let rank = nightshift_diagnose::RankConfig {
+        change_lookback: duration_or(
+            "diagnose.change_lookback",
+            d.change_lookback.as_deref(),
+            dr.change_lookback,
+        )?,
+        onset_slack: duration_or(
+            "diagnose.onset_slack",
+            d.onset_slack.as_deref(),
+            dr.onset_slack,
+        )?,
+        explain_hops: d.explain_hops.unwrap_or(dr.explain_hops),
+        max_hypotheses: d.max_hypotheses.unwrap_or(dr.max_hypotheses),
+        max_evidence: d.max_evidence.unwrap_or(dr.max_evidence),
+    };
+    let cfg = PipelineConfig {
+        correlator,
+        rank,
+        miner,
+        overrides,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
 fn check_duration(
     key: &str,
     text: Option<&str>,
@@ -723,9 +836,12 @@ detect:
 "#,
         )
         .expect("valid");
-        assert_eq!(cfg.overrides.len(), 1);
+        assert_eq!(cfg.pipeline.overrides.len(), 1);
         let key = SeriesKey::new("disk_used_ratio", &[("mountpoint", "/data")]);
-        let c = cfg.overrides.config_for(&key, EnsembleConfig::default());
+        let c = cfg
+            .pipeline
+            .overrides
+            .config_for(&key, EnsembleConfig::default());
         assert_eq!(
             (c.limit, c.alarm, c.weights[1]),
             (Some(1.0), AlarmDirection::Up, 0.0)
@@ -787,6 +903,15 @@ detect:
         let cfg = parse(text).expect("the example parses");
         let d = ServeConfig::default();
         assert_eq!(cfg.serve.listen, d.listen);
+        // The pipeline sections say each stage's defaults.
+        assert_eq!(
+            format!("{:?}", cfg.pipeline.correlator),
+            format!("{:?}", nightshift_correlate::CorrelatorConfig::default())
+        );
+        assert_eq!(
+            format!("{:?}", cfg.pipeline.rank),
+            format!("{:?}", nightshift_diagnose::RankConfig::default())
+        );
         assert_eq!(
             (cfg.serve.interval_ms, cfg.serve.queue),
             (d.interval_ms, d.queue)
@@ -827,7 +952,7 @@ detect:
             .collect::<Vec<_>>()
             .join("\n");
         let all = parse(&uncommented).expect("the commented examples parse");
-        assert_eq!((all.watch.len(), all.overrides.len()), (2, 2));
+        assert_eq!((all.watch.len(), all.pipeline.overrides.len()), (2, 2));
         let prom = all.prometheus.expect("the prometheus section");
         assert_eq!((prom.queries.len(), prom.retries), (2, 2));
         assert_eq!(prom.queries[1].name, "service:http_errors:rate5m");
@@ -847,11 +972,12 @@ detect:
     #[test]
     fn empty_file_is_the_defaults() {
         let cfg = parse("").expect("empty");
-        assert!(cfg.overrides.is_empty() && cfg.watch.is_empty());
+        assert!(cfg.pipeline.overrides.is_empty() && cfg.watch.is_empty());
         assert_eq!(cfg.serve.listen.to_string(), DEFAULT_LISTEN);
         assert!(
             parse("detect: {}\n")
                 .expect("no rules")
+                .pipeline
                 .overrides
                 .is_empty()
         );
@@ -951,6 +1077,50 @@ detect:
         for (text, want) in cases {
             let err = format!("{:#}", parse(text).expect_err(text));
             assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_pipeline_sections_reach_their_stages() {
+        let cfg = parse(
+            "correlate:\n  slo_objective: 0.99\n  resolve_after: 20m\ndiagnose:\n  max_hypotheses: 3\nlogs:\n  miner:\n    similarity: 0.7\n",
+        )
+        .expect("valid");
+        assert_eq!(cfg.pipeline.rank.max_hypotheses, 3);
+        let pipeline =
+            nightshift_pipeline::Pipeline::from_config(cfg.pipeline).expect("checked already");
+        let correlator = pipeline.correlator();
+        assert_eq!(correlator.config().slo_objective, 0.99);
+        assert_eq!(correlator.slo().objective(), 0.99);
+        assert_eq!(correlator.config().resolve_after, 20 * 60_000);
+        assert_eq!(pipeline.templates().miner_config().similarity, 0.7);
+        // Unset keys keep the stage's defaults.
+        assert_eq!(correlator.config().max_hops, 3);
+        for (text, names) in [
+            (
+                "correlate:\n  slo_objective: 1.5\n",
+                "correlate.slo_objective",
+            ),
+            (
+                "correlate:\n  attach_window: 1s\n",
+                "correlate.attach_window",
+            ),
+            (
+                "correlate:\n  resolve_after: soon\n",
+                "correlate.resolve_after",
+            ),
+            (
+                "diagnose:\n  max_hypotheses: 0\n",
+                "diagnose.max_hypotheses",
+            ),
+            (
+                "logs:\n  miner:\n    similarity: 0\n",
+                "logs.miner.similarity",
+            ),
+            ("correlate:\n  slo: 0.99\n", "slo"),
+        ] {
+            let err = format!("{:#}", parse(text).expect_err(text));
+            assert!(err.contains(names), "{text}: {err}");
         }
     }
 }

@@ -481,7 +481,8 @@ fn run() -> Result<()> {
         )?)?),
         Command::Detect(args) => {
             let config = config::load_or_default(args.config.as_deref())?;
-            let reports = nightshift_eval::offline::detect_file(&args.file, &config.overrides)?;
+            let reports =
+                nightshift_eval::offline::detect_file(&args.file, &config.pipeline.overrides)?;
             if args.json {
                 emit_json(&reports)
             } else {
@@ -544,21 +545,26 @@ fn replay_shown(
     scenario: &Scenario,
     bar: &ProgressBar,
     speed: Option<f64>,
-    overrides: &nightshift_detect::Overrides,
-) -> nightshift_pipeline::Replay {
+    pipeline: &nightshift_pipeline::PipelineConfig,
+) -> Result<nightshift_pipeline::Replay> {
     let pace = speed
         .filter(|s| *s > 0.0)
         .map(|s| std::time::Duration::from_secs_f64(scenario.step_ms() as f64 / 1000.0 / s));
     let mut next_due = Instant::now();
-    nightshift_pipeline::replay(scenario, overrides, |_, warmup| {
-        if let (Some(pace), false) = (pace, warmup) {
-            next_due += pace;
-            std::thread::sleep(next_due.saturating_duration_since(Instant::now()));
-        } else {
-            next_due = Instant::now();
-        }
-        bar.inc(1);
-    })
+    let pipeline = nightshift_pipeline::Pipeline::from_config(pipeline.clone())?;
+    Ok(nightshift_pipeline::replay(
+        scenario,
+        pipeline,
+        |_, warmup| {
+            if let (Some(pace), false) = (pace, warmup) {
+                next_due += pace;
+                std::thread::sleep(next_due.saturating_duration_since(Instant::now()));
+            } else {
+                next_due = Instant::now();
+            }
+            bar.inc(1);
+        },
+    ))
 }
 
 pub(crate) use nightshift_eval::text::progress_bar;
@@ -625,7 +631,7 @@ fn demo(args: DemoArgs) -> Result<()> {
     let runbooks = nightshift_act::runbook::shipped();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay_shown(scenario, &bar, args.speed, &config.overrides);
+        let r = replay_shown(scenario, &bar, args.speed, &config.pipeline)?;
         runtime
             .block_on(nightshift_store::record_findings(
                 &store,
@@ -753,7 +759,7 @@ fn eval_rca(args: EvalRcaArgs) -> Result<()> {
     let mut investigated = Vec::new();
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
-        let r = replay_shown(scenario, &bar, None, &config.overrides);
+        let r = replay_shown(scenario, &bar, None, &config.pipeline)?;
         let (s, c) = nightshift_eval::rca_sim::score_scenario(scenario, &r);
         if let Some(runner) = &investigator {
             bar.set_message(format!("{}: investigating", scenario.name()));

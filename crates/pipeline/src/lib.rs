@@ -3,5 +3,5 @@
 mod pipeline;
 mod replay;
 
-pub use pipeline::{Evaluation, Pipeline, PipelineStats};
+pub use pipeline::{Evaluation, Pipeline, PipelineConfig, PipelineError, PipelineStats};
 pub use replay::{Replay, replay};

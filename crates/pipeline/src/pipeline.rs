@@ -8,7 +8,8 @@ use nightshift_correlate::{
     AlertOutcome, Correlator, CorrelatorConfig, IncidentUpdate, LifecycleError,
 };
 use nightshift_detect::{DetectorBank, Overrides};
-use nightshift_logs::LogTemplateTracker;
+use nightshift_diagnose::{RankConfig, Ranking};
+use nightshift_logs::{LogTemplateTracker, MinerConfig};
 use nightshift_signals::SignalDeriver;
 use std::collections::BTreeMap;
 
@@ -40,6 +41,37 @@ pub struct Evaluation {
     pub updates: Vec<(String, IncidentUpdate)>,
 }
 
+/// Every setting of the pipeline's stages, each the stage's own config struct (from the
+/// `correlate`, `diagnose`, `logs.miner` and `detect.overrides` sections of the file).
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    pub correlator: CorrelatorConfig,
+    pub rank: RankConfig,
+    pub miner: MinerConfig,
+    pub overrides: Overrides,
+}
+
+impl PipelineConfig {
+    /// Refuses a setting a stage cannot work with, naming its section and field.
+    pub fn validate(&self) -> Result<(), PipelineError> {
+        self.correlator.validate()?;
+        self.rank.validate()?;
+        self.miner.validate()?;
+        Ok(())
+    }
+}
+
+/// A pipeline setting out of its range: the section and field, and the range it must lie in.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("correlate.{0}")]
+    Correlate(#[from] nightshift_correlate::ConfigError),
+    #[error("diagnose.{0}")]
+    Rank(#[from] nightshift_diagnose::DiagnoseError),
+    #[error("logs.miner.{0}")]
+    Miner(#[from] nightshift_logs::LogsError),
+}
+
 pub struct Pipeline {
     deriver: SignalDeriver,
     detectors: DetectorBank,
@@ -55,14 +87,32 @@ impl Default for Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline with the default settings of every stage but the correlator's.
     pub fn new(cfg: CorrelatorConfig) -> Self {
         Self {
             deriver: SignalDeriver::new(),
             detectors: DetectorBank::new(),
             templates: LogTemplateTracker::new(),
-            correlator: Correlator::new(cfg, Box::new(nightshift_diagnose::Ranking::default())),
+            correlator: Correlator::new(cfg, Box::new(Ranking::default())),
             stats: PipelineStats::default(),
         }
+    }
+
+    /// A pipeline whose every stage runs with its settings in `cfg`, once they are checked.
+    pub fn from_config(cfg: PipelineConfig) -> Result<Self, PipelineError> {
+        cfg.validate()?;
+        Ok(Self {
+            deriver: SignalDeriver::new(),
+            detectors: DetectorBank::new().with_overrides(cfg.overrides),
+            templates: LogTemplateTracker::with_config(cfg.miner),
+            correlator: Correlator::new(cfg.correlator, Box::new(Ranking(cfg.rank))),
+            stats: PipelineStats::default(),
+        })
+    }
+
+    /// The log template tracker, e.g. to read its miner's settings.
+    pub fn templates(&self) -> &LogTemplateTracker {
+        &self.templates
     }
 
     /// The same pipeline with per-series detection rules.

@@ -2,7 +2,6 @@
 
 use crate::pipeline::{Pipeline, PipelineStats};
 use nightshift_core::{Alert, Anomaly, Incident, Millis, Topology};
-use nightshift_detect::Overrides;
 use nightshift_sim::{Scenario, Simulation};
 
 /// Everything a replay produced, for display, storage and scoring.
@@ -18,18 +17,17 @@ pub struct Replay {
     pub end_ms: Millis,
 }
 
-/// Runs the whole scenario. The pipeline sees only telemetry, never the scenario's faults.
-/// `overrides` are the per-series detection rules of the configuration. `on_tick` is called
+/// Runs the whole scenario through `pipeline` (a fresh one, built from the configuration). The
+/// pipeline sees only telemetry, never the scenario's faults. `on_tick` is called
 /// with each step's timestamp and whether it is warm-up history, before the step is fed: the
 /// caller paces the replay against the wall clock there, if it wants to, and shows progress.
 pub fn replay(
     scenario: &Scenario,
-    overrides: &Overrides,
+    mut pipeline: Pipeline,
     mut on_tick: impl FnMut(Millis, bool),
 ) -> Replay {
     let mut sim = Simulation::new(scenario);
     let series = sim.series().to_vec();
-    let mut pipeline = Pipeline::default().with_overrides(overrides.clone());
     let mut alerts = Vec::new();
     let mut anomalies = Vec::new();
     let mut changes = Vec::new();

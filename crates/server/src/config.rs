@@ -2,7 +2,7 @@
 //! (`nightshift.yaml`) into these and refuses what is wrong, naming the key; the server trusts
 //! them as given.
 
-use nightshift_detect::{Overrides, SeriesSelector};
+use nightshift_detect::SeriesSelector;
 use nightshift_sources::files::FileSource;
 use nightshift_sources::kubernetes::KubernetesConfig;
 use nightshift_sources::prometheus::PrometheusConfig;
@@ -148,7 +148,8 @@ impl Default for ServeConfig {
 #[derive(Debug, Default)]
 pub struct Config {
     pub serve: ServeConfig,
-    pub overrides: Overrides,
+    /// Every pipeline stage's settings, the detection overrides among them.
+    pub pipeline: nightshift_pipeline::PipelineConfig,
     pub watch: Vec<SeriesSelector>,
     pub max_series: Option<usize>,
     pub alertmanager: Option<AlertmanagerConfig>,

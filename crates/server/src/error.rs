@@ -27,6 +27,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Source(#[from] nightshift_sources::SourceError),
+    #[error(transparent)]
+    Pipeline(#[from] nightshift_pipeline::PipelineError),
     #[error("cannot build the HTTP client for {what}")]
     HttpClient {
         what: String,

@@ -64,6 +64,84 @@ impl Default for CorrelatorConfig {
     }
 }
 
+impl CorrelatorConfig {
+    /// Refuses settings the correlator cannot work with, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let minutes = |field: &'static str, v: Millis, lo: Millis, hi: Millis, range: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    field,
+                    problem: format!("{} is outside {range}", nightshift_core::format_duration(v)),
+                })
+            }
+        };
+        let day = 24 * 60 * MINUTE;
+        minutes(
+            "attach_window",
+            self.attach_window,
+            MINUTE / 4,
+            day,
+            "15s to 24h",
+        )?;
+        minutes(
+            "resolve_after",
+            self.resolve_after,
+            MINUTE,
+            day,
+            "1m to 24h",
+        )?;
+        minutes(
+            "pending_window",
+            self.pending_window,
+            MINUTE / 4,
+            day,
+            "15s to 24h",
+        )?;
+        minutes(
+            "persistent_single",
+            self.persistent_single,
+            0,
+            day,
+            "0s to 24h",
+        )?;
+        minutes("reopen_window", self.reopen_window, 0, day, "0s to 24h")?;
+        minutes("flap_window", self.flap_window, 0, 7 * day, "0s to 7d")?;
+        let count = |field: &'static str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError {
+                    field,
+                    problem: format!("{v} is outside {lo} to {hi}"),
+                })
+            }
+        };
+        count("max_hops", self.max_hops, 1, 10)?;
+        count("max_timeline", self.max_timeline, 10, 100_000)?;
+        count("flap_reopens", self.flap_reopens, 1, 100)?;
+        if !(self.slo_objective > 0.5 && self.slo_objective < 1.0) {
+            return Err(ConfigError {
+                field: "slo_objective",
+                problem: format!(
+                    "{} is outside (0.5, 1): give the availability objective, e.g. 0.999",
+                    self.slo_objective
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A correlator setting out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
 #[derive(Debug, Clone)]
 enum Fact {
     Anomaly(Box<Anomaly>),
@@ -124,6 +202,11 @@ pub struct Correlator {
 }
 
 impl Correlator {
+    /// The settings this correlator runs with.
+    pub fn config(&self) -> &CorrelatorConfig {
+        &self.cfg
+    }
+
     /// A correlator that keeps each incident's hypotheses ranked by `ranker`.
     pub fn new(cfg: CorrelatorConfig, ranker: Box<dyn Ranker>) -> Self {
         Self {

@@ -468,9 +468,9 @@ fn spawn_worker(
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, ServerError> {
-    let watch = SeriesWatch::new(config.watch.clone(), config.overrides.clone())
+    let watch = SeriesWatch::new(config.watch.clone(), config.pipeline.overrides.clone())
         .with_max_series(config.max_series.unwrap_or(DEFAULT_MAX_SERIES));
-    let mut pipeline = Pipeline::default().with_overrides(config.overrides.clone());
+    let mut pipeline = Pipeline::from_config(config.pipeline.clone())?;
     pipeline.remember(past);
     let interval = Duration::from_millis(config.serve.interval_ms as u64);
     std::thread::Builder::new()
