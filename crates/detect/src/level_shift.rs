@@ -3,8 +3,7 @@
 
 use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
-    is_harmful,
+    ABS_FLOOR, IqrReference, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful,
 };
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -131,9 +130,7 @@ pub struct LevelShiftDetector {
     /// The latest window, ending with the current point.
     right: SortedRing,
     /// Reference: |right median − left median| samples.
-    diffs: SortedRing,
-    quartiles: SteadyQuartiles,
-    since_sample: usize,
+    diffs: IqrReference,
     points: u64,
     last: Reading,
 }
@@ -156,9 +153,7 @@ impl LevelShiftDetector {
             last_ts: None,
             left: SortedRing::new(cfg.window),
             right: SortedRing::new(cfg.window),
-            diffs: SortedRing::new(cfg.history),
-            quartiles: SteadyQuartiles::default(),
-            since_sample: 0,
+            diffs: IqrReference::new(cfg.history),
             points: 0,
             last: Reading::default(),
         }
@@ -208,11 +203,11 @@ impl Detector for LevelShiftDetector {
             ..Reading::default()
         };
         let mut band = None;
-        if self.diffs.len() >= self.cfg.min_history {
-            let (q1, q3) = self.quartiles.current();
+        if self.diffs.ready(self.cfg.min_history) {
             let floor = self.cfg.relative_floor * before.abs() + ABS_FLOOR;
-            let spread = (self.cfg.c * (q3 - q1)).max(floor);
-            let evidence = (delta.abs() - q3) / spread;
+            let judged = self.diffs.judge(self.cfg.c, floor);
+            let (q3, spread) = (judged.q3, judged.spread);
+            let evidence = judged.evidence(delta.abs());
             let score = if is_harmful(self.cfg.alarm, delta) {
                 evidence_score(evidence)
             } else {
@@ -234,14 +229,12 @@ impl Detector for LevelShiftDetector {
         }
 
         // The reference learns after scoring, so a point is never judged against itself.
-        self.since_sample += 1;
-        if self.since_sample >= self.cfg.history_every {
-            self.since_sample = 0;
-            self.diffs.push(delta.abs());
-            let memory = QUARTILE_SPANS * self.cfg.history;
-            self.quartiles
-                .learn(&self.diffs, self.cfg.min_history, memory);
-        }
+        self.diffs.offer(
+            delta.abs(),
+            true,
+            self.cfg.history_every,
+            self.cfg.min_history,
+        );
         self.last = reading;
         Ok(Score {
             score: reading.score,

@@ -3,8 +3,7 @@
 
 use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
-    is_harmful,
+    ABS_FLOOR, IqrReference, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful,
 };
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
@@ -170,8 +169,7 @@ pub struct PersistDetector {
     last_ts: Option<Millis>,
     preceding: SortedRing,
     /// Reference: |value − preceding median| samples.
-    changes: SortedRing,
-    quartiles: SteadyQuartiles,
+    changes: IqrReference,
     prev: Option<f64>,
     /// Steps learned (moving or not).
     steps: u64,
@@ -222,8 +220,7 @@ impl PersistDetector {
             cfg,
             last_ts: None,
             preceding: SortedRing::new(cfg.window),
-            changes: SortedRing::new(cfg.history),
-            quartiles: SteadyQuartiles::default(),
+            changes: IqrReference::new(cfg.history),
             prev: None,
             steps: 0,
             after_repeat: 0.0,
@@ -393,12 +390,12 @@ impl Detector for PersistDetector {
             let median = self.preceding.median();
             let change = value - median;
             reading.median = median;
-            if self.changes.len() >= self.cfg.min_history {
-                let (q1, q3) = self.quartiles.current();
+            if self.changes.ready(self.cfg.min_history) {
                 let floor = self.cfg.relative_floor * median.abs() + ABS_FLOOR;
-                let spread = (self.cfg.c * (q3 - q1)).max(floor);
+                let judged = self.changes.judge(self.cfg.c, floor);
+                let (q3, spread) = (judged.q3, judged.spread);
                 let jump_score = if is_harmful(self.cfg.alarm, change) {
-                    evidence_score((change.abs() - q3) / spread)
+                    evidence_score(judged.evidence(change.abs()))
                 } else {
                     0.0
                 };
@@ -412,12 +409,8 @@ impl Detector for PersistDetector {
                 });
             }
             // A frozen stretch is not the series' usual variation: it stays out of the reference.
-            if !frozen {
-                self.changes.push(change.abs());
-                let memory = QUARTILE_SPANS * self.cfg.history;
-                self.quartiles
-                    .learn(&self.changes, self.cfg.min_history, memory);
-            }
+            self.changes
+                .offer(change.abs(), !frozen, 1, self.cfg.min_history);
         }
         self.preceding.push(value);
 

@@ -3,7 +3,9 @@
 
 use crate::detector::{Sanitise, check_point};
 use crate::window::MEDIAN_ABS_TO_SIGMA;
-use crate::window::{ABS_FLOOR, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful};
+use crate::window::{
+    ABS_FLOOR, HeldQuartiles, IqrReference, MAX_RING, evidence_score, fmt_num, is_harmful,
+};
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Millis, format_duration};
 use serde::{Deserialize, Serialize};
@@ -219,8 +221,7 @@ pub struct TrendDetector {
     #[serde(skip)]
     pairs: PairSlopes,
     /// Reference: |slopes|, one every `history_every` blocks.
-    slopes: SortedRing,
-    since_sample: usize,
+    slopes: IqrReference<HeldQuartiles>,
     /// Average scatter of the blocks around their line, and the fits it has seen.
     scale: f64,
     fits: u32,
@@ -253,8 +254,7 @@ impl TrendDetector {
             acc_dt: 0.0,
             blocks: VecDeque::with_capacity(cfg.blocks + 1),
             pairs: PairSlopes::default(),
-            slopes: SortedRing::new(cfg.history),
-            since_sample: 0,
+            slopes: IqrReference::new(cfg.history),
             scale: 0.0,
             fits: 0,
             fit: None,
@@ -368,15 +368,15 @@ impl TrendDetector {
 
         let mut reference = None;
         let mut unusual = 0.0;
-        if self.slopes.len() >= self.cfg.min_history {
+        if self.slopes.ready(self.cfg.min_history) {
             // The reference's own quartiles, not averaged over time: a daily curve's slopes
             // grow for hours, and an average of past quartiles would lag behind them.
-            let (q1, q3) = (self.slopes.quantile(0.25), self.slopes.quantile(0.75));
             let span = last_t.saturating_sub(origin).max(1) as f64;
             let floor = (self.cfg.relative_floor * level.abs() + ABS_FLOOR) / span;
-            let spread = (self.cfg.c * (q3 - q1)).max(floor);
+            let judged = self.slopes.judge(self.cfg.c, floor);
+            let (q1, q3, spread) = (judged.q1, judged.q3, judged.spread);
             if is_harmful(self.cfg.alarm, slope) {
-                unusual = ((slope.abs() - q3) / spread).max(0.0);
+                unusual = judged.evidence(slope.abs()).max(0.0);
             }
             reference = Some(SlopeReference { q1, q3, spread });
         }
@@ -392,11 +392,12 @@ impl TrendDetector {
         let learn = self
             .flagged_since
             .is_none_or(|since| ts.saturating_sub(since) >= self.cfg.relearn_after);
-        self.since_sample += 1;
-        if learn && self.since_sample >= self.cfg.history_every {
-            self.since_sample = 0;
-            self.slopes.push(slope.abs());
-        }
+        self.slopes.offer(
+            slope.abs(),
+            learn,
+            self.cfg.history_every,
+            self.cfg.min_history,
+        );
         self.fit = Some(Fit {
             slope,
             step_like,

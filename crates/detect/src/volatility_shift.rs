@@ -3,8 +3,7 @@
 
 use crate::detector::{Sanitise, check_point};
 use crate::window::{
-    ABS_FLOOR, MAX_RING, QUARTILE_SPANS, SortedRing, SteadyQuartiles, evidence_score, fmt_num,
-    is_harmful,
+    ABS_FLOOR, IqrReference, MAX_RING, SortedRing, evidence_score, fmt_num, is_harmful,
 };
 use crate::{AlarmDirection, DetectError, Detector, Score};
 use nightshift_core::Millis;
@@ -169,9 +168,7 @@ pub struct VolatilityShiftDetector {
     /// Typical steps of the completed windows before it.
     earlier: SortedRing,
     /// Reference: |log ratio| samples.
-    ratios: SortedRing,
-    quartiles: SteadyQuartiles,
-    since_sample: usize,
+    ratios: IqrReference,
     points: u64,
     last: Reading,
 }
@@ -197,9 +194,7 @@ impl VolatilityShiftDetector {
             latest: SortedRing::new(cfg.window),
             newest: None,
             earlier: SortedRing::new(cfg.reference_windows),
-            ratios: SortedRing::new(cfg.history),
-            quartiles: SteadyQuartiles::default(),
-            since_sample: 0,
+            ratios: IqrReference::new(cfg.history),
             points: 0,
             last: Reading::default(),
         }
@@ -276,12 +271,11 @@ impl Detector for VolatilityShiftDetector {
             log_ratio,
             ..Reading::default()
         };
-        if self.ratios.len() >= self.cfg.min_history && self.earlier.len() >= self.scoring_windows()
-        {
-            let (q1, q3) = self.quartiles.current();
-            let spread = (self.cfg.c * (q3 - q1)).max(MIN_LOG_SPREAD);
+        if self.ratios.ready(self.cfg.min_history) && self.earlier.len() >= self.scoring_windows() {
+            let judged = self.ratios.judge(self.cfg.c, MIN_LOG_SPREAD);
+            let (q3, spread) = (judged.q3, judged.spread);
             let score = if is_harmful(self.cfg.alarm, log_ratio) {
-                evidence_score((log_ratio.abs() - q3) / spread)
+                evidence_score(judged.evidence(log_ratio.abs()))
             } else {
                 0.0
             };
@@ -294,14 +288,12 @@ impl Detector for VolatilityShiftDetector {
             };
         }
 
-        self.since_sample += 1;
-        if self.since_sample >= self.cfg.history_every {
-            self.since_sample = 0;
-            self.ratios.push(log_ratio.abs());
-            let memory = QUARTILE_SPANS * self.cfg.history;
-            self.quartiles
-                .learn(&self.ratios, self.cfg.min_history, memory);
-        }
+        self.ratios.offer(
+            log_ratio.abs(),
+            true,
+            self.cfg.history_every,
+            self.cfg.min_history,
+        );
         self.last = reading;
         Ok(Score {
             score: reading.score,

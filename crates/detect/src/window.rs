@@ -240,6 +240,115 @@ impl SteadyQuartiles {
     }
 }
 
+/// The robust reference that the level-shift, volatility-shift, persist and trend detectors
+/// judge a magnitude by (a |difference| of medians, a |log ratio| of spreads, a |change|, a
+/// |slope|): the magnitudes seen, a ring of the detector's `history`, one learned every
+/// `every` offers, and ADTK's `InterQuartileRangeAD` rule over their quartiles: a magnitude
+/// beyond Q3 + c × IQR is unusual. `Q` says which quartiles: averaged over time
+/// ([`SteadyQuartiles`], the default) or those of the magnitudes held now ([`HeldQuartiles`]).
+/// The detector keeps its settings and passes them in, so the reference holds only what it
+/// learned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct IqrReference<Q = SteadyQuartiles> {
+    values: SortedRing,
+    quartiles: Q,
+    since: usize,
+}
+
+/// Which (Q1, Q3) an [`IqrReference`] judges by.
+pub(crate) trait Quartiles: Default {
+    /// Takes in the reference after it changed (`memory`: how many changes to average over).
+    fn learn(&mut self, values: &SortedRing, min: usize, memory: usize);
+    fn current(&self, values: &SortedRing) -> (f64, f64);
+}
+
+impl Quartiles for SteadyQuartiles {
+    fn learn(&mut self, values: &SortedRing, min: usize, memory: usize) {
+        SteadyQuartiles::learn(self, values, min, memory);
+    }
+    fn current(&self, _: &SortedRing) -> (f64, f64) {
+        SteadyQuartiles::current(self)
+    }
+}
+
+/// The quartiles of the magnitudes held now, not averaged: for a reference whose spread drifts
+/// within a day (a daily curve's slopes), where an average would lag. Holds nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HeldQuartiles;
+
+impl Quartiles for HeldQuartiles {
+    fn learn(&mut self, _: &SortedRing, _: usize, _: usize) {}
+    fn current(&self, values: &SortedRing) -> (f64, f64) {
+        (values.quantile(0.25), values.quantile(0.75))
+    }
+}
+
+/// Where a magnitude stands against an [`IqrReference`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct IqrJudgement {
+    pub(crate) q1: f64,
+    pub(crate) q3: f64,
+    /// c × IQR, floored at the caller's floor.
+    pub(crate) spread: f64,
+}
+
+impl IqrJudgement {
+    /// How far `magnitude` lies beyond Q3, in spreads: 1 at Q3 + c × IQR.
+    pub(crate) fn evidence(&self, magnitude: f64) -> f64 {
+        (magnitude - self.q3) / self.spread
+    }
+}
+
+impl<Q: Quartiles> IqrReference<Q> {
+    /// An empty reference of `history` magnitudes.
+    pub(crate) fn new(history: usize) -> Self {
+        Self {
+            values: SortedRing::new(history),
+            quartiles: Q::default(),
+            since: 0,
+        }
+    }
+
+    /// Magnitudes held.
+    pub(crate) fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether it holds at least `min` magnitudes, enough to judge by.
+    pub(crate) fn ready(&self, min: usize) -> bool {
+        self.values.len() >= min
+    }
+
+    /// Q3 + c × IQR, the spread c × IQR floored at `floor`.
+    pub(crate) fn judge(&self, c: f64, floor: f64) -> IqrJudgement {
+        let (q1, q3) = self.quartiles.current(&self.values);
+        IqrJudgement {
+            q1,
+            q3,
+            spread: (c * (q3 - q1)).max(floor),
+        }
+    }
+
+    /// Counts one offer of `magnitude`; every `every`-th offer with `learn` enters the
+    /// reference (and, once it holds `min`, the quartiles). An offer without `learn` (a flagged
+    /// stretch, a frozen series) counts toward the stride but is not learned, so the reference
+    /// never teaches itself an anomaly.
+    pub(crate) fn offer(&mut self, magnitude: f64, learn: bool, every: usize, min: usize) {
+        self.since += 1;
+        if learn && self.since >= every {
+            self.since = 0;
+            self.values.push(magnitude);
+            let memory = QUARTILE_SPANS * self.values.cap;
+            self.quartiles.learn(&self.values, min, memory);
+        }
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.values.heap_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
