@@ -348,37 +348,20 @@ fn check_pipeline(
     overrides: Overrides,
 ) -> Result<PipelineConfig> {
     let dc = nightshift_correlate::CorrelatorConfig::default();
+    let cd = |key: &str, v: Option<String>, default| {
+        duration_or(&format!("correlate.{key}"), v.as_deref(), default)
+    };
     let correlator = nightshift_correlate::CorrelatorConfig {
-        attach_window: duration_or(
-            "correlate.attach_window",
-            c.attach_window.as_deref(),
-            dc.attach_window,
-        )?,
-        resolve_after: duration_or(
-            "correlate.resolve_after",
-            c.resolve_after.as_deref(),
-            dc.resolve_after,
-        )?,
-        pending_window: duration_or(
-            "correlate.pending_window",
-            c.pending_window.as_deref(),
-            dc.pending_window,
-        )?,
-        persistent_single: duration_or(
-            "correlate.persistent_single",
-            c.persistent_single.as_deref(),
+        attach_window: cd("attach_window", c.attach_window, dc.attach_window)?,
+        resolve_after: cd("resolve_after", c.resolve_after, dc.resolve_after)?,
+        pending_window: cd("pending_window", c.pending_window, dc.pending_window)?,
+        persistent_single: cd(
+            "persistent_single",
+            c.persistent_single,
             dc.persistent_single,
         )?,
-        reopen_window: duration_or(
-            "correlate.reopen_window",
-            c.reopen_window.as_deref(),
-            dc.reopen_window,
-        )?,
-        flap_window: duration_or(
-            "correlate.flap_window",
-            c.flap_window.as_deref(),
-            dc.flap_window,
-        )?,
+        reopen_window: cd("reopen_window", c.reopen_window, dc.reopen_window)?,
+        flap_window: cd("flap_window", c.flap_window, dc.flap_window)?,
         max_hops: c.max_hops.unwrap_or(dc.max_hops),
         max_timeline: c.max_timeline.unwrap_or(dc.max_timeline),
         flap_reopens: c.flap_reopens.unwrap_or(dc.flap_reopens),

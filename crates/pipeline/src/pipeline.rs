@@ -82,43 +82,30 @@ pub struct Pipeline {
 
 impl Default for Pipeline {
     fn default() -> Self {
-        Self::new(CorrelatorConfig::default())
+        Self::assemble(PipelineConfig::default())
     }
 }
 
 impl Pipeline {
-    /// A pipeline with the default settings of every stage but the correlator's.
-    pub fn new(cfg: CorrelatorConfig) -> Self {
-        Self {
-            deriver: SignalDeriver::new(),
-            detectors: DetectorBank::new(),
-            templates: LogTemplateTracker::new(),
-            correlator: Correlator::new(cfg, Box::new(Ranking::default())),
-            stats: PipelineStats::default(),
-        }
-    }
-
     /// A pipeline whose every stage runs with its settings in `cfg`, once they are checked.
     pub fn from_config(cfg: PipelineConfig) -> Result<Self, PipelineError> {
         cfg.validate()?;
-        Ok(Self {
+        Ok(Self::assemble(cfg))
+    }
+
+    fn assemble(cfg: PipelineConfig) -> Self {
+        Self {
             deriver: SignalDeriver::new(),
             detectors: DetectorBank::new().with_overrides(cfg.overrides),
             templates: LogTemplateTracker::with_config(cfg.miner),
             correlator: Correlator::new(cfg.correlator, Box::new(Ranking(cfg.rank))),
             stats: PipelineStats::default(),
-        })
+        }
     }
 
     /// The log template tracker, e.g. to read its miner's settings.
     pub fn templates(&self) -> &LogTemplateTracker {
         &self.templates
-    }
-
-    /// The same pipeline with per-series detection rules.
-    pub fn with_overrides(mut self, overrides: Overrides) -> Self {
-        self.detectors = self.detectors.with_overrides(overrides);
-        self
     }
 
     pub fn ingest_sample(&mut self, key: &SeriesKey, ts: Millis, value: f64) {

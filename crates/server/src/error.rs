@@ -41,8 +41,9 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A folder of runbooks or scenarios that cannot be listed or holds no `.yaml` file.
     #[error("{0}")]
-    NoYamlFiles(String),
+    Folder(String),
     /// Runbook files with problems: the valid ones (one line each), then a line per problem.
     #[error("{0}")]
     Runbooks(String),

@@ -14,7 +14,4 @@ pub use config::Config;
 pub use error::ServerError;
 pub use serve::serve;
 
-/// The wall clock in milliseconds.
-pub(crate) fn now_ms() -> nightshift_core::Millis {
-    jiff::Timestamp::now().as_millisecond()
-}
+pub(crate) use nightshift_sources::now_ms;

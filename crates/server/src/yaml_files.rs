@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 pub fn in_folder(dir: &Path, what: &str) -> Result<Vec<PathBuf>, ServerError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| {
-            ServerError::NoYamlFiles(format!("cannot list {what} folder {}: {e}", dir.display()))
+            ServerError::Folder(format!("cannot list {what} folder {}: {e}", dir.display()))
         })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(ServerError::NoYamlFiles(format!(
+        return Err(ServerError::Folder(format!(
             "{}: no .yaml {what} files in this folder",
             dir.display()
         )));

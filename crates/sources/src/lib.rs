@@ -32,7 +32,7 @@ pub enum SourceError {
     Client(#[source] kube::Error),
 }
 
-/// The wall clock in milliseconds, the time stamp of what a source observes now.
-pub(crate) fn now_ms() -> nightshift_core::Millis {
+/// The wall clock in milliseconds, the time stamp of what a source (or the server) observes now.
+pub fn now_ms() -> nightshift_core::Millis {
     jiff::Timestamp::now().as_millisecond()
 }
