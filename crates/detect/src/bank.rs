@@ -3,7 +3,8 @@
 
 use crate::Detector;
 use crate::detector::AlarmDirection;
-use crate::ensemble::{Ensemble, EnsembleConfig, EventPhase, MEMBERS};
+use crate::ensemble::{Ensemble, EnsembleConfig, MEMBERS};
+use crate::event::{EventPhase, EventRule};
 use crate::overrides::Overrides;
 use nightshift_core::hash::{FingerprintMap, series_hash};
 use nightshift_core::{Anomaly, Direction, Millis, SeriesKey, SignalClass};
@@ -63,10 +64,14 @@ pub struct DetectorBank {
 
 impl Default for DetectorBank {
     fn default() -> Self {
+        let base = EnsembleConfig::default();
         Self::with_config(EnsembleConfig {
             weights: PIPELINE_WEIGHTS,
-            quiet_to_end: PIPELINE_QUIET_TO_END,
-            ..EnsembleConfig::default()
+            event: EventRule {
+                quiet_to_end: PIPELINE_QUIET_TO_END,
+                ..base.event
+            },
+            ..base
         })
     }
 }

@@ -2,6 +2,7 @@
 //! daily profile) and scores each new point by how far it falls outside it.
 
 use crate::detector::check_point;
+use crate::event::{EventPhase, EventRule, EventTracker};
 use crate::window::MEAN_ABS_TO_SIGMA;
 use crate::{AlarmDirection, Band, DetectError, Detector, Score};
 use nightshift_core::{Direction, Millis};
@@ -38,11 +39,16 @@ const TAIL_FROM_POINT: u32 = 10;
 /// score(4) = 0.5, score(6) ≈ 0.9, score(8) ≈ 0.996.
 const SCORE_Z_MEDIAN: f64 = 4.0;
 const SCORE_SCALE: f64 = 4.519_789_105_349_560_5;
-/// A point "hits" at this score; an event needs 3 hits among the last 4 points. There is no
-/// shortcut for extreme points: derived rates smear a 30 s burst over two points, and a burst
-/// is exactly the harmless blip persistence is there to ignore.
+/// A point "hits" at this score; an event needs 3 hits among the last 4 points and ends after
+/// 2 points in a row that miss. There is no shortcut for extreme points: derived rates smear a
+/// 30 s burst over two points, and a burst is exactly the harmless blip persistence is there to
+/// ignore.
 const HIT_SCORE: f64 = 0.5;
-const HITS_FOR_EVENT: u32 = 3;
+const EVENT_RULE: EventRule = EventRule {
+    hits_for_event: 3,
+    window: 4,
+    quiet_to_end: 2,
+};
 /// A point is learned only once it has left the persistence window without an event starting,
 /// so the first points of an anomaly never reach the baseline.
 const PENDING: usize = 3;
@@ -162,8 +168,36 @@ struct Pending {
 /// no entry drops out abruptly.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct TopResiduals {
+    /// An empty slot, or a residual of 0, holds −∞: written as `null` in a checkpoint, since
+    /// JSON has no infinities.
+    #[serde(with = "neg_infinity_as_null")]
     keys: [f64; TAIL_RANK],
     len: u8,
+}
+
+/// Serde for [`TopResiduals::keys`]: −∞ as `null` (JSON has no infinities), read back the same.
+mod neg_infinity_as_null {
+    use super::TAIL_RANK;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(keys: &[f64; TAIL_RANK], s: S) -> Result<S::Ok, S::Error> {
+        let written: Vec<Option<f64>> = keys
+            .iter()
+            .map(|k| (*k != f64::NEG_INFINITY).then_some(*k))
+            .collect();
+        written.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[f64; TAIL_RANK], D::Error> {
+        let read = Vec::<Option<f64>>::deserialize(d)?;
+        let len = read.len();
+        let keys: Vec<f64> = read
+            .into_iter()
+            .map(|k| k.unwrap_or(f64::NEG_INFINITY))
+            .collect();
+        keys.try_into()
+            .map_err(|_| serde::de::Error::invalid_length(len, &"one key per tail rank"))
+    }
 }
 
 impl Default for TopResiduals {
@@ -386,7 +420,7 @@ pub struct RobustBaselineDetector {
     seasonal_error: f64,
     mad: f64,
     tail: TopResiduals,
-    hits: u8,
+    event: EventTracker,
     pending_len: u8,
     episode: Option<Episode>,
     pending: [Pending; PENDING],
@@ -415,7 +449,7 @@ impl RobustBaselineDetector {
             seasonal_error: 0.0,
             mad: 0.0,
             tail: TopResiduals::default(),
-            hits: 0,
+            event: EventTracker::default(),
             pending_len: 0,
             episode: None,
             pending: [Pending::default(); PENDING],
@@ -496,10 +530,11 @@ impl RobustBaselineDetector {
         let z = residual / scale;
         let harm = self.cfg.alarm.harm(z);
         let score = calibrated_score(harm);
-        self.hits = ((self.hits << 1) | u8::from(score >= HIT_SCORE)) & 0b1111;
-
-        let phase = match self.episode {
-            None if self.hits.count_ones() >= HITS_FOR_EVENT => {
+        let phase = match (
+            self.event.step(&EVENT_RULE, score >= HIT_SCORE, false),
+            self.episode,
+        ) {
+            (EventPhase::Onset, _) => {
                 let shadow_seasonal = if self.profile.ready() {
                     value - self.profile.at(ts)
                 } else {
@@ -515,12 +550,7 @@ impl RobustBaselineDetector {
                 self.pending_len = 0;
                 Phase::Onset
             }
-            None => Phase::Normal,
-            Some(_) if self.hits & 0b11 == 0 => {
-                self.episode = None;
-                Phase::Normal
-            }
-            Some(mut ep) => {
+            (EventPhase::Ongoing, Some(mut ep)) => {
                 let a = self.level_rate(ts - prev_ts, u32::MAX);
                 ep.shadow_flat += a * (value - ep.shadow_flat);
                 if self.profile.ready() {
@@ -533,12 +563,16 @@ impl RobustBaselineDetector {
                     self.flat = ep.shadow_flat;
                     self.seasonal = ep.shadow_seasonal;
                     self.episode = None;
-                    self.hits = 0;
+                    self.event.end();
                     Phase::Normal
                 } else {
                     self.episode = Some(ep);
                     Phase::Ongoing
                 }
+            }
+            _ => {
+                self.episode = None;
+                Phase::Normal
             }
         };
 
@@ -703,12 +737,17 @@ impl Detector for RobustBaselineDetector {
                 },
                 ep.since
             ),
-            None if self.hits & 1 == 1 => format!(
+            None if self.event.last_hit() => format!(
                 "robust_baseline: last point outside {expected:.4} ± {band:.4} ({model}); an event \
-                 needs {HITS_FOR_EVENT} of the last 4 points outside"
+                 needs {} of the last {} points outside",
+                EVENT_RULE.hits_for_event, EVENT_RULE.window
             ),
             None => format!("robust_baseline: within {expected:.4} ± {band:.4} ({model})"),
         }
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
     }
 
     fn state_bytes(&self) -> usize {

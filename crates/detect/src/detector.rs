@@ -2,6 +2,7 @@
 //! the NAB harness and `nightshift detect` can drive any of them the same way.
 
 use crate::DetectError;
+use crate::error::MAX_MAGNITUDE;
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -68,16 +69,30 @@ pub trait Detector {
     /// (e.g. "level shifted from 12.1 to 18.4, 6.2× the IQR of the last 20 points").
     fn explain(&self) -> String;
 
+    /// Forgets everything learned and starts over with the same configuration, as a new
+    /// detector would (after a series' normal has changed for good, say).
+    fn reset(&mut self);
+
     /// Bytes of state held (struct plus heap), for the memory budget per series.
     fn state_bytes(&self) -> usize;
 }
 
-/// The input check every detector makes before touching its state: a finite value, and a time
-/// after the last point accepted.
-pub(crate) fn check_point(last: Option<Millis>, ts: Millis, value: f64) -> Result<(), DetectError> {
+/// The check every value gets before a detector touches its state: finite, and within
+/// ±[`MAX_MAGNITUDE`].
+pub(crate) fn check_value(value: f64) -> Result<(), DetectError> {
     if !value.is_finite() {
         return Err(DetectError::NonFinite(value));
     }
+    if value.abs() > MAX_MAGNITUDE {
+        return Err(DetectError::OutOfRange(value));
+    }
+    Ok(())
+}
+
+/// The input check every detector makes before touching its state: a value [`check_value`]
+/// accepts, and a time after the last point accepted.
+pub(crate) fn check_point(last: Option<Millis>, ts: Millis, value: f64) -> Result<(), DetectError> {
+    check_value(value)?;
     match last {
         Some(last) if ts <= last => Err(DetectError::OutOfOrder { ts, last }),
         _ => Ok(()),

@@ -14,6 +14,7 @@
 //! series and so compares across series.
 
 use crate::detector::check_point;
+use crate::event::{EventPhase, EventRule, EventTracker};
 use crate::{
     AlarmDirection, AnomalyLikelihood, DetectError, Detector, ForecastBandDetector,
     LevelShiftConfig, LevelShiftDetector, PersistConfig, PersistDetector, RangeBreachConfig,
@@ -57,11 +58,8 @@ pub struct EnsembleConfig {
     pub weights: [f64; 8],
     /// A point "hits" at this combined score.
     pub hit: f64,
-    /// An event starts when `hits_for_event` of the last `window` points hit.
-    pub hits_for_event: u32,
-    pub window: u32,
-    /// An event ends after this many points in a row below the hit score.
-    pub quiet_to_end: u32,
+    /// When points at or above `hit` make an event and when it ends.
+    pub event: EventRule,
     /// Known upper limit of the series (1.0 for ratios, a capacity), for exhaustion forecasts.
     pub limit: Option<f64>,
     /// Which way of leaving normal is harmful for this series; the other way scores 0.
@@ -75,23 +73,16 @@ impl Default for EnsembleConfig {
         Self {
             weights: [1.0; 8],
             hit: 0.5,
-            hits_for_event: 3,
-            window: 4,
-            quiet_to_end: 8,
+            event: EventRule {
+                hits_for_event: 3,
+                window: 4,
+                quiet_to_end: 8,
+            },
             limit: None,
             alarm: AlarmDirection::Both,
             absolute_floor: RobustBaselineConfig::default().absolute_floor,
         }
     }
-}
-
-/// Where a series is in the event cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventPhase {
-    Normal,
-    /// The first point of an event.
-    Onset,
-    Ongoing,
 }
 
 /// The ensemble's verdict on one point.
@@ -128,9 +119,7 @@ pub struct Ensemble {
     likelihood: AnomalyLikelihood,
     /// Exponentially weighted share of points each member flags.
     hit_rate: [f64; 8],
-    hits: u32,
-    quiet: u32,
-    in_event: bool,
+    event: EventTracker,
     /// When the current event started.
     event_since: Millis,
     last: Option<EnsembleScore>,
@@ -186,9 +175,7 @@ impl Ensemble {
             }),
             likelihood: AnomalyLikelihood::default(),
             hit_rate: [0.0; 8],
-            hits: 0,
-            quiet: 0,
-            in_event: false,
+            event: EventTracker::default(),
             event_since: 0,
             last: None,
             last_ts: None,
@@ -296,31 +283,15 @@ impl Ensemble {
         };
 
         let hit = raw >= self.cfg.hit;
-        let mask = (1u32 << self.cfg.window.min(31)) - 1;
-        self.hits = ((self.hits << 1) | u32::from(hit)) & mask;
         // A record high or low is news on its own, even during an event (which it restarts):
         // the series has gone somewhere it has never been.
         let record = scores[BREACH] >= self.cfg.hit;
         let likely = self.likelihood.update(raw);
         let (score, top) = if record { (1.0, BREACH) } else { (likely, top) };
-        let phase =
-            if record || (!self.in_event && self.hits.count_ones() >= self.cfg.hits_for_event) {
-                self.in_event = true;
-                self.quiet = 0;
-                self.event_since = ts;
-                EventPhase::Onset
-            } else if self.in_event {
-                self.quiet = if hit { 0 } else { self.quiet + 1 };
-                if self.quiet >= self.cfg.quiet_to_end {
-                    self.in_event = false;
-                    self.hits = 0;
-                    EventPhase::Normal
-                } else {
-                    EventPhase::Ongoing
-                }
-            } else {
-                EventPhase::Normal
-            };
+        let phase = self.event.step(&self.cfg.event, hit, record);
+        if phase == EventPhase::Onset {
+            self.event_since = ts;
+        }
         let out = EnsembleScore {
             score,
             raw,
@@ -340,7 +311,7 @@ impl Ensemble {
 
     /// When the current event started, while one is going on.
     pub fn event_since(&self) -> Option<Millis> {
-        self.in_event.then_some(self.event_since)
+        self.event.in_event().then_some(self.event_since)
     }
 
     /// Time to exhaustion of the known limit at the current trend, if there is one.
@@ -377,6 +348,10 @@ impl Detector for Ensemble {
 
     fn explain(&self) -> String {
         self.explain_top()
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
     }
 
     fn state_bytes(&self) -> usize {

@@ -482,6 +482,13 @@ impl Detector for ForecastBandDetector {
         )
     }
 
+    fn reset(&mut self) {
+        let season = (self.season > 0).then_some(self.season);
+        if let Ok(fresh) = Self::new(self.cfg, season) {
+            *self = fresh;
+        }
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.seasonal.capacity() * std::mem::size_of::<f64>()
     }

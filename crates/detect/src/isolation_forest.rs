@@ -273,10 +273,13 @@ impl IsolationForestDetector {
     /// Scores one vector and learns from it (unless it scores high).
     pub fn update(&mut self, ts: Millis, values: &[f64]) -> Result<Score, DetectError> {
         if values.len() != self.dims {
-            return Err(DetectError::NonFinite(f64::NAN));
+            return Err(DetectError::WrongDimensions {
+                expected: self.dims,
+                got: values.len(),
+            });
         }
-        if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-            return Err(DetectError::NonFinite(*v));
+        for v in values {
+            crate::detector::check_value(*v)?;
         }
         if let Some(last) = self.last_ts
             && ts <= last
@@ -1021,11 +1024,14 @@ mod tests {
         ));
         assert!(matches!(
             d.update(next, &[1.0, 2.0]),
-            Err(DetectError::NonFinite(_))
+            Err(DetectError::WrongDimensions {
+                expected: 3,
+                got: 2
+            })
         ));
         assert!(matches!(
             d.update(next, &[1.0, 2.0, 3.0, 4.0]),
-            Err(DetectError::NonFinite(_))
+            Err(DetectError::WrongDimensions { .. })
         ));
         let last = next - STEP;
         assert_eq!(

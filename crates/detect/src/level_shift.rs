@@ -281,6 +281,10 @@ impl Detector for LevelShiftDetector {
         )
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.left.heap_bytes()

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod detector;
 pub mod ensemble;
 pub mod error;
+pub mod event;
 pub mod forecast;
 pub mod isolation_forest;
 pub mod level_shift;
@@ -24,8 +25,9 @@ mod window;
 pub use bank::{AnomalyEvent, DetectorBank, alarm_direction};
 pub use baseline::{Assessment, Phase, RobustBaselineConfig, RobustBaselineDetector};
 pub use detector::{AlarmDirection, Band, Detector, Score};
-pub use ensemble::{Ensemble, EnsembleConfig, EnsembleScore, EventPhase};
-pub use error::DetectError;
+pub use ensemble::{Ensemble, EnsembleConfig, EnsembleScore};
+pub use error::{DetectError, MAX_MAGNITUDE};
+pub use event::{EventPhase, EventRule};
 pub use forecast::{ForecastBandConfig, ForecastBandDetector, InvalidSeasonLength};
 pub use isolation_forest::{
     InvalidDimensions, IsolationForestConfig, IsolationForestDetector, MultivariateDetector,

@@ -239,7 +239,10 @@ impl Overrides {
             }
         }
         // A rule may shorten the window below the hits it asks for; an event must stay possible.
-        cfg.hits_for_event = cfg.hits_for_event.clamp(1, cfg.window.clamp(1, 31));
+        cfg.event.hits_for_event = cfg
+            .event
+            .hits_for_event
+            .clamp(1, cfg.event.window.clamp(1, 31));
         cfg
     }
 }
@@ -264,13 +267,13 @@ fn apply(rule: &OverrideRule, cfg: &mut EnsembleConfig) {
         cfg.hit = v;
     }
     if let Some(v) = rule.hits_for_event {
-        cfg.hits_for_event = v;
+        cfg.event.hits_for_event = v;
     }
     if let Some(v) = rule.window {
-        cfg.window = v;
+        cfg.event.window = v;
     }
     if let Some(v) = rule.quiet_to_end {
-        cfg.quiet_to_end = v;
+        cfg.event.quiet_to_end = v;
     }
     if rule.limit.is_some() {
         cfg.limit = rule.limit;
@@ -365,7 +368,7 @@ mod tests {
         );
         assert_eq!(data.weights, [1.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]);
         assert_eq!(
-            (data.hits_for_event, data.limit, data.alarm),
+            (data.event.hits_for_event, data.limit, data.alarm),
             (4, Some(1.0), AlarmDirection::Up)
         );
 
@@ -388,7 +391,7 @@ mod tests {
         }])
         .expect("valid");
         let cfg = o.config_for(&key("x", &[]), EnsembleConfig::default());
-        assert_eq!((cfg.window, cfg.hits_for_event), (2, 2));
+        assert_eq!((cfg.event.window, cfg.event.hits_for_event), (2, 2));
     }
 
     #[test]

@@ -482,6 +482,10 @@ impl Detector for PersistDetector {
         }
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.preceding.heap_bytes() + self.changes.heap_bytes()
     }

@@ -233,6 +233,10 @@ impl Detector for RangeBreachDetector {
         }
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
     }

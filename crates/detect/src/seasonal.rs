@@ -451,6 +451,10 @@ impl Detector for SeasonalDetector {
         }
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>() + self.heap_bytes()
     }

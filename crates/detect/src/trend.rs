@@ -744,6 +744,10 @@ impl Detector for TrendDetector {
         )
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.blocks.capacity() * std::mem::size_of::<Block>()

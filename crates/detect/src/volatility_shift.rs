@@ -339,6 +339,10 @@ impl Detector for VolatilityShiftDetector {
         )
     }
 
+    fn reset(&mut self) {
+        *self = Self::new(self.cfg);
+    }
+
     fn state_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.latest.heap_bytes()
