@@ -10,12 +10,12 @@
 mod common;
 
 use common::{
-    free_port, get, http, nightshift, post_alert_storm, serve_stand_in, start_alertmanager,
-    start_nightshift_with, start_self_scraping_prometheus, temp_dir, wait_for,
+    free_port, get, http, nightshift, post_alert_storm, start_alertmanager, start_nightshift_with,
+    start_self_scraping_prometheus, temp_dir, wait_for,
 };
+use nightshift_testkit::notify::echo::{Echo, echo_stand_in};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ALICE: &str = "alice-token-0123456789";
@@ -128,22 +128,14 @@ fn audit_events(port: u16, action: &str) -> Vec<String> {
         .collect()
 }
 
-/// A stand-in SIEM webhook: every body POSTed to it, in order.
-fn start_siem() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/siem",
-            axum::routing::post(
-                |axum::extract::State(got): axum::extract::State<Arc<Mutex<Vec<String>>>>,
-                 body: String| async move {
-                    got.lock().unwrap().push(body);
-                    "ok"
-                },
-            ),
-        )
-        .with_state(got.clone());
-    (serve_stand_in(app), got)
+/// A stand-in SIEM webhook (the echoing stand-in): every body POSTed to it, in order.
+fn siem_bodies(siem: &Echo) -> Vec<String> {
+    siem.hits
+        .all()
+        .iter()
+        .filter(|h| h.uri == "/siem")
+        .map(|h| String::from_utf8_lossy(&h.body).into_owned())
+        .collect()
 }
 
 /// The alerts a real Alertmanager holds named `alertname`.
@@ -174,11 +166,11 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         am,
         "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n",
     );
-    let (siem, siem_got) = start_siem();
+    let (siem_got, siem_url, _) = echo_stand_in();
     let audit = dir.join("audit.jsonl");
     let export = dir.join("siem.jsonl");
     let config = format!(
-        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nalertmanager:\n  url: http://127.0.0.1:{am}\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}, webhook: 'http://127.0.0.1:{siem}/siem'}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nalertmanager:\n  url: http://127.0.0.1:{am}\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}, webhook: '{siem_url}/siem'}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
         dir.join("runbooks").display(),
         audit.display(),
         export.display(),
@@ -414,10 +406,10 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     assert_eq!(logged, std::fs::read_to_string(&export).unwrap());
     let lines: Vec<String> = logged.lines().map(str::to_string).collect();
     let posted = wait_for(Duration::from_secs(20), || {
-        let got = siem_got.lock().unwrap().clone();
+        let got = siem_bodies(&siem_got);
         (got.len() >= lines.len()).then_some(got)
     })
-    .unwrap_or_else(|| siem_got.lock().unwrap().clone());
+    .unwrap_or_else(|| siem_bodies(&siem_got));
     assert_eq!(posted[..lines.len().min(posted.len())], lines[..]);
 
     // After a restart the actions are still there, and the incident is not offered its

@@ -6,184 +6,18 @@
 
 mod common;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use common::{
     checkout_incident_after_deploy, free_port, get, http, start_nightshift_with, temp_dir, wait_for,
 };
 use hmac::{Hmac, Mac};
+use nightshift_testkit::notify::slack::{
+    BOT_TOKEN as TOKEN, CHANNEL_ID, Shared, check_blocks, web_api_stand_in,
+};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
-const TOKEN: &str = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy";
-const CHANNEL_ID: &str = "C0INCIDENTS";
-
-/// What the stand-in Slack received: Web API calls accepted, and response_url posts.
-#[derive(Default)]
-struct Received {
-    /// (method, body) of each accepted call.
-    calls: Vec<(String, Value)>,
-    /// Each call's error when Slack would refuse it.
-    refused: Vec<String>,
-    responses: Vec<Value>,
-    posted_ts: HashSet<String>,
-}
-
-type Shared = Arc<Mutex<Received>>;
-
-/// Slack's documented limits on Block Kit messages, as `invalid_blocks` would report them.
-fn check_blocks(body: &Value) -> Result<(), String> {
-    let blocks = match &body["blocks"] {
-        Value::Null => return Ok(()),
-        Value::Array(b) => b,
-        _ => return Err("invalid_blocks_format".into()),
-    };
-    if blocks.len() > 50 {
-        return Err("invalid_blocks: more than 50 blocks".into());
-    }
-    let mut action_ids = HashSet::new();
-    for b in blocks {
-        match b["type"].as_str() {
-            Some("header") => {
-                if b["text"]["type"] != "plain_text"
-                    || b["text"]["text"]
-                        .as_str()
-                        .is_none_or(|t| t.chars().count() > 150)
-                {
-                    return Err("invalid_blocks: header text".into());
-                }
-            }
-            Some("section") => {
-                let t = b["text"]["text"].as_str().unwrap_or_default();
-                if t.is_empty() || t.chars().count() > 3000 {
-                    return Err("invalid_blocks: section text".into());
-                }
-            }
-            Some("context") => {
-                let n = b["elements"].as_array().map_or(0, Vec::len);
-                if n == 0 || n > 10 {
-                    return Err("invalid_blocks: context elements".into());
-                }
-            }
-            Some("actions") => {
-                let elements = b["elements"].as_array().cloned().unwrap_or_default();
-                if elements.is_empty() || elements.len() > 25 {
-                    return Err("invalid_blocks: actions elements".into());
-                }
-                for e in elements {
-                    let id = e["action_id"].as_str().unwrap_or_default().to_string();
-                    if e["type"] != "button"
-                        || e["text"]["type"] != "plain_text"
-                        || e["text"]["text"]
-                            .as_str()
-                            .is_none_or(|t| t.chars().count() > 75)
-                        || id.is_empty()
-                        || id.len() > 255
-                        || !action_ids.insert(id)
-                        || e["value"].as_str().is_some_and(|v| v.len() > 2000)
-                    {
-                        return Err(format!("invalid_blocks: button {e}"));
-                    }
-                }
-            }
-            _ => return Err(format!("invalid_blocks: block type {}", b["type"])),
-        }
-    }
-    Ok(())
-}
-
-async fn web_api(
-    State(got): State<Shared>,
-    Path(method): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> Json<Value> {
-    let refuse = |got: &Shared, error: String| {
-        got.lock()
-            .unwrap()
-            .refused
-            .push(format!("{method}: {error}"));
-        Json(json!({"ok": false, "error": error}))
-    };
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    match auth {
-        None => return refuse(&got, "not_authed".into()),
-        Some(a) if a != format!("Bearer {TOKEN}") => {
-            return refuse(&got, "invalid_auth".into());
-        }
-        _ => {}
-    }
-    let json_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
-    let Ok(body) = serde_json::from_str::<Value>(&body)
-        .map_err(|_| ())
-        .and_then(|b| if json_type { Ok(b) } else { Err(()) })
-    else {
-        return refuse(&got, "invalid_json".into());
-    };
-    if body["text"].as_str().is_none_or(str::is_empty) && body["blocks"].is_null() {
-        return refuse(&got, "no_text".into());
-    }
-    if let Err(e) = check_blocks(&body) {
-        return refuse(&got, e);
-    }
-    let ts = match method.as_str() {
-        "chat.postMessage" => {
-            if body["channel"] != "#incidents" && body["channel"] != CHANNEL_ID {
-                return refuse(&got, "channel_not_found".into());
-            }
-            let mut g = got.lock().unwrap();
-            let ts = format!("1700000000.{:06}", g.posted_ts.len() + 1);
-            g.posted_ts.insert(ts.clone());
-            ts
-        }
-        "chat.update" => {
-            // chat.update takes the channel's id, not its name.
-            if body["channel"] != CHANNEL_ID {
-                return refuse(&got, "channel_not_found".into());
-            }
-            let ts = body["ts"].as_str().unwrap_or_default().to_string();
-            if !got.lock().unwrap().posted_ts.contains(&ts) {
-                return refuse(&got, "message_not_found".into());
-            }
-            ts
-        }
-        _ => return refuse(&got, "unknown_method".into()),
-    };
-    got.lock().unwrap().calls.push((method.clone(), body));
-    Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts}))
-}
-
-async fn response_url(State(got): State<Shared>, headers: HeaderMap, body: String) -> &'static str {
-    let json_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
-    let mut g = got.lock().unwrap();
-    match serde_json::from_str::<Value>(&body) {
-        Ok(v) if json_type && check_blocks(&v).is_ok() => g.responses.push(v),
-        _ => g.refused.push(format!("response_url: {body}")),
-    }
-    "ok"
-}
-
-/// Starts the stand-in Slack on its own thread; its port and what it receives.
-fn start_slack() -> (u16, Shared) {
-    let got: Shared = Arc::default();
-    let app = axum::Router::new()
-        .route("/api/{method}", axum::routing::post(web_api))
-        .route("/response/{n}", axum::routing::post(response_url))
-        .with_state(got.clone());
-    (common::serve_stand_in(app), got)
-}
-
 fn now_s() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -253,7 +87,7 @@ fn all_text(message: &Value) -> String {
 
 #[test]
 fn slack_notifies_answers_and_acknowledges() {
-    let (slack, got) = start_slack();
+    let (slack, got) = web_api_stand_in();
     let dir = temp_dir("serve-slack");
     let ns = free_port();
     // A runbook that waits for approval; alice (by her Slack user id) may approve it.

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 pub mod data;
+pub mod kubernetes;
+pub mod notify;
 pub mod peers;
 pub mod process;
 pub mod stand_in;
