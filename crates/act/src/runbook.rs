@@ -239,9 +239,9 @@ struct RawVerify {
 }
 
 /// Gathers problems while a runbook is read.
-struct Check(Vec<Problem>);
+struct Problems(Vec<Problem>);
 
-impl Check {
+impl Problems {
     fn problem(&mut self, line: u64, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             line,
@@ -287,7 +287,7 @@ pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
             message: e.message,
         }]
     })?;
-    let mut check = Check(Vec::new());
+    let mut check = Problems(Vec::new());
     let name = raw.name.value.trim().to_string();
     if name.is_empty() || ArgKind::K8sName.check(&name).is_err() {
         check.problem(
@@ -479,7 +479,7 @@ fn default_step_id(list: &str, i: usize) -> String {
 /// Reads a list of steps, checking each against its provider; `known` collects step ids, so
 /// that a step may use only the outputs of the steps before it.
 fn read_steps(
-    check: &mut Check,
+    check: &mut Problems,
     list: &str,
     raw: Vec<RawStep>,
     known: &mut BTreeSet<String>,
@@ -586,7 +586,7 @@ fn read_steps(
 }
 
 /// Checks every template in an argument, and that it uses only earlier steps' outputs.
-fn check_value(check: &mut Check, line: u64, field: &str, v: &Value, known: &BTreeSet<String>) {
+fn check_value(check: &mut Problems, line: u64, field: &str, v: &Value, known: &BTreeSet<String>) {
     match v {
         Value::String(s) => {
             check.template(line, field, s);
@@ -619,7 +619,7 @@ fn check_value(check: &mut Check, line: u64, field: &str, v: &Value, known: &BTr
 /// `command.run`: a literal absolute program, and arguments that are literal text or
 /// `{value: TEMPLATE, is: KIND}`: a templated plain string would leave unsaid what it names.
 fn command_args(
-    check: &mut Check,
+    check: &mut Problems,
     at: &str,
     args: Option<&Spanned<Value>>,
     program: Option<&Spanned<Value>>,

@@ -578,12 +578,12 @@ struct DemoScenario<'a> {
     proposals: Vec<nightshift_act::Proposal>,
     /// For proposals of `auto`, low-risk runbooks: the dry run, with its verification
     /// evaluated against the replay.
-    dry_runs: Vec<DryRun>,
+    dry_runs: Vec<DemoDryRun>,
     stats: nightshift_pipeline::PipelineStats,
 }
 
 #[derive(serde::Serialize)]
-struct DryRun {
+struct DemoDryRun {
     incident: String,
     runbook: String,
     execution: nightshift_act::execute::Execution,
@@ -654,7 +654,7 @@ fn demo(args: DemoArgs) -> Result<()> {
                 nightshift_act::propose(&runbooks, inc, &alerts)
             })
             .collect();
-        let dry_runs: Vec<Vec<DryRun>> = r
+        let dry_runs: Vec<Vec<DemoDryRun>> = r
             .incidents
             .iter()
             .zip(&proposals)
@@ -663,7 +663,7 @@ fn demo(args: DemoArgs) -> Result<()> {
                     .filter(|p| p.mode == nightshift_act::Mode::Auto)
                     .filter_map(|p| {
                         let rb = runbooks.iter().find(|rb| rb.name == p.runbook)?;
-                        Some(DryRun {
+                        Some(DemoDryRun {
                             incident: inc.id.clone(),
                             runbook: p.runbook.clone(),
                             execution: nightshift_server::remediation::dry_run(

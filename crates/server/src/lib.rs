@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alerts_out;
 pub mod assistant;
 pub mod config;
 mod error;
 pub mod mcp;
-pub mod notify;
 pub mod remediation;
 mod serve;
 pub mod slack;

@@ -33,7 +33,7 @@ pub enum Lang {
 }
 
 #[derive(Debug, Clone)]
-pub struct Svc {
+pub struct ClusterService {
     pub name: String,
     pub kind: ServiceKind,
     pub calls: Vec<usize>,
@@ -64,7 +64,7 @@ pub struct Svc {
     pub image: String,
 }
 
-impl Svc {
+impl ClusterService {
     pub fn has_http(&self) -> bool {
         self.kind == ServiceKind::Service
     }
@@ -175,7 +175,7 @@ impl FaultPlan {
 
 pub struct Cluster {
     pub namespace: String,
-    pub services: Vec<Svc>,
+    pub services: Vec<ClusterService>,
     /// Callers before callees.
     pub topo: Vec<usize>,
     pub nodes: Vec<NodeInfo>,
@@ -259,7 +259,7 @@ fn bump_version(v: &str) -> String {
     format!("{v}-1")
 }
 
-enum Op {
+enum Operation {
     Rollout {
         svc: usize,
         kind: ChangeKind,
@@ -278,7 +278,7 @@ struct Planner<'a> {
     seed: u64,
     name_rng: ChaCha8Rng,
     reg: SeriesRegistry,
-    services: Vec<Svc>,
+    services: Vec<ClusterService>,
     nodes: Vec<NodeInfo>,
     pods: Vec<Pod>,
     /// Current pod per service slot while planning.
@@ -343,13 +343,13 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
-        let mut ops: Vec<(i64, Op)> = Vec::new();
+        let mut ops: Vec<(i64, Operation)> = Vec::new();
         for c in sc.changes() {
             let ts = sc.start_ms() + c.at_ms;
             match (c.kind, service_index.get(c.target.as_str()).copied()) {
                 (ChangeKind::Deploy | ChangeKind::Rollback, Some(s)) => ops.push((
                     ts,
-                    Op::Rollout {
+                    Operation::Rollout {
                         svc: s,
                         kind: c.kind,
                         version: c.version.clone(),
@@ -396,22 +396,22 @@ impl<'a> Planner<'a> {
                 FaultKind::BadDeploy => {
                     let name = &self.services[f.target].name;
                     // A listed deploy right at the fault's start is the bad deploy itself.
-                    let near = |ops: &[(i64, Op)], at: i64| {
+                    let near = |ops: &[(i64, Operation)], at: i64| {
                         ops.iter().position(|(ts, op)| {
-                            matches!(op, Op::Rollout { svc, .. } if *svc == f.target)
+                            matches!(op, Operation::Rollout { svc, .. } if *svc == f.target)
                                 && (ts - at).abs() <= SAME_CHANGE_WINDOW_MS
                         })
                     };
                     let end_near = near(&ops, f.end_ms);
                     match near(&ops, f.start_ms) {
                         Some(i) => {
-                            if let Op::Rollout { bad_fault, .. } = &mut ops[i].1 {
+                            if let Operation::Rollout { bad_fault, .. } = &mut ops[i].1 {
                                 *bad_fault = Some(fi);
                             }
                         }
                         None => ops.push((
                             f.start_ms,
-                            Op::Rollout {
+                            Operation::Rollout {
                                 svc: f.target,
                                 kind: ChangeKind::Deploy,
                                 version: None,
@@ -425,7 +425,7 @@ impl<'a> Planner<'a> {
                             Some(format!("Roll back {name} after elevated error rate"));
                         ops.push((
                             f.end_ms,
-                            Op::Rollout {
+                            Operation::Rollout {
                                 svc: f.target,
                                 kind: ChangeKind::Rollback,
                                 version: None,
@@ -438,7 +438,7 @@ impl<'a> Planner<'a> {
                 FaultKind::NodeDown if f.end_ms - f.start_ms > EVICTION_MS => {
                     ops.push((
                         f.start_ms + EVICTION_MS,
-                        Op::Evict {
+                        Operation::Evict {
                             node: f.target,
                             back_ms: f.end_ms,
                         },
@@ -454,7 +454,7 @@ impl<'a> Planner<'a> {
         ops.sort_by_key(|(ts, _)| *ts);
         for (ts, op) in ops {
             match op {
-                Op::Rollout {
+                Operation::Rollout {
                     svc,
                     kind,
                     version,
@@ -474,7 +474,7 @@ impl<'a> Planner<'a> {
                     }
                     self.rollout(svc, &version, ts, kind == ChangeKind::Rollback);
                 }
-                Op::Evict { node, back_ms } => self.evict(node, ts, back_ms),
+                Operation::Evict { node, back_ms } => self.evict(node, ts, back_ms),
             }
         }
 
@@ -562,7 +562,7 @@ impl<'a> Planner<'a> {
                 }
             };
             self.versions.push(vec![version]);
-            self.services.push(Svc {
+            self.services.push(ClusterService {
                 name: spec.name.clone(),
                 kind: spec.kind,
                 calls,
@@ -1269,7 +1269,7 @@ impl<'a> Planner<'a> {
 }
 
 /// Callers before callees (Kahn's algorithm; the scenario guarantees a DAG).
-fn topo_order(services: &[Svc]) -> Vec<usize> {
+fn topo_order(services: &[ClusterService]) -> Vec<usize> {
     let mut indegree: Vec<usize> = services.iter().map(|s| s.callers.len()).collect();
     let mut ready: Vec<usize> = (0..services.len()).filter(|i| indegree[*i] == 0).collect();
     ready.reverse();

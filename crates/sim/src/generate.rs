@@ -63,7 +63,7 @@ const FAULTS: &[&str] = &[
     "cert_expiry",
 ];
 
-struct Svc {
+struct PlannedService {
     name: String,
     kind: &'static str,
     calls: Vec<usize>,
@@ -91,9 +91,9 @@ pub fn random_scenario(seed: u64) -> String {
         .collect();
     let dedicated_db_node = rng.random_bool(0.5).then(|| "storage-1".to_string());
 
-    let mut svcs: Vec<Svc> = Vec::new();
+    let mut svcs: Vec<PlannedService> = Vec::new();
     let mut push = |name: &str, kind: &'static str, node: Option<String>| {
-        svcs.push(Svc {
+        svcs.push(PlannedService {
             name: name.to_string(),
             kind,
             calls: Vec::new(),
@@ -251,7 +251,7 @@ pub fn random_scenario(seed: u64) -> String {
             "  - {{at: {at}m, kind: {kind}, target: {target}, duration: {len}m}}"
         ));
         if rng.random_bool(0.5) {
-            let others: Vec<&Svc> = svcs
+            let others: Vec<&PlannedService> = svcs
                 .iter()
                 .filter(|s| s.kind == "service" && s.name != target)
                 .collect();

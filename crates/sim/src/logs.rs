@@ -1,7 +1,7 @@
 //! Log lines as the simulated workloads would write them: routine noise, warnings, and error
 //! wording that depends on what is actually wrong and on the runtime the service is written in.
 
-use crate::cluster::{Lang, Pod, Svc};
+use crate::cluster::{ClusterService, Lang, Pod};
 use crate::scenario::ServiceKind;
 use nightshift_core::Severity;
 use rand::Rng;
@@ -54,7 +54,7 @@ fn resource_noun(svc: &str) -> &str {
         .unwrap_or(svc)
 }
 
-fn route(rng: &mut ChaCha8Rng, svc: &Svc) -> (String, &'static str) {
+fn route(rng: &mut ChaCha8Rng, svc: &ClusterService) -> (String, &'static str) {
     // Entry points serve the public API, named after what they front; the rest serve their own resource.
     let noun = if svc.callers.is_empty() && !svc.call_names.is_empty() {
         resource_noun(&svc.call_names[rng.random_range(0..svc.call_names.len())])
@@ -79,11 +79,11 @@ fn route(rng: &mut ChaCha8Rng, svc: &Svc) -> (String, &'static str) {
 }
 
 /// A stable source line for a service's code, so one bug always points at the same place.
-fn code_line(svc: &Svc, salt: &str) -> u64 {
+fn code_line(svc: &ClusterService, salt: &str) -> u64 {
     20 + nightshift_core::fnv1a(format!("{}/{salt}", svc.name).as_bytes()) % 380
 }
 
-fn table(svc: &Svc) -> &'static str {
+fn table(svc: &ClusterService) -> &'static str {
     const T: [&str; 6] = [
         "orders",
         "line_items",
@@ -96,7 +96,7 @@ fn table(svc: &Svc) -> &'static str {
 }
 
 /// Routine lines a healthy pod writes.
-pub fn info_line(rng: &mut ChaCha8Rng, svc: &Svc, latency_s: f64) -> String {
+pub fn info_line(rng: &mut ChaCha8Rng, svc: &ClusterService, latency_s: f64) -> String {
     let ms = (latency_s * 1000.0 * (0.6 + rng.random::<f64>() * 0.8)).max(0.1);
     match svc.lang {
         Lang::Postgres => match rng.random_range(0..4) {
@@ -192,7 +192,7 @@ pub fn info_line(rng: &mut ChaCha8Rng, svc: &Svc, latency_s: f64) -> String {
 }
 
 /// An occasional harmless warning.
-pub fn routine_warning(rng: &mut ChaCha8Rng, svc: &Svc) -> String {
+pub fn routine_warning(rng: &mut ChaCha8Rng, svc: &ClusterService) -> String {
     match svc.lang {
         Lang::Postgres => {
             "LOG:  checkpoints are occurring too frequently (24 seconds apart)".to_string()
@@ -223,7 +223,12 @@ pub fn routine_warning(rng: &mut ChaCha8Rng, svc: &Svc) -> String {
 }
 
 /// A warning about slowness the pod notices itself.
-pub fn slow_warning(rng: &mut ChaCha8Rng, svc: &Svc, latency_s: f64, peer: Option<&Svc>) -> String {
+pub fn slow_warning(
+    rng: &mut ChaCha8Rng,
+    svc: &ClusterService,
+    latency_s: f64,
+    peer: Option<&ClusterService>,
+) -> String {
     let ms = (latency_s * 1000.0 * (0.8 + rng.random::<f64>() * 0.8)) as u64;
     match (svc.lang, peer) {
         (Lang::Postgres, _) => format!(
@@ -249,7 +254,7 @@ pub fn slow_warning(rng: &mut ChaCha8Rng, svc: &Svc, latency_s: f64, peer: Optio
 }
 
 /// GC-pressure warning near the memory limit.
-pub fn memory_warning(rng: &mut ChaCha8Rng, svc: &Svc, used_frac: f64) -> String {
+pub fn memory_warning(rng: &mut ChaCha8Rng, svc: &ClusterService, used_frac: f64) -> String {
     let limit_mib = svc.mem_limit / (1024.0 * 1024.0);
     let used = (used_frac * limit_mib) as u64;
     match svc.lang {
@@ -279,7 +284,7 @@ pub fn memory_warning(rng: &mut ChaCha8Rng, svc: &Svc, used_frac: f64) -> String
 }
 
 /// The line a process writes when it runs out of memory, if its runtime writes one.
-pub fn oom_line(svc: &Svc) -> Option<String> {
+pub fn oom_line(svc: &ClusterService) -> Option<String> {
     match svc.lang {
         Lang::Java => Some("Exception in thread \"http-nio-8080-exec-17\" java.lang.OutOfMemoryError: Java heap space".to_string()),
         Lang::Node => Some("FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory".to_string()),
@@ -291,7 +296,7 @@ pub fn oom_line(svc: &Svc) -> Option<String> {
 }
 
 /// What a container prints as it starts.
-pub fn startup_lines(svc: &Svc, pod: &Pod) -> Vec<(Severity, String)> {
+pub fn startup_lines(svc: &ClusterService, pod: &Pod) -> Vec<(Severity, String)> {
     let v = &pod.version;
     match svc.lang {
         Lang::Postgres => vec![
@@ -371,7 +376,7 @@ pub fn startup_lines(svc: &Svc, pod: &Pod) -> Vec<(Severity, String)> {
 }
 
 /// The fatal line of a container that crashes during start-up.
-pub fn crash_line(svc: &Svc, ns: &str) -> String {
+pub fn crash_line(svc: &ClusterService, ns: &str) -> String {
     let upper = svc.name.to_uppercase().replace('-', "_");
     match svc.lang {
         Lang::Java => format!(
@@ -387,7 +392,7 @@ pub fn crash_line(svc: &Svc, ns: &str) -> String {
 }
 
 /// The stateful service's own complaint when its volume is full.
-pub fn disk_full_line(rng: &mut ChaCha8Rng, svc: &Svc) -> String {
+pub fn disk_full_line(rng: &mut ChaCha8Rng, svc: &ClusterService) -> String {
     match svc.lang {
         Lang::Postgres => match rng.random_range(0..3) {
             0 => format!(
@@ -426,8 +431,8 @@ pub fn too_many_clients_server_line() -> String {
 /// An error line for a request that failed for `cause`; `peer` is the callee for call failures.
 pub fn error_line(
     rng: &mut ChaCha8Rng,
-    svc: &Svc,
-    peer: Option<&Svc>,
+    svc: &ClusterService,
+    peer: Option<&ClusterService>,
     cause: Cause,
     ns: &str,
     now_rfc3339: &str,
@@ -502,7 +507,7 @@ pub fn error_line(
     (Severity::Error, body)
 }
 
-fn bad_deploy_line(rng: &mut ChaCha8Rng, svc: &Svc, path: &str, method: &str) -> String {
+fn bad_deploy_line(rng: &mut ChaCha8Rng, svc: &ClusterService, path: &str, method: &str) -> String {
     let noun = resource_noun(&svc.name);
     let class: String = {
         let mut c = String::new();

@@ -2,7 +2,7 @@
 //! applies the active faults, and writes what the cluster's exporters, logs and events would show.
 
 use crate::alerts::{AlertEngine, NodeObservation, PodObservation};
-use crate::cluster::{Cluster, EVICTION_MS, NODE_GRACE_MS, Pod, Svc};
+use crate::cluster::{Cluster, ClusterService, EVICTION_MS, NODE_GRACE_MS, Pod};
 use crate::logs::{self, Cause};
 use crate::scenario::{FaultKind, Scenario, ServiceKind};
 use crate::stats::{BUCKETS, Moments, binomial, count, derive_seed, gauss, jitter, poisson};
@@ -46,7 +46,7 @@ const C_SERVER: usize = 7;
 
 /// Fault effects on one service at one instant.
 #[derive(Debug, Clone, Copy)]
-struct Fx {
+struct FaultEffects {
     throttle_mult: f64,
     throttle_ratio: f64,
     db_sat: f64,
@@ -62,8 +62,8 @@ struct Fx {
     leak: Option<usize>,
 }
 
-impl Fx {
-    const NONE: Fx = Fx {
+impl FaultEffects {
+    const NONE: FaultEffects = FaultEffects {
         throttle_mult: 1.0,
         throttle_ratio: 0.0,
         db_sat: 0.0,
@@ -214,7 +214,7 @@ impl PodState {
 }
 
 #[derive(Debug, Clone, Default)]
-struct SvcTick {
+struct ServiceTick {
     inbound: f64,
     attempted: f64,
     served: f64,
@@ -266,12 +266,12 @@ pub struct Simulation {
     tick: usize,
     rng: ChaCha8Rng,
     pods: Vec<PodState>,
-    svc: Vec<SvcTick>,
+    svc: Vec<ServiceTick>,
     nodes: Vec<NodeState>,
     edges: Vec<EdgeInfo>,
     out_edges: Vec<Vec<usize>>,
     edge_ticks: Vec<EdgeTick>,
-    fx: Vec<Fx>,
+    fx: Vec<FaultEffects>,
     alerts: AlertEngine,
     event_cursor: usize,
     change_cursor: usize,
@@ -326,12 +326,12 @@ impl Simulation {
             tick: 0,
             rng: ChaCha8Rng::seed_from_u64(derive_seed(scenario.seed(), "ticks")),
             pods,
-            svc: vec![SvcTick::default(); n_svc],
+            svc: vec![ServiceTick::default(); n_svc],
             nodes: vec![NodeState::default(); n_nodes],
             edge_ticks: vec![empty_edge; edges.len()],
             edges,
             out_edges,
-            fx: vec![Fx::NONE; n_svc],
+            fx: vec![FaultEffects::NONE; n_svc],
             alerts: AlertEngine::new(n_pods, step_ms),
             event_cursor: 0,
             change_cursor: 0,
@@ -435,7 +435,7 @@ impl Simulation {
     }
 
     fn compute_effects(&mut self, ts: i64) {
-        self.fx.fill(Fx::NONE);
+        self.fx.fill(FaultEffects::NONE);
         for (fi, f) in self.cluster.faults.iter().enumerate() {
             if !f.active(ts) {
                 continue;
@@ -1476,7 +1476,7 @@ fn leak_curve(x: f64, base: f64) -> f64 {
 }
 
 /// Used share of a volume without faults: its base plus slow growth.
-fn volume_base_used(svc: &Svc, since_first_ms: i64) -> f64 {
+fn volume_base_used(svc: &ClusterService, since_first_ms: i64) -> f64 {
     svc.pvc_base_used + 0.002 * since_first_ms as f64 / 3_600_000.0
 }
 
@@ -1508,7 +1508,7 @@ fn pod_event(ts: i64, event_type: EventType, reason: &str, pod: &Pod, message: S
     }
 }
 
-fn container_start_events(out: &mut Vec<Event>, t: i64, pod: &Pod, svc: &Svc) {
+fn container_start_events(out: &mut Vec<Event>, t: i64, pod: &Pod, svc: &ClusterService) {
     let image = match svc.kind {
         ServiceKind::Service => format!("{}:{}", svc.image, pod.version),
         _ => format!("{}:{}", svc.image, pod.version.trim_start_matches('v')),

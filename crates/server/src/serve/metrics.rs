@@ -3,7 +3,7 @@
 
 use super::receivers::text;
 use super::{App, Labels};
-use crate::notify::NotifyMetrics;
+use crate::alerts_out::AlertsOutMetrics;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +41,7 @@ pub(super) struct Metrics {
     pub(super) anomalies: Counter,
     pub(super) incidents_open: Gauge,
     pub(super) detector_state_bytes: Gauge,
-    pub(super) notify: NotifyMetrics,
+    pub(super) alerts_out: AlertsOutMetrics,
     pub(super) pull: nightshift_sources::prometheus::PullMetrics,
     /// Investigations started without being asked, by `source` of the conclusion shown.
     pub(super) investigations: Family<Labels, Counter>,
@@ -65,7 +65,7 @@ impl Default for Metrics {
             anomalies: Counter::default(),
             incidents_open: Gauge::default(),
             detector_state_bytes: Gauge::default(),
-            notify: NotifyMetrics::default(),
+            alerts_out: AlertsOutMetrics::default(),
             pull: nightshift_sources::prometheus::PullMetrics::default(),
             investigations: Family::default(),
         }
@@ -151,16 +151,16 @@ impl Metrics {
         );
     }
 
-    pub(super) fn register_notify(&self, r: &mut Registry) {
+    pub(super) fn register_alerts_out(&self, r: &mut Registry) {
         r.register(
             "nightshift_alertmanager_posts",
             "Posts of Nightshift's alerts that Alertmanager accepted",
-            self.notify.sent.clone(),
+            self.alerts_out.sent.clone(),
         );
         r.register(
             "nightshift_alertmanager_post_failures",
             "Posts of Nightshift's alerts that failed (retried on the next second)",
-            self.notify.failed.clone(),
+            self.alerts_out.failed.clone(),
         );
     }
 

@@ -25,8 +25,8 @@ use self::receivers::{
 };
 use self::worker::{Outbox, work};
 use crate::ServerError;
+use crate::alerts_out::{self, Notice};
 use crate::config::Config;
-use crate::notify::{self, Notice};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -261,15 +261,15 @@ fn spawn_notifier(
     let Some(am) = &config.alertmanager else {
         return Ok(None);
     };
-    metrics.register_notify(registry);
+    metrics.register_alerts_out(registry);
     let client = http_client(am.timeout_ms, "Alertmanager")?;
     let (tx, rx) = tokio::sync::mpsc::channel(4096);
-    tokio::spawn(notify::run(
+    tokio::spawn(alerts_out::run(
         client,
         am.url.clone(),
         Duration::from_millis(am.resend_ms as u64),
         rx,
-        metrics.notify.clone(),
+        metrics.alerts_out.clone(),
     ));
     Ok(Some(tx))
 }

@@ -44,11 +44,11 @@ pub(crate) struct Remediation {
 }
 
 /// The notifier's queue and the base URL (`http://LISTEN`) of the links in its alerts.
-pub(crate) type Escalations = (tokio::sync::mpsc::Sender<crate::notify::Notice>, String);
+pub(crate) type Escalations = (tokio::sync::mpsc::Sender<crate::alerts_out::Notice>, String);
 
 /// A dry run of one runbook for an incident.
 #[derive(serde::Serialize)]
-pub(crate) struct DryRun {
+pub(crate) struct RunbookDryRun {
     /// Whether the runbook answers the incident (its trigger and `when`); a runbook named
     /// for a dry run is rehearsed either way.
     pub answers: bool,
@@ -354,7 +354,7 @@ impl Remediation {
         &self,
         incident: &str,
         runbook: Option<&str>,
-    ) -> Result<Vec<DryRun>, Refusal> {
+    ) -> Result<Vec<RunbookDryRun>, Refusal> {
         let inc = match self.store.incident(incident).await {
             Ok(Some(i)) => i,
             Ok(None) => {
@@ -425,7 +425,7 @@ impl Remediation {
                     .map(|a| a.id.clone());
                 (gate, action)
             };
-            out.push(DryRun {
+            out.push(RunbookDryRun {
                 answers,
                 gate,
                 action,
@@ -457,8 +457,12 @@ impl Remediation {
             return;
         }
         let link = format!("{base}/api/v1/actions/{}", action.id);
-        let alert = crate::notify::action_failed_alert(action, link, now_ms());
-        if tx.send(crate::notify::Notice::Firing(alert)).await.is_err() {
+        let alert = crate::alerts_out::action_failed_alert(action, link, now_ms());
+        if tx
+            .send(crate::alerts_out::Notice::Firing(alert))
+            .await
+            .is_err()
+        {
             tracing::warn!(action = %action.id, "the Alertmanager notifier has stopped; the escalation is in the audit log only");
         }
     }
@@ -472,7 +476,7 @@ impl Remediation {
         for a in self.actions(Some(&incident.id)) {
             if a.state == State::Failed {
                 let _ = tx
-                    .send(crate::notify::action_failed_resolved(&a.id, at))
+                    .send(crate::alerts_out::action_failed_resolved(&a.id, at))
                     .await;
             }
         }

@@ -3,7 +3,7 @@
 
 use super::metrics::{Metrics, score_labels};
 use super::{Record, Work};
-use crate::notify::{Notice, anomaly_alert, anomaly_resolved, incident_notice};
+use crate::alerts_out::{Notice, anomaly_alert, anomaly_resolved, incident_notice};
 use crate::now_ms;
 use axum::http::StatusCode;
 use nightshift_core::Topology;

@@ -191,7 +191,7 @@ pub fn incident_notice(incident: &Incident, link: String) -> Notice {
 
 /// Counters of what was sent.
 #[derive(Clone, Default)]
-pub struct NotifyMetrics {
+pub struct AlertsOutMetrics {
     pub sent: Counter,
     pub failed: Counter,
 }
@@ -230,7 +230,7 @@ pub async fn run(
     url: String,
     resend: Duration,
     mut rx: mpsc::Receiver<Notice>,
-    metrics: NotifyMetrics,
+    metrics: AlertsOutMetrics,
 ) {
     let endpoint = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
     let mut active: BTreeMap<String, Outgoing> = BTreeMap::new();
@@ -276,7 +276,12 @@ pub async fn run(
     }
 }
 
-async fn post(client: &reqwest::Client, endpoint: &str, body: Vec<u8>, m: &NotifyMetrics) -> bool {
+async fn post(
+    client: &reqwest::Client,
+    endpoint: &str,
+    body: Vec<u8>,
+    m: &AlertsOutMetrics,
+) -> bool {
     let result = client
         .post(endpoint)
         .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -1,56 +1,76 @@
 //! Seasonal baseline with automatic period detection: finds whether a series repeats daily,
 //! weekly or at another period, then scores each point against what is normal at its phase.
 
-use crate::baseline::calibrated_score;
+mod period;
+mod profile;
+
+use self::period::{Decision, History, analyse};
+use self::profile::{Profile, phase_name};
 use crate::detector::check_point;
 use crate::sampling::SamplingStep;
-use crate::window::MEAN_ABS_TO_SIGMA;
 use crate::window::fmt_num;
 use crate::{Band, DetectError, Detector, Score};
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
 
 const MINUTE_MS: Millis = 60_000;
+
 const HOUR_MS: Millis = 60 * MINUTE_MS;
+
 const DAY_MS: Millis = 24 * HOUR_MS;
+
 const WEEK_MS: Millis = 7 * DAY_MS;
 
 /// Bins of the warm-up history. When it fills, neighbouring bins are merged, so it spans any
 /// length of history at a resolution that coarsens as it grows: 2 × 8 KiB at most, freed once
 /// the period is decided.
 const HISTORY_BINS: usize = 2048;
+
 /// Upper bound on level slots per period, whatever the configuration (8 KiB of `f64`).
 const MAX_SLOTS: usize = 1024;
+
 /// Fewest level slots a period is cut into.
 const MIN_SLOTS: usize = 4;
+
 /// The spread is learned on coarser slots than the level (1/24 of the period, an hour of a
 /// day): a 5-minute slot sees one point a day, far too few for a stable spread, while traffic
 /// noise does change with the hour.
 const SPREAD_SLOTS: usize = 24;
+
 /// Mean |difference of consecutive points| to standard deviation of white noise: sqrt(pi) / 2.
 const JUMP_TO_SIGMA: f64 = 0.886_226_925_452_758;
+
 /// Residuals beyond this many σ are clipped (level) or winsorised (spread) when learning.
 const CLIP: f64 = 3.0;
+
 /// `calibrated_score` is 0.5 at 4 σ; the band marks that boundary.
 const BAND_SIGMAS: f64 = 4.0;
+
 /// Largest per-point weight of a spread slot: its estimate always averages about 100 points,
 /// however few fall in one visit (a 40-minute cycle at 1-minute steps puts under two points in
 /// each spread slot per cycle).
 const SPREAD_POINT_WEIGHT: f64 = 0.02;
+
 /// A point at or above this score starts or continues a run of surprising points.
 const HIGH_SCORE: f64 = 0.5;
+
 /// A run ends after this many consecutive points below [`HIGH_SCORE`].
 const CALM_POINTS: u8 = 2;
+
 /// A period shorter than this many sampling steps has no shape worth a profile.
 const MIN_PERIOD_STEPS: f64 = 4.0;
+
 /// Smallest lag, in history bins, the autocorrelation scan considers.
 const MIN_SCAN_LAG: usize = 4;
+
 /// Weekly is preferred to daily only when it repeats clearly better: a purely daily series
 /// also repeats weekly, and a weekly profile learns each slot once a week instead of daily.
 const WEEKLY_MARGIN: f64 = 0.05;
+
 /// A scanned period that is not daily or weekly must repeat clearly better than a wall-clock
 /// one to win: wall-clock periods are what operations data follows, and they are exact.
 const SCANNED_MARGIN: f64 = 0.1;
+
 /// Consecutive points further apart than this many steps are a gap, not a jump.
 const GAP_STEPS: f64 = 3.0;
 
@@ -465,605 +485,6 @@ fn band(expected: f64, sigma: f64) -> Band {
         expected,
         lower: expected - BAND_SIGMAS * sigma,
         upper: expected + BAND_SIGMAS * sigma,
-    }
-}
-
-/// The warm-up history: equal-width bins of the mean value and of the mean jump between
-/// consecutive points.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct History {
-    origin: Millis,
-    width: Millis,
-    /// Bins before neighbours are merged.
-    capacity: usize,
-    /// Closed bins, covering `[origin, origin + len × width)`.
-    means: Vec<f32>,
-    /// Mean |difference between consecutive points| in each closed bin: the point-level noise,
-    /// which averaging points into bins hides.
-    jitter: Vec<f32>,
-    acc_sum: f64,
-    acc_n: u32,
-    acc_jitter: f64,
-    acc_jitter_n: u32,
-}
-
-impl History {
-    fn new(origin: Millis, width: Millis, capacity: usize) -> Self {
-        Self {
-            origin,
-            width,
-            capacity,
-            means: Vec::with_capacity(capacity),
-            jitter: Vec::with_capacity(capacity),
-            acc_sum: 0.0,
-            acc_n: 0,
-            acc_jitter: 0.0,
-            acc_jitter_n: 0,
-        }
-    }
-
-    /// History covered by closed bins.
-    fn covered(&self) -> Millis {
-        self.means.len() as Millis * self.width
-    }
-
-    fn push(&mut self, ts: Millis, value: f64, jump: Option<f64>) {
-        loop {
-            let idx = (ts - self.origin).div_euclid(self.width);
-            let open = self.means.len() as Millis;
-            if idx <= open {
-                self.acc_sum += value;
-                self.acc_n += 1;
-                if let Some(j) = jump {
-                    self.acc_jitter += j;
-                    self.acc_jitter_n += 1;
-                }
-                return;
-            }
-            if self.means.len() >= self.capacity {
-                self.compact();
-                continue;
-            }
-            let last_jitter = self.jitter.last().copied().unwrap_or(0.0);
-            let (mean, jitter) = if self.acc_n > 0 {
-                let jitter = if self.acc_jitter_n > 0 {
-                    (self.acc_jitter / f64::from(self.acc_jitter_n)) as f32
-                } else {
-                    last_jitter
-                };
-                ((self.acc_sum / f64::from(self.acc_n)) as f32, jitter)
-            } else {
-                // An empty bin inside a gap: the straight line from the last bin to this point.
-                let last = self.means.last().map_or(value, |m| f64::from(*m));
-                let mean = last + (value - last) / (idx - open + 1) as f64;
-                (mean as f32, last_jitter)
-            };
-            self.means.push(mean);
-            self.jitter.push(jitter);
-            self.acc_sum = 0.0;
-            self.acc_n = 0;
-            self.acc_jitter = 0.0;
-            self.acc_jitter_n = 0;
-        }
-    }
-
-    /// Halves the resolution: merges bins pairwise and doubles the width. Called with an even
-    /// number of closed bins, so the open bin stays aligned.
-    fn compact(&mut self) {
-        let half = self.means.len() / 2;
-        for i in 0..half {
-            self.means[i] = 0.5 * (self.means[2 * i] + self.means[2 * i + 1]);
-            self.jitter[i] = 0.5 * (self.jitter[2 * i] + self.jitter[2 * i + 1]);
-        }
-        self.means.truncate(half);
-        self.jitter.truncate(half);
-        self.width = self.width.saturating_mul(2);
-    }
-
-    /// Mean value and jitter at bin position `pos` (bin centres at integers), interpolated.
-    fn at(&self, pos: f64) -> (f64, f64) {
-        let n = self.means.len();
-        if n == 0 {
-            return (0.0, 0.0);
-        }
-        let pos = pos.clamp(0.0, (n - 1) as f64);
-        let i = (pos.floor() as usize).min(n - 1);
-        let j = (i + 1).min(n - 1);
-        let f = pos - i as f64;
-        let lerp = |v: &[f32]| f64::from(v[i]) + (f64::from(v[j]) - f64::from(v[i])) * f;
-        (lerp(&self.means), lerp(&self.jitter))
-    }
-}
-
-enum Decision {
-    Seasonal {
-        period: Millis,
-        anchor: Millis,
-        autocorrelation: f64,
-    },
-    NotSeasonal {
-        strongest_lag: Millis,
-        autocorrelation: f64,
-    },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    period: Millis,
-    wall_clock: bool,
-    r: f64,
-    prominence: f64,
-}
-
-/// The period test: autocorrelation of the detrended history at a day, a week and its highest
-/// scanned peak.
-fn analyse(h: &History, step: f64, cfg: &SeasonalConfig) -> Decision {
-    let none = Decision::NotSeasonal {
-        strongest_lag: 0,
-        autocorrelation: 0.0,
-    };
-    let n = h.means.len();
-    if n < 2 * MIN_SCAN_LAG + 4 {
-        return none;
-    }
-    let x: Vec<f64> = h.means.iter().map(|v| f64::from(*v)).collect();
-    let fit = linear_fit(&x);
-    let d: Vec<f64> = x
-        .iter()
-        .enumerate()
-        .map(|(t, v)| v - (fit.0 + fit.1 * t as f64))
-        .collect();
-    let var = d.iter().map(|v| v * v).sum::<f64>() / n as f64;
-    let mean_abs = x.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
-    if var.partial_cmp(&(1e-24 * (1.0 + mean_abs * mean_abs))) != Some(std::cmp::Ordering::Greater)
-    {
-        // A constant series: nothing repeats.
-        return none;
-    }
-    // Lags up to half the history (the period seen at least twice), one more for the
-    // interpolation of wall-clock lags.
-    let max_lag = (n / 2 + 1).min(n - 2);
-    let mut r = vec![0.0; max_lag + 1];
-    r[0] = 1.0;
-    for (lag, slot) in r.iter_mut().enumerate().skip(1) {
-        let s: f64 = d[..n - lag].iter().zip(&d[lag..]).map(|(a, b)| a * b).sum();
-        *slot = s / (n - lag) as f64 / var;
-    }
-    // Lowest autocorrelation at any lag up to each lag, for the prominence.
-    let mut low = vec![1.0f64; max_lag + 1];
-    for lag in 1..=max_lag {
-        low[lag] = low[lag - 1].min(r[lag]);
-    }
-    let width = h.width as f64;
-    let long_enough = |period: f64| period >= MIN_PERIOD_STEPS * step.max(1.0);
-
-    let mut candidates: Vec<Candidate> = Vec::with_capacity(3);
-    for period in [DAY_MS, WEEK_MS] {
-        let lag = period as f64 / width;
-        let lo = lag.floor() as usize;
-        if lo < 1 || lo + 1 > max_lag || !long_enough(period as f64) {
-            continue;
-        }
-        let f = lag - lo as f64;
-        let at = r[lo] * (1.0 - f) + r[lo + 1] * f;
-        candidates.push(Candidate {
-            period,
-            wall_clock: true,
-            r: at,
-            prominence: at - low[lo],
-        });
-    }
-    // The fundamental of the scanned peaks: the shortest lag whose local maximum comes close
-    // to the highest one (a 40-minute cycle also peaks at 80 and 120 minutes).
-    let scan_end = (n / 2).min(max_lag - 1);
-    let peaks: Vec<usize> = (MIN_SCAN_LAG..=scan_end)
-        .filter(|&l| r[l] >= r[l - 1] && r[l] > r[l + 1])
-        .collect();
-    let top = peaks.iter().map(|&l| r[l]).fold(-1.0, f64::max);
-    if let Some(&lag) = peaks.iter().find(|&&l| r[l] >= top - WEEKLY_MARGIN) {
-        let period = refined_period(&r, lag, scan_end) * width;
-        if long_enough(period) {
-            candidates.push(Candidate {
-                period: period.round() as Millis,
-                wall_clock: false,
-                r: r[lag],
-                prominence: r[lag] - low[lag - 1],
-            });
-        }
-    }
-
-    let eligible = |c: &Candidate| {
-        c.r >= cfg.min_autocorrelation && c.prominence >= cfg.min_prominence && c.period > 0
-    };
-    let mut best: Option<Candidate> = None;
-    for c in candidates.iter().copied().filter(eligible) {
-        best = match best {
-            None => Some(c),
-            Some(b) => {
-                let margin = if c.wall_clock {
-                    WEEKLY_MARGIN
-                } else {
-                    SCANNED_MARGIN
-                };
-                if c.r > b.r + margin { Some(c) } else { Some(b) }
-            }
-        };
-    }
-    // A short cycle that divides the wall-clock period and repeats about as well is the
-    // simpler model (its slots learn many times a day); it takes the exact divisor so that its
-    // phase never drifts against the clock.
-    if let Some(b) = best
-        && b.wall_clock
-        && let Some(c) = candidates.iter().find(|c| !c.wall_clock && eligible(c))
-    {
-        let q = (b.period as f64 / c.period as f64).round();
-        let exact = b.period as f64 / q;
-        if q >= 2.0 && (exact - c.period as f64).abs() <= 0.05 * exact && c.r >= b.r - WEEKLY_MARGIN
-        {
-            best = Some(Candidate {
-                period: exact.round() as Millis,
-                ..b
-            });
-        }
-    }
-    match best {
-        Some(c) => Decision::Seasonal {
-            period: c.period,
-            // Wall-clock periods (and their divisors) keep epoch phases: time of day in UTC,
-            // day of week. Others count from the start of the history.
-            anchor: if c.wall_clock { 0 } else { h.origin },
-            autocorrelation: c.r,
-        },
-        None => {
-            let strongest = candidates.iter().max_by(|a, b| a.r.total_cmp(&b.r));
-            Decision::NotSeasonal {
-                strongest_lag: strongest.map_or(0, |c| c.period),
-                autocorrelation: strongest.map_or(0.0, |c| c.r),
-            }
-        }
-    }
-}
-
-/// The period, in bins, of an autocorrelation peak at `lag`. A peak's position is only known to
-/// a fraction of a bin, and a scanned period is not tied to the clock, so that error would add
-/// up cycle after cycle; the peak at the furthest multiple still in range divides it by the
-/// multiple. Each peak is placed between bins by a parabola through it and its neighbours.
-fn refined_period(r: &[f64], lag: usize, last: usize) -> f64 {
-    let vertex = |l: usize| {
-        let (a, b, c) = (r[l - 1], r[l], r[l + 1]);
-        let curvature = a - 2.0 * b + c;
-        let shift = if curvature < 0.0 {
-            (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
-        } else {
-            0.0
-        };
-        l as f64 + shift
-    };
-    let base = vertex(lag);
-    let multiple = (last as f64 / base).floor();
-    if multiple < 2.0 {
-        return base;
-    }
-    let target = multiple * base;
-    let reach = (multiple / 2.0).ceil().max(1.0) as usize;
-    let centre = target.round() as usize;
-    let lo = centre.saturating_sub(reach).max(1);
-    let hi = (centre + reach).min(last);
-    let far = (lo..=hi).max_by(|a, b| r[*a].total_cmp(&r[*b]));
-    match far {
-        // Only a clear repeat of the peak refines it; noise at long lags would not.
-        Some(l) if l > lo && l < hi && r[l] >= r[lag] - 0.2 => vertex(l) / multiple,
-        _ => base,
-    }
-}
-
-/// Least-squares line through `x` against its index: (intercept, slope).
-fn linear_fit(x: &[f64]) -> (f64, f64) {
-    let n = x.len() as f64;
-    if x.len() < 2 {
-        return (x.first().copied().unwrap_or(0.0), 0.0);
-    }
-    let t_mean = (n - 1.0) / 2.0;
-    let x_mean = x.iter().sum::<f64>() / n;
-    let mut sxy = 0.0;
-    let mut sxx = 0.0;
-    for (t, v) in x.iter().enumerate() {
-        let dt = t as f64 - t_mean;
-        sxy += dt * (v - x_mean);
-        sxx += dt * dt;
-    }
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    (x_mean - slope * t_mean, slope)
-}
-
-/// Linear trend (intercept, slope per bin; bin `i` centred at `i`) through the means of the
-/// last whole periods of `x`, `period` bins long. A least-squares line through the raw history
-/// would not do: over whole cycles a sine correlates with time and tilts the line.
-fn cycle_trend(x: &[f32], period: f64) -> (f64, f64) {
-    let n = x.len();
-    let cycles = (n as f64 / period).floor();
-    if cycles < 1.0 || period < 1.0 {
-        return linear_fit(&x.iter().map(|v| f64::from(*v)).collect::<Vec<_>>());
-    }
-    let start = n as f64 - cycles * period;
-    let count = cycles as usize;
-    let mut sums = vec![0.0; count];
-    let mut counts = vec![0u32; count];
-    for (i, v) in x.iter().enumerate().skip(start.ceil() as usize) {
-        let j = (((i as f64 - start) / period) as usize).min(count - 1);
-        sums[j] += f64::from(*v);
-        counts[j] += 1;
-    }
-    let points: Vec<(f64, f64)> = (0..count)
-        .filter(|j| counts[*j] > 0)
-        .map(|j| {
-            let centre = start + (j as f64 + 0.5) * period - 0.5;
-            (centre, sums[j] / f64::from(counts[j]))
-        })
-        .collect();
-    let m = points.len() as f64;
-    if points.len() < 2 {
-        return (points.first().map_or(0.0, |p| p.1), 0.0);
-    }
-    let t_mean = points.iter().map(|p| p.0).sum::<f64>() / m;
-    let v_mean = points.iter().map(|p| p.1).sum::<f64>() / m;
-    let sxy: f64 = points.iter().map(|p| (p.0 - t_mean) * (p.1 - v_mean)).sum();
-    let sxx: f64 = points.iter().map(|p| (p.0 - t_mean).powi(2)).sum();
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    (v_mean - slope * t_mean, slope)
-}
-
-/// The learned seasonal profile.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Profile {
-    period: Millis,
-    /// Time at which the phase is 0.
-    anchor: Millis,
-    slot_ms: f64,
-    spread_ms: f64,
-    /// Level of each slot relative to `offset`.
-    shape: Vec<f64>,
-    /// Mean |residual| of each spread slot.
-    spread: Vec<f64>,
-    /// Level adjustment for slow drift.
-    offset: f64,
-    /// Where `offset` would be had it kept learning through the current run of surprise.
-    shadow: f64,
-    run_since: Option<Millis>,
-    calm: u8,
-}
-
-impl Profile {
-    fn from_history(
-        h: &History,
-        period: Millis,
-        anchor: Millis,
-        step: f64,
-        cfg: &SeasonalConfig,
-    ) -> Self {
-        let n = h.means.len();
-        let max_slots = cfg.max_slots.clamp(MIN_SLOTS, MAX_SLOTS);
-        let per_step = (period as f64 / step.max(1.0)).round();
-        let slots = (per_step as usize).clamp(MIN_SLOTS, max_slots);
-        let spread_slots = slots.min(SPREAD_SLOTS);
-        let p = period as f64;
-        let slot_ms = p / slots as f64;
-        let spread_ms = p / spread_slots as f64;
-        let width = h.width as f64;
-        let fit = cycle_trend(&h.means, p / width);
-        let origin = h.origin as f64;
-        let origin_phase = (h.origin - anchor).rem_euclid(period) as f64;
-        let detrended = |pos: f64| {
-            let (v, _) = h.at(pos);
-            v - (fit.0 + fit.1 * pos)
-        };
-
-        // Level: the detrended history at each slot centre, averaged over the periods seen.
-        let first_t = origin + 0.5 * width;
-        let last_t = origin + (n as f64 - 0.5) * width;
-        let mut shape = vec![0.0; slots];
-        for (k, level) in shape.iter_mut().enumerate() {
-            let centre = (k as f64 + 0.5) * slot_ms;
-            let mut t = origin + (centre - origin_phase).rem_euclid(p);
-            let (mut sum, mut count) = (0.0, 0u32);
-            while t <= last_t {
-                if t >= first_t {
-                    sum += detrended((t - origin) / width - 0.5);
-                    count += 1;
-                }
-                t += p;
-            }
-            if count > 0 {
-                *level = sum / f64::from(count);
-            }
-        }
-        let mean = shape.iter().sum::<f64>() / slots as f64;
-        shape.iter_mut().for_each(|v| *v -= mean);
-
-        // Spread: the in-sample residual of each bin (corrected for the periods it was averaged
-        // over) plus the point-level noise that averaging points into bins removed.
-        let cycles = (n as f64 * width / p).max(1.5);
-        let per_bin = (width / step.max(1.0)).max(1.0);
-        let mut resid2 = vec![0.0; spread_slots];
-        let mut jitter = vec![0.0; spread_slots];
-        let mut count = vec![0u32; spread_slots];
-        for i in 0..n {
-            let t = origin + (i as f64 + 0.5) * width;
-            let phase = (t - anchor as f64).rem_euclid(p);
-            let (_, jit) = h.at(i as f64);
-            let r = detrended(i as f64) - circular_lerp(&shape, phase / slot_ms);
-            let j = ((phase / spread_ms) as usize).min(spread_slots - 1);
-            resid2[j] += r * r;
-            jitter[j] += jit;
-            count[j] += 1;
-        }
-        let total: u32 = count.iter().sum();
-        let all_resid2 = resid2.iter().sum::<f64>() / f64::from(total.max(1));
-        let all_jitter = jitter.iter().sum::<f64>() / f64::from(total.max(1));
-        let spread = (0..spread_slots)
-            .map(|j| {
-                let (r2, jit) = if count[j] > 0 {
-                    let c = f64::from(count[j]);
-                    (resid2[j] / c, jitter[j] / c)
-                } else {
-                    (all_resid2, all_jitter)
-                };
-                let point_noise = (JUMP_TO_SIGMA * jit).powi(2);
-                let var = r2 * cycles / (cycles - 1.0) + point_noise * (1.0 - 1.0 / per_bin);
-                // The profile itself is an average over `cycles × per_bin` points: its own error
-                // is part of every residual scored against it.
-                (var * (1.0 + 1.0 / (cycles * per_bin))).sqrt() / MEAN_ABS_TO_SIGMA
-            })
-            .collect();
-
-        let offset = fit.0 + fit.1 * (n as f64 - 0.5);
-        Self {
-            period,
-            anchor,
-            slot_ms,
-            spread_ms,
-            shape,
-            spread,
-            offset,
-            shadow: offset,
-            run_since: None,
-            calm: 0,
-        }
-    }
-
-    fn phase(&self, ts: Millis) -> f64 {
-        (ts - self.anchor).rem_euclid(self.period.max(1)) as f64
-    }
-
-    /// Expected value and σ at `ts`.
-    fn expect(&self, ts: Millis, cfg: &SeasonalConfig) -> (f64, f64) {
-        let phase = self.phase(ts);
-        let expected = self.offset + circular_lerp(&self.shape, phase / self.slot_ms);
-        let dev = circular_lerp(&self.spread, phase / self.spread_ms);
-        let floor = cfg.relative_floor * expected.abs() + cfg.absolute_floor;
-        (expected, (MEAN_ABS_TO_SIGMA * dev).max(floor))
-    }
-
-    /// Scores a point and learns from it; returns (score, expected, σ).
-    fn update(
-        &mut self,
-        ts: Millis,
-        dt: Millis,
-        value: f64,
-        cfg: &SeasonalConfig,
-    ) -> (f64, f64, f64) {
-        let phase = self.phase(ts);
-        let shape = circular_lerp(&self.shape, phase / self.slot_ms);
-        let expected = self.offset + shape;
-        let dev = circular_lerp(&self.spread, phase / self.spread_ms);
-        let floor = cfg.relative_floor * expected.abs() + cfg.absolute_floor;
-        let sigma = (MEAN_ABS_TO_SIGMA * dev).max(floor);
-        let residual = value - expected;
-        let score = calibrated_score(residual.abs() / sigma);
-
-        // Damped learning: a surprising point barely moves the profile.
-        let trust = (1.0 - score) * (1.0 - score);
-        let bound = CLIP * sigma;
-        let dt = dt.max(0) as f64;
-        let a_slot = trust * visit_weight(dt, self.slot_ms, cfg.profile_weight);
-        let a_spread =
-            trust * visit_weight(dt, self.spread_ms, cfg.spread_weight).min(SPREAD_POINT_WEIGHT);
-        let a_drift = trust * time_weight(dt, cfg.drift_time_constant as f64);
-
-        // The expectation interpolates two slots, so the residual is shared between them in
-        // the same proportions (least-mean-squares on the interpolated profile).
-        let clipped = residual.clamp(-bound, bound);
-        let (i0, i1, frac) = circular_neighbours(self.shape.len(), phase / self.slot_ms);
-        if let Some(level) = self.shape.get_mut(i0) {
-            *level += a_slot * (1.0 - frac) * clipped;
-        }
-        if let Some(level) = self.shape.get_mut(i1) {
-            *level += a_slot * frac * clipped;
-        }
-        let j = ((phase / self.spread_ms) as usize).min(self.spread.len().saturating_sub(1));
-        if let Some(s) = self.spread.get_mut(j) {
-            *s += a_spread * (residual.abs().min(bound) - *s);
-        }
-        self.offset += a_drift * clipped;
-
-        // A long run of surprise is a new normal: follow it in the shadow and adopt it.
-        if score >= HIGH_SCORE {
-            self.calm = 0;
-            let since = *self.run_since.get_or_insert_with(|| {
-                self.shadow = self.offset;
-                ts
-            });
-            let a_shadow = time_weight(dt, (cfg.relearn_after as f64 / 3.0).max(1.0));
-            self.shadow += a_shadow * (value - shape - self.shadow);
-            if ts - since >= cfg.relearn_after {
-                self.offset = self.shadow;
-                self.run_since = None;
-            }
-        } else if self.run_since.is_some() {
-            self.calm += 1;
-            if self.calm >= CALM_POINTS {
-                self.run_since = None;
-                self.calm = 0;
-            }
-        }
-        (score, expected, sigma)
-    }
-}
-
-/// Value of periodic slots at fractional slot position `pos`, interpolated linearly between
-/// slot centres (so the expectation has no steps at slot edges).
-fn circular_lerp(v: &[f64], pos: f64) -> f64 {
-    let (i0, i1, frac) = circular_neighbours(v.len(), pos);
-    match (v.get(i0), v.get(i1)) {
-        (Some(a), Some(b)) => a + (b - a) * frac,
-        _ => 0.0,
-    }
-}
-
-/// The two slots whose centres surround fractional slot position `pos` among `n` periodic
-/// slots, and the weight of the second.
-fn circular_neighbours(n: usize, pos: f64) -> (usize, usize, f64) {
-    if n == 0 {
-        return (0, 0, 0.0);
-    }
-    let p = pos - 0.5;
-    let lo = p.floor();
-    let i0 = (lo as i64).rem_euclid(n as i64) as usize;
-    let i1 = if i0 + 1 >= n { 0 } else { i0 + 1 };
-    (i0, i1, p - lo)
-}
-
-/// Per-point weight such that one full visit of a slot of `width` ms moves it by `per_visit`,
-/// whatever the sampling step; a gap counts as at most one visit.
-fn visit_weight(dt: f64, width: f64, per_visit: f64) -> f64 {
-    let x = (dt / width.max(1.0)).min(1.0);
-    -((1.0 - per_visit.clamp(0.0, 1.0)).ln() * x).exp_m1()
-}
-
-/// Exponential-smoothing weight of a point `dt` ms after the previous one, for time constant
-/// `tau`; a gap counts as at most one time constant.
-fn time_weight(dt: f64, tau: f64) -> f64 {
-    let tau = tau.max(1.0);
-    -(-(dt.min(tau) / tau)).exp_m1()
-}
-
-/// Plain-words phase of `ts`: time of day for a daily period, weekday and time for a weekly
-/// one, position in the cycle otherwise.
-fn phase_name(ts: Millis, period: Millis, anchor: Millis) -> String {
-    let phase = (ts - anchor).rem_euclid(period.max(1));
-    let clock = |ms: Millis| {
-        let minutes = ms.rem_euclid(DAY_MS) / MINUTE_MS;
-        format!("{:02}:{:02} UTC", minutes / 60, minutes % 60)
-    };
-    match period {
-        DAY_MS => clock(phase),
-        WEEK_MS => {
-            // 1970-01-01, the epoch, was a Thursday.
-            const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-            let day = (phase / DAY_MS).clamp(0, 6) as usize;
-            format!("{} {}", DAYS[day], clock(phase))
-        }
-        _ => format!("{} into its {} cycle", duration(phase), duration(period)),
     }
 }
 
