@@ -421,7 +421,7 @@ async fn handle(
     };
     let watch = method == Method::GET
         && matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
-    let answer = {
+    let (response, idle) = {
         let mut c = cluster.lock().unwrap_or_else(|e| e.into_inner());
         c.seen.push(Seen {
             method: method.to_string(),
@@ -432,27 +432,31 @@ async fn handle(
             warnings: Vec::new(),
         });
         if watch {
-            Err(watch_now(&c, uri.path(), &query))
+            match watch_now(&c, uri.path(), &query) {
+                Ok(events) => {
+                    let idle = events.is_empty();
+                    (
+                        respond_as(StatusCode::OK, "application/json", events, &[]),
+                        idle,
+                    )
+                }
+                Err(refusal) => (*refusal, false),
+            }
         } else {
             let (response, warnings) =
                 serve(&mut c, &method, uri.path(), &query, content_type, parsed);
             if let Some(last) = c.seen.last_mut() {
                 last.warnings = warnings;
             }
-            Ok(response)
+            (response, false)
         }
     };
-    match answer {
-        Ok(response) => response,
-        Err(Ok(events)) if events.is_empty() => {
-            // Nothing new: hold the watch a moment, as an idle API server does, then end it;
-            // the watcher watches again from where it was.
-            tokio::time::sleep(IDLE_WATCH).await;
-            respond_as(StatusCode::OK, "application/json", String::new(), &[])
-        }
-        Err(Ok(events)) => respond_as(StatusCode::OK, "application/json", events, &[]),
-        Err(Err(refusal)) => *refusal,
+    if idle {
+        // Nothing new: hold the watch a moment, as an idle API server does, then end it; the
+        // watcher watches again from where it was.
+        tokio::time::sleep(IDLE_WATCH).await;
     }
+    response
 }
 
 /// Where a path points: a resource, its namespace, an object's name and a subresource.

@@ -61,7 +61,7 @@ pub(super) fn evict(
         );
     }
     let k = key(t, name);
-    let Some(mut pod) = c.objects.get(&k).cloned() else {
+    let Some(pod) = c.objects.get(&k).cloned() else {
         return (not_found(t.kind, name), warnings);
     };
     if let Some(budget) = c.protected.get(&format!("{}/{name}", t.ns)) {
@@ -80,15 +80,27 @@ pub(super) fn evict(
         .as_i64()
         .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
         .unwrap_or(30);
+    mark_deleted(c, t, &k, pod, grace);
+    (status(StatusCode::CREATED, "", "", None), warnings)
+}
+
+/// A pod on its way out: marked for deletion after `grace` seconds, gone once the kubelet
+/// confirms (which the stand-in leaves to the test).
+fn mark_deleted(
+    c: &mut Cluster,
+    t: &Target,
+    k: &(String, String, String),
+    mut pod: Value,
+    grace: i64,
+) {
     pod["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
     pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
     c.store(t.kind, k.1.clone(), k.2.clone(), pod);
-    (status(StatusCode::CREATED, "", "", None), warnings)
 }
 
 pub(super) fn delete(c: &mut Cluster, t: &Target, name: &str) -> Response {
     let k = key(t, name);
-    let Some(mut pod) = c.objects.get(&k).cloned() else {
+    let Some(pod) = c.objects.get(&k).cloned() else {
         return not_found(t.kind, name);
     };
     if pod["spec"]["nodeName"].is_string() {
@@ -96,9 +108,7 @@ pub(super) fn delete(c: &mut Cluster, t: &Target, name: &str) -> Response {
         let grace = pod["spec"]["terminationGracePeriodSeconds"]
             .as_i64()
             .unwrap_or(30);
-        pod["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
-        pod["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-        c.store(t.kind, k.1.clone(), k.2.clone(), pod);
+        mark_deleted(c, t, &k, pod, grace);
         respond(StatusCode::OK, &c.objects[&k], &[])
     } else {
         let gone = c.remove(t.kind, &k).unwrap_or(pod);

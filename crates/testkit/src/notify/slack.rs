@@ -162,10 +162,7 @@ async fn web_api(
         }
         _ => {}
     }
-    let json_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
+    let json_type = is_json(&headers);
     let Ok(body) = serde_json::from_str::<Value>(&body)
         .map_err(|_| ())
         .and_then(|b| if json_type { Ok(b) } else { Err(()) })
@@ -206,10 +203,7 @@ async fn web_api(
 }
 
 async fn response_url(State(got): State<Shared>, headers: HeaderMap, body: String) -> &'static str {
-    let json_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
+    let json_type = is_json(&headers);
     let mut g = got.lock().unwrap();
     match serde_json::from_str::<Value>(&body) {
         Ok(v) if json_type && check_blocks(&v).is_ok() => g.responses.push(v),
