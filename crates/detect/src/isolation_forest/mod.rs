@@ -21,9 +21,8 @@ pub trait MultivariateDetector {
     /// Short name for explanations and evidence, e.g. `isolation_forest`.
     fn name(&self) -> &'static str;
 
-    /// Scores one vector. Errors on non-finite values (a vector of the wrong length counts as
-    /// missing values, reported as NaN) and on timestamps that do not advance; the state is
-    /// unchanged then.
+    /// Scores one vector. Errors on a vector of the wrong length, on non-finite or out-of-range
+    /// values and on timestamps that do not advance; the state is unchanged then.
     fn update(&mut self, ts: Millis, values: &[f64]) -> Result<Score, DetectError>;
 
     /// Why the last score is what it is, naming the dimensions that contributed most.
@@ -120,7 +119,7 @@ struct LastVector {
 ///   normal per node; a shared pool keeps a node at 12 bytes and lets a vector be projected
 ///   once per score instead of once per node).
 /// * **Raw score**: 2^(−E\[h(x)\] / c(ψ)), E\[h\] the mean path length with the c(size)
-///   adjustment at leaves and SCiForest's range check (see `Forest::path_length`), without
+///   adjustment at leaves and SCiForest's range check (see `Forest::path_lengths`), without
 ///   which a metric 30 σ out scores no higher than the edge of the normal cloud.
 /// * **Score**: calibrated against the raw scores normal vectors get: those the last
 ///   [`window`](IsolationForestConfig::window) admitted vectors got on arrival (before any

@@ -1,5 +1,6 @@
-//! Pod lifecycle under the active faults: the effects each fault has this tick, crash loops,
-//! evictions, restarts and rollouts, and the Kubernetes events they raise.
+//! Pods under the active faults: the effects each fault has this tick, node reboots, crash
+//! loops, memory leaks to OOM and volumes filling, with the restarts, log lines and Kubernetes
+//! events they cause. Rollouts and evictions are planned up front (`cluster.rs`).
 
 use super::{CrashLoop, FaultEffects, READY_DELAY_MS, Simulation};
 use crate::cluster::{ClusterService, NODE_GRACE_MS, Pod};

@@ -1,5 +1,5 @@
 //! Traffic down the call graph and latency and errors back up: request rates per service and
-//! edge, timeouts, and the latency histogram each service would export.
+//! edge, client timeouts, and each service's latency and error ratio from its callees'.
 
 use super::{
     C_DNS, C_IO_TIMEOUT, C_REFUSED, C_RESET, C_SERVER, C_TIMEOUT, C_TLS, C_TOO_MANY,
