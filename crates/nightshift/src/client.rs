@@ -2,44 +2,33 @@
 //! commands `actions`, `approve`, `reject`, `kill-switch` and `runbook dry-run`.
 
 use anyhow::{Context, Result, bail};
+use nightshift_server::remote::Remote;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// Sends one request to the server and gives its JSON answer; errors say what to do.
+/// Sends one request to the server, with its token, and gives its JSON answer; errors say what
+/// to do.
 fn request(
-    server: &str,
+    server: &Remote,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<Value> {
-    request_as(server, method, path, body, None)
-}
-
-/// [`request`] with an approver's bearer token.
-fn request_as(
-    server: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    token: Option<&str>,
-) -> Result<Value> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let url = format!("{}{path}", server.url);
     runtime.block_on(async {
         // An LLM investigation may take minutes.
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(600))
-            .build()
-            .context("cannot build the HTTP client")?;
+        let client = server
+            .http_client(Duration::from_secs(600))
+            .map_err(anyhow::Error::msg)?;
         let mut req = client.request(method, &url);
         if let Some(b) = body {
             req = req.json(&b);
         }
-        if let Some(t) = token {
+        if let Some(t) = &server.token {
             req = req.bearer_auth(t);
         }
         let r = req.send().await.with_context(|| {
@@ -47,6 +36,12 @@ fn request_as(
         })?;
         let status = r.status();
         let text = r.text().await.context("the server's answer broke off")?;
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "{url} answered {status}: {} (pass a token with --token or $NIGHTSHIFT_TOKEN)",
+                text.trim()
+            );
+        }
         if !status.is_success() {
             bail!("{url} answered {status}: {}", text.trim());
         }
@@ -66,7 +61,7 @@ fn lines_of(v: &Value, key: &str) -> Vec<String> {
 }
 
 /// `nightshift ask QUESTION`: the answer, its evidence and the queries that show it.
-pub fn ask(server: &str, question: &str, llm: bool, as_json: bool) -> Result<String> {
+pub fn ask(server: &Remote, question: &str, llm: bool, as_json: bool) -> Result<String> {
     let v = request(
         server,
         reqwest::Method::POST,
@@ -110,7 +105,7 @@ pub fn ask(server: &str, question: &str, llm: bool, as_json: bool) -> Result<Str
 }
 
 /// `nightshift explain ID`: the incident's root cause, why, and what to do.
-pub fn explain(server: &str, id: &str, llm: bool, as_json: bool) -> Result<String> {
+pub fn explain(server: &Remote, id: &str, llm: bool, as_json: bool) -> Result<String> {
     let path = format!("/api/v1/incidents/{id}/explanation?llm={llm}");
     let v = request(server, reqwest::Method::GET, &path, None)?;
     if as_json {
@@ -165,9 +160,39 @@ fn action_line(a: &Value) -> String {
     )
 }
 
+/// `nightshift incidents`: the server's incidents, newest first, one line each.
+pub fn incidents(server: &Remote, status: Option<&str>, as_json: bool) -> Result<String> {
+    let path = match status {
+        Some(s) => format!(
+            "/api/v1/incidents?{}",
+            serde_urlencoded::to_string([("status", s)]).context("cannot encode the query")?
+        ),
+        None => "/api/v1/incidents".to_string(),
+    };
+    let v = request(server, reqwest::Method::GET, &path, None)?;
+    if as_json {
+        return Ok(serde_json::to_string_pretty(&v)?);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return Ok("no incidents\n".into());
+    }
+    let mut out = String::new();
+    for i in &list {
+        out.push_str(&format!(
+            "{:<10} {:<13} {:<9} {}\n",
+            i["id"].as_str().unwrap_or("?"),
+            i["status"].as_str().unwrap_or("?"),
+            i["priority"].as_str().unwrap_or("?"),
+            i["title"].as_str().unwrap_or(""),
+        ));
+    }
+    Ok(out)
+}
+
 /// `nightshift actions`: the server's actions, newest first.
 pub fn actions(
-    server: &str,
+    server: &Remote,
     incident: Option<&str>,
     state: Option<&str>,
     as_json: bool,
@@ -212,21 +237,19 @@ pub fn actions(
 
 /// `nightshift approve ID` / `nightshift reject ID`: the decision, as the server took it.
 pub fn decide(
-    server: &str,
+    server: &Remote,
     id: &str,
     approve: bool,
     reason: Option<&str>,
-    token: &str,
     as_json: bool,
 ) -> Result<String> {
     let verb = if approve { "approve" } else { "reject" };
     let body = reason.map(|r| json!({"reason": r}));
-    let v = request_as(
+    let v = request(
         server,
         reqwest::Method::POST,
         &format!("/api/v1/actions/{id}/{verb}"),
         body,
-        Some(token),
     )?;
     if as_json {
         return Ok(serde_json::to_string_pretty(&v)?);
@@ -235,13 +258,12 @@ pub fn decide(
 }
 
 /// `nightshift kill-switch on|off`.
-pub fn kill_switch(server: &str, on: bool, token: &str) -> Result<String> {
-    let v = request_as(
+pub fn kill_switch(server: &Remote, on: bool) -> Result<String> {
+    let v = request(
         server,
         reqwest::Method::POST,
         "/api/v1/kill-switch",
         Some(json!({ "on": on })),
-        Some(token),
     )?;
     let cancelled = lines_of(&v, "cancelled");
     Ok(format!(
@@ -262,7 +284,7 @@ pub fn kill_switch(server: &str, on: bool, token: &str) -> Result<String> {
 /// `nightshift runbook dry-run INCIDENT`: what each runbook answering the incident (or the one
 /// named) would send, nothing sent; its verification as it stands now.
 pub fn dry_run(
-    server: &str,
+    server: &Remote,
     incident: &str,
     runbook: Option<&str>,
     as_json: bool,

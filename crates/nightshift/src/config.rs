@@ -3,6 +3,8 @@
 //! typo does not silently turn a setting off. `${NAME}` is replaced by the environment variable
 //! `NAME` before the file is read (for secrets); `$$` is a literal `$`.
 
+mod security;
+
 use anyhow::{Context, Result, anyhow, bail};
 use nightshift_core::parse_duration;
 use nightshift_detect::{OverrideRule, Overrides, SeriesSelector};
@@ -192,6 +194,10 @@ struct RawServe {
     queue: Option<usize>,
     #[serde(default)]
     mcp_hosts: Vec<String>,
+    auth: Option<security::RawAuth>,
+    tls: Option<security::RawTls>,
+    #[serde(default)]
+    limits: security::RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +254,13 @@ pub fn parse(text: &str) -> Result<Config> {
         }
     }
     serve.mcp_hosts = raw.serve.mcp_hosts;
+    if let Some(auth) = raw.serve.auth {
+        serve.auth = security::check_auth(auth)?;
+    }
+    if let Some(tls) = raw.serve.tls {
+        serve.tls = Some(security::check_tls(tls)?);
+    }
+    serve.limits = security::check_limits(raw.serve.limits)?;
     if let Some(path) = raw.store.path {
         if path.trim().is_empty() {
             bail!("store.path: give a file path for the SQLite database, e.g. {DEFAULT_STORE}");

@@ -62,9 +62,20 @@ enum Command {
     Approve(DecideArgs),
     /// Reject an action waiting for approval.
     Reject(RejectArgs),
+    /// List the incidents of a running `serve`, newest first.
+    Incidents(IncidentsArgs),
     /// Stop every automatic action and cancel those waiting for approval (on), or allow them
     /// again (off).
     KillSwitch(KillSwitchArgs),
+}
+
+#[derive(Args)]
+struct IncidentsArgs {
+    /// Only incidents in this state (open, acknowledged, resolved).
+    #[arg(long)]
+    status: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Args)]
@@ -82,27 +93,17 @@ struct ActionsArgs {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// The running `nightshift serve`.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
-    server: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print the server's JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
-struct TokenArg {
-    /// Your approver token (act.approvers); by default $NIGHTSHIFT_TOKEN.
-    #[arg(long, env = "NIGHTSHIFT_TOKEN", hide_env_values = true)]
-    token: String,
-}
-
-#[derive(Args)]
 struct DecideArgs {
     /// The action, e.g. act-0004.
     id: String,
-    #[command(flatten)]
-    token: TokenArg,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -115,8 +116,6 @@ struct RejectArgs {
     #[arg(long)]
     reason: Option<String>,
     #[command(flatten)]
-    token: TokenArg,
-    #[command(flatten)]
     server: ServerArgs,
 }
 
@@ -124,8 +123,6 @@ struct RejectArgs {
 struct KillSwitchArgs {
     #[arg(value_parser = ["on", "off"])]
     state: String,
-    #[command(flatten)]
-    token: TokenArg,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -172,16 +169,53 @@ enum AuditCommand {
 
 #[derive(Args)]
 struct McpArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Where the running `nightshift serve` is and how to authenticate to it.
+#[derive(Args)]
+struct RemoteArgs {
     /// The running `nightshift serve`.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
     server: String,
+    /// Bearer token for a server with `serve.auth` (approvers: their token); by default
+    /// $NIGHTSHIFT_TOKEN.
+    #[arg(long, env = "NIGHTSHIFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM file of the CA an https server's certificate chains to; by default
+    /// $NIGHTSHIFT_CA_FILE.
+    #[arg(long, value_name = "FILE", env = "NIGHTSHIFT_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
+    /// PEM file with a client certificate and its key, for a server that asks for one
+    /// (serve.tls.client_auth).
+    #[arg(long, value_name = "FILE", env = "NIGHTSHIFT_CLIENT_CERT")]
+    client_cert: Option<std::path::PathBuf>,
+}
+
+impl RemoteArgs {
+    fn remote(&self) -> nightshift_server::remote::Remote {
+        nightshift_server::remote::Remote {
+            token: self.token.clone(),
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            ..nightshift_server::remote::Remote::new(&self.server)
+        }
+    }
+
+    /// [`RemoteArgs::remote`], for a command that decides and so needs a token.
+    fn with_token(&self, what: &str) -> Result<nightshift_server::remote::Remote> {
+        if self.token.is_none() {
+            anyhow::bail!("{what} needs your token: pass --token or set $NIGHTSHIFT_TOKEN");
+        }
+        Ok(self.remote())
+    }
 }
 
 #[derive(Args)]
 struct ClientArgs {
-    /// The running `nightshift serve`.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9797")]
-    server: String,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Only the deterministic answer, even when the server has an LLM configured.
     #[arg(long)]
     no_llm: bool,
@@ -395,13 +429,13 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::Ask(a) => emit(&client::ask(
-            &a.client.server,
+            &a.client.remote.remote(),
             &a.question,
             !a.client.no_llm,
             a.client.json,
         )?),
         Command::Explain(a) => emit(&client::explain(
-            &a.client.server,
+            &a.client.remote.remote(),
             &a.id,
             !a.client.no_llm,
             a.client.json,
@@ -411,7 +445,7 @@ fn run() -> Result<()> {
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
-            .block_on(nightshift_server::mcp::stdio(&a.server))
+            .block_on(nightshift_server::mcp::stdio(&a.remote.remote()))
             .map_err(Into::into),
         Command::Runbook(RunbookCommand::Validate { mut paths, config }) => {
             let loaded = config
@@ -437,7 +471,7 @@ fn run() -> Result<()> {
             runbook,
             server,
         }) => emit(&client::dry_run(
-            &server.server,
+            &server.remote.remote(),
             &incident,
             runbook.as_deref(),
             server.json,
@@ -449,32 +483,34 @@ fn run() -> Result<()> {
             };
             emit(&nightshift_server::remediation::verify_audit(&path)?)
         }
+        Command::Incidents(a) => emit(&client::incidents(
+            &a.server.remote.remote(),
+            a.status.as_deref(),
+            a.server.json,
+        )?),
         Command::Actions(a) => emit(&client::actions(
-            &a.server.server,
+            &a.server.remote.remote(),
             a.incident.as_deref(),
             a.state.as_deref(),
             a.server.json,
         )?),
         Command::Approve(a) => emit(&client::decide(
-            &a.server.server,
+            &a.server.remote.with_token("approve")?,
             &a.id,
             true,
             None,
-            &a.token.token,
             a.server.json,
         )?),
         Command::Reject(a) => emit(&client::decide(
-            &a.server.server,
+            &a.server.remote.with_token("reject")?,
             &a.id,
             false,
             a.reason.as_deref(),
-            &a.token.token,
             a.server.json,
         )?),
         Command::KillSwitch(a) => emit(&client::kill_switch(
-            &a.server.server,
+            &a.server.remote.with_token("kill-switch")?,
             a.state == "on",
-            &a.token.token,
         )?),
         Command::Serve(args) => Ok(nightshift_server::serve(config::load_or_default(
             args.config.as_deref(),

@@ -130,6 +130,57 @@ pub struct ServeConfig {
     pub store: String,
     /// `Host` names `/mcp` accepts besides loopback (a guard against DNS rebinding).
     pub mcp_hosts: Vec<String>,
+    /// Who may call the server, with which scopes; none configured means open (loopback only).
+    pub auth: crate::auth::AuthConfig,
+    /// HTTPS instead of HTTP, when set.
+    pub tls: Option<TlsConfig>,
+    /// Time and size limits at the edge.
+    pub limits: EdgeLimits,
+}
+
+/// `serve.tls`: the certificate the server presents and, for mutual TLS, the CA its clients'
+/// certificates must chain to. The files are read again when they change.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// Whether clients must present a certificate (`serve.tls.client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A client certificate is verified when one is presented.
+    Optional,
+    /// Every client presents a certificate that chains to `client_ca_file`.
+    Require,
+}
+
+/// `serve.limits`: how long a client may take and how many may be served at once.
+#[derive(Debug, Clone)]
+pub struct EdgeLimits {
+    /// From connecting to the end of the request headers (and the TLS handshake).
+    pub header_timeout_ms: i64,
+    /// Between two pieces of a request body.
+    pub body_timeout_ms: i64,
+    /// Open connections; more are closed as they arrive (and counted).
+    pub max_connections: usize,
+    /// Requests answered at once; more are answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_in_flight: 256,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -140,6 +191,9 @@ impl Default for ServeConfig {
             queue: 64,
             store: DEFAULT_STORE.to_string(),
             mcp_hosts: Vec::new(),
+            auth: Default::default(),
+            tls: None,
+            limits: EdgeLimits::default(),
         }
     }
 }

@@ -71,6 +71,12 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `serve.tls` names files that do not load.
+    #[error("{0}")]
+    Tls(String),
+    /// A non-loopback listener without credentials.
+    #[error("{0}")]
+    Insecure(String),
     #[error("the HTTP server stopped: {0}")]
     Http(std::io::Error),
     /// `nightshift mcp`: the bridge to a running server's `/mcp`.

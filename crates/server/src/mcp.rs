@@ -259,11 +259,19 @@ pub fn http_service(
 
 /// `nightshift mcp`: MCP on standard input and output, every request forwarded to the running
 /// server at `server` (its `/mcp`). Returns when the client closes standard input.
-pub async fn stdio(server: &str) -> Result<(), ServerError> {
-    // One TLS crypto provider for the process (rustls needs exactly one), for an https server.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = format!("{}/mcp", server.trim_end_matches('/'));
-    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone());
+pub async fn stdio(server: &crate::remote::Remote) -> Result<(), ServerError> {
+    let url = format!("{}/mcp", server.url);
+    let client = server
+        .http_client(std::time::Duration::from_secs(600))
+        .map_err(ServerError::Mcp)?;
+    let mut config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            url.clone(),
+        );
+    if let Some(t) = &server.token {
+        config = config.auth_header(t.clone());
+    }
+    let transport = rmcp::transport::StreamableHttpClientTransport::with_client(client, config);
     let upstream: RunningService<RoleClient, ()> = ().serve(transport).await.map_err(|e| {
         ServerError::Mcp(format!("cannot reach Nightshift's MCP endpoint {url}; is `nightshift serve` running there? (--server): {e}"))
     })?;

@@ -6,6 +6,7 @@ pub mod notify;
 pub mod peers;
 pub mod process;
 pub mod stand_in;
+pub mod tls;
 
 /// What a helper could not do, when the caller decides whether that fails the test.
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,12 @@
 //! may approve is their role.
 
 use super::{App, text};
-use axum::Json;
+use crate::auth::Identity;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use nightshift_act::State as ActionState;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -57,8 +58,23 @@ pub(super) async fn action(State(app): State<Arc<App>>, Path(id): Path<String>) 
     }
 }
 
-/// The approver the request's bearer token names, or the answer to give instead.
-fn approver(app: &App, headers: &HeaderMap, what: &str) -> Result<String, Box<Response>> {
+/// The approver the request comes from, or the answer to give instead. With `serve.auth`, the
+/// identity the server authenticated must be an approver by name; without it, the bearer token
+/// must be an approver's (`act.approvers[].token`).
+fn approver(
+    app: &App,
+    identity: Option<&Identity>,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<String, Box<Response>> {
+    if let Some(who) = identity {
+        return app.remediation.approver_named(&who.name).ok_or_else(|| {
+            Box::new(text(
+                StatusCode::FORBIDDEN,
+                format!("{what}: {} is not an approver (act.approvers)", who.name),
+            ))
+        });
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -112,11 +128,12 @@ fn answer(r: Result<nightshift_act::Action, (StatusCode, String)>, what: &str) -
 pub(super) async fn approve(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    identity: Option<Extension<Identity>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
     let what = format!("approve {id}");
-    let who = match approver(&app, &headers, &what) {
+    let who = match approver(&app, identity.as_deref(), &headers, &what) {
         Ok(w) => w,
         Err(r) => return *r,
     };
@@ -130,11 +147,12 @@ pub(super) async fn approve(
 pub(super) async fn reject(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    identity: Option<Extension<Identity>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
     let what = format!("reject {id}");
-    let who = match approver(&app, &headers, &what) {
+    let who = match approver(&app, identity.as_deref(), &headers, &what) {
         Ok(w) => w,
         Err(r) => return *r,
     };
@@ -187,11 +205,12 @@ pub(super) async fn kill_switch_state(State(app): State<Arc<App>>) -> Response {
 /// cancels those waiting for approval.
 pub(super) async fn kill_switch(
     State(app): State<Arc<App>>,
+    identity: Option<Extension<Identity>>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
     let what = "kill switch";
-    let who = match approver(&app, &headers, what) {
+    let who = match approver(&app, identity.as_deref(), &headers, what) {
         Ok(w) => w,
         Err(r) => return *r,
     };

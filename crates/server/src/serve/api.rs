@@ -141,6 +141,7 @@ struct Acknowledgement {
 pub(super) async fn acknowledge(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
+    identity: Option<axum::Extension<crate::auth::Identity>>,
     body: axum::body::Bytes,
 ) -> Response {
     let what = format!("acknowledge {id}");
@@ -157,7 +158,11 @@ pub(super) async fn acknowledge(
             }
         }
     };
-    let by = ack.by.unwrap_or_else(|| "api".to_string());
+    // With credentials, who acknowledges is who authenticated, whatever the body says.
+    let by = match identity {
+        Some(who) => who.name.clone(),
+        None => ack.by.unwrap_or_else(|| "api".to_string()),
+    };
     if by.trim().is_empty() || by.len() > 200 {
         return bad(&what, "`by` must name someone, in at most 200 bytes");
     }

@@ -30,6 +30,10 @@ pub(super) struct Metrics {
     pub(super) samples: Counter,
     pub(super) stale: Counter,
     pub(super) rejected: Family<Labels, Counter>,
+    /// Requests refused by the credentials check, by `reason`.
+    pub(super) denied: Family<Labels, Counter>,
+    /// Connections and requests refused at the edge, by `reason`.
+    pub(super) edge: Family<Labels, Counter>,
     pub(super) queue_depth: Gauge,
     pub(super) alerts: Family<Labels, Counter>,
     pub(super) items: Family<Labels, Counter>,
@@ -54,6 +58,8 @@ impl Default for Metrics {
             samples: Counter::default(),
             stale: Counter::default(),
             rejected: Family::default(),
+            denied: Family::default(),
+            edge: Family::default(),
             queue_depth: Gauge::default(),
             alerts: Family::default(),
             items: Family::default(),
@@ -103,6 +109,16 @@ impl Metrics {
             "nightshift_ingest_rejected_requests",
             "Write requests refused, by reason",
             self.rejected.clone(),
+        );
+        r.register(
+            "nightshift_http_denied_requests",
+            "Requests refused by the credentials check, by reason (unauthenticated, malformed, unknown, forbidden)",
+            self.denied.clone(),
+        );
+        r.register(
+            "nightshift_http_edge_refused",
+            "Connections and requests refused at the edge, by reason (connections over serve.limits.max_connections, in_flight over serve.limits.max_in_flight, tls_handshake failed or too slow, connection_error such as headers not sent within serve.limits.header_timeout)",
+            self.edge.clone(),
         );
         r.register(
             "nightshift_ingest_alerts",
@@ -201,6 +217,15 @@ impl Metrics {
 
 /// Times every request into `nightshift_http_request_duration_seconds{route}` (the route's
 /// pattern, so ids in paths do not make new series).
+impl Metrics {
+    /// One more connection or request refused at the edge for `reason`.
+    pub(super) fn count_edge(&self, reason: &str) {
+        self.edge
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
+    }
+}
+
 pub(super) async fn timed(
     State(app): State<Arc<App>>,
     request: axum::extract::Request,

@@ -10,6 +10,8 @@
 
 mod actions_api;
 mod api;
+mod edge;
+mod guard;
 mod metrics;
 mod on_open;
 mod receivers;
@@ -51,7 +53,7 @@ const MAX_BODY_BYTES: usize = 16 << 20;
 /// How many of the newest stored incidents a restarted server takes back as history.
 const REMEMBERED_INCIDENTS: u32 = 1000;
 /// What a sender is told to wait when the queue is full, in seconds.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub(super) const RETRY_AFTER_SECONDS: &str = "1";
 
 type Labels = Vec<(String, String)>;
 
@@ -135,6 +137,10 @@ pub(crate) struct App {
     metrics: Arc<Metrics>,
     registry: Registry,
     ready: Arc<AtomicBool>,
+    /// The credentials check; `None` when `serve.auth` configures none (open, loopback only).
+    pub(crate) guard: Option<guard::Guard>,
+    /// Permits for requests answered at once (`serve.limits.max_in_flight`).
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.
@@ -149,6 +155,7 @@ pub fn serve(config: Config) -> Result<(), ServerError> {
 /// Start-up in the order each part needs the ones before it, the HTTP server until a signal,
 /// then shutdown.
 async fn run(config: Config) -> Result<(), ServerError> {
+    let guard = check_exposure(&config)?;
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -163,7 +170,12 @@ async fn run(config: Config) -> Result<(), ServerError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let notices = spawn_notifier(&config, &metrics, &mut registry)?;
     let sources = spawn_sources(&config, &queue, &store, &metrics, &mut registry).await?;
-    let base_url = format!("http://{}", config.serve.listen);
+    let scheme = if config.serve.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base_url = format!("{scheme}://{}", config.serve.listen);
     let link_base = format!("{base_url}/api/v1/incidents");
     let topology = Arc::new(Mutex::new(Topology::default()));
     let assistant = Arc::new(crate::assistant::Assistant::new(
@@ -234,8 +246,20 @@ async fn run(config: Config) -> Result<(), ServerError> {
         metrics,
         registry,
         ready,
+        guard,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(
+            config.serve.limits.max_in_flight,
+        )),
     });
-    serve_http(routes(app.clone(), assistant, &config), config.serve.listen).await?;
+    edge::serve_http(
+        routes(app.clone(), assistant, &config),
+        config.serve.listen,
+        config.serve.tls.as_ref(),
+        &config.serve.limits,
+        app.clone(),
+        shutdown_signal(),
+    )
+    .await?;
     // The server has stopped taking requests and the sources stop; closing the queue lets the
     // worker drain it.
     for task in sources.tasks.into_iter().chain([fixes]) {
@@ -250,6 +274,47 @@ async fn run(config: Config) -> Result<(), ServerError> {
     store.close().await;
     eprintln!("nightshift serve: stopped after draining the queue");
     Ok(())
+}
+
+/// The credentials check `serve.auth` asks for, or the refusal to listen beyond this machine
+/// without one (unless `serve.auth.insecure_open` says so, warned at every start).
+fn check_exposure(config: &Config) -> Result<Option<guard::Guard>, ServerError> {
+    let serve = &config.serve;
+    let mut auth = serve.auth.clone();
+    if !auth.enabled() {
+        if crate::auth::is_loopback(&serve.listen) {
+            return Ok(None);
+        }
+        if !auth.insecure_open {
+            return Err(ServerError::Insecure(format!(
+                "serve.listen is {}, which other machines can reach, and serve.auth has no credentials: \
+                 add a token, e.g.\n\n  serve:\n    auth:\n      tokens:\n        - {{name: prometheus, token_file: /etc/nightshift/prometheus.token, scopes: [ingest]}}\n        - {{name: oncall, token_file: /etc/nightshift/oncall.token, scopes: [read, ask, act]}}\n\n\
+                 (docs/security.md), listen on 127.0.0.1, or set serve.auth.insecure_open: true to serve anyone who can connect",
+                serve.listen
+            )));
+        }
+        let warning = format!(
+            "serve.auth.insecure_open: anyone who can reach {} may read, push telemetry and approve; add serve.auth.tokens",
+            serve.listen
+        );
+        tracing::warn!("{warning}");
+        eprintln!("nightshift serve: WARNING: {warning}");
+        return Ok(None);
+    }
+    // Approvers' own tokens (act.approvers) read and decide, as before.
+    for a in &config.act.approvers {
+        if let Some(t) = &a.token {
+            auth.tokens.push(crate::auth::Token {
+                name: a.name.clone(),
+                secret: t.clone(),
+                scopes: [crate::auth::Scope::Read, crate::auth::Scope::Act].into(),
+            });
+        }
+    }
+    Ok(Some(guard::Guard {
+        auth: Arc::new(crate::auth::Authenticator::new(&auth)),
+        metrics_public: auth.metrics_public,
+    }))
 }
 
 /// Nightshift's own alerts to Alertmanager, when configured: the sender of notices.
@@ -524,24 +589,16 @@ fn routes(app: Arc<App>, assistant: Arc<crate::assistant::Assistant>, config: &C
             crate::mcp::http_service(assistant, config.serve.mcp_hosts.clone()),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            edge::limit_in_flight,
+        ))
         .layer(axum::middleware::from_fn_with_state(app.clone(), timed))
         .with_state(app)
-}
-
-/// Serves `router` on `listen` until Ctrl-C or SIGTERM.
-async fn serve_http(router: Router, listen: std::net::SocketAddr) -> Result<(), ServerError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: listen,
-            source,
-        })?;
-    tracing::info!(%listen, "serving");
-    eprintln!("nightshift serve: listening on http://{listen}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServerError::Http)
 }
 
 /// Stores the watchers' changes, then queues their news for the pipeline thread, waiting while
@@ -677,5 +734,27 @@ mod tests {
         documented.sort();
         mounted.sort();
         assert_eq!(documented, mounted);
+    }
+
+    /// The scope each operation documents (`x-nightshift-scope`) is the one the server checks.
+    #[test]
+    fn the_openapi_document_names_the_scope_each_route_checks() {
+        use crate::auth::{Access, required_scope};
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let mut checked = 0;
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                let m: axum::http::Method = method.to_uppercase().parse().expect("a method");
+                let concrete = path.replace("{id}", "x1");
+                let want = match required_scope(&m, &concrete, false) {
+                    Access::Open => "open".to_string(),
+                    Access::OwnSecret => "own-secret".to_string(),
+                    Access::Scope(s) => s.as_str().to_string(),
+                };
+                assert_eq!(op["x-nightshift-scope"], want.as_str(), "{method} {path}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 30, "{checked} operations");
     }
 }

@@ -495,6 +495,14 @@ impl Remediation {
     }
 
     /// The approver a bearer token or Slack user id names.
+    /// The approver of this name, when there is one (the server authenticated the name).
+    pub(crate) fn approver_named(&self, name: &str) -> Option<String> {
+        self.approvers
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.name.clone())
+    }
+
     pub(crate) fn approver(&self, token: Option<&str>, slack: Option<&str>) -> Option<String> {
         // Tokens are compared by digest, whole, for every approver: no early exit to time.
         let digest = |t: &str| -> [u8; 32] { sha2::Sha256::digest(t.as_bytes()).into() };
