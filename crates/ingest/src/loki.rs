@@ -8,7 +8,7 @@
 //! metadata, else from the level the line states (`level=error`, `"level":"warn"`, `ERROR`).
 
 use crate::logline::{line_severity, parts, severity_word};
-use crate::remote_write::MAX_DECODED_BYTES;
+use crate::remote_write::decoded_limit;
 use nightshift_core::{LogRecord, Millis, Resource, Severity};
 use prost::Message;
 use serde::Deserialize;
@@ -62,8 +62,8 @@ pub enum LokiError {
     ContentType(String),
     #[error("the body is not snappy block-compressed: {0}")]
     Snappy(String),
-    #[error("the body decompresses to {0} bytes, more than the {MAX_DECODED_BYTES} allowed")]
-    TooLarge(usize),
+    #[error("the body decompresses to {0} bytes, more than the {1} allowed for its size")]
+    TooLarge(usize, usize),
     #[error("the body is not a logproto.PushRequest protobuf: {0}")]
     Protobuf(String),
     #[error("the body is not Loki's push JSON: {0}")]
@@ -76,7 +76,7 @@ impl LokiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::ContentType(_) => 415,
-            Self::TooLarge(_) => 413,
+            Self::TooLarge(..) => 413,
             _ => 400,
         }
     }
@@ -182,8 +182,8 @@ pub fn decode_push(content_type: Option<&str>, body: &[u8]) -> Result<Vec<LogRec
         "application/x-protobuf" | "application/protobuf" => {
             let size =
                 snap::raw::decompress_len(body).map_err(|e| LokiError::Snappy(e.to_string()))?;
-            if size > MAX_DECODED_BYTES {
-                return Err(LokiError::TooLarge(size));
+            if size > decoded_limit(body.len()) {
+                return Err(LokiError::TooLarge(size, decoded_limit(body.len())));
             }
             let raw = snap::raw::Decoder::new()
                 .decompress_vec(body)

@@ -14,7 +14,7 @@
 //!   topology is built from.
 //! - **Logs** become log records with the resource's attributes and the OTel severity.
 
-use crate::remote_write::{MAX_DECODED_BYTES, valid_label_name};
+use crate::remote_write::{decoded_limit, valid_label_name};
 use nightshift_core::resource::prometheus_label;
 use nightshift_core::{LogRecord, Millis, Resource, SeriesKey, Severity, SpanEdge};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -94,12 +94,13 @@ pub fn decode<T: Message + DeserializeOwned + Default>(
         Some(e) if e.eq_ignore_ascii_case("identity") => body,
         Some(e) if e.eq_ignore_ascii_case("gzip") => {
             let mut out = Vec::new();
+            let limit = decoded_limit(body.len());
             flate2::read::GzDecoder::new(body)
-                .take(MAX_DECODED_BYTES as u64 + 1)
+                .take(limit as u64 + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| OtlpError::Gzip(e.to_string()))?;
-            if out.len() > MAX_DECODED_BYTES {
-                return Err(OtlpError::TooLarge(MAX_DECODED_BYTES));
+            if out.len() > limit {
+                return Err(OtlpError::TooLarge(limit));
             }
             raw = out;
             &raw

@@ -17,10 +17,47 @@ use prost::Message;
 /// The decompressed body may be at most this large (32 MiB): Prometheus sends batches of at most
 /// a few thousand samples (`max_samples_per_send`, 2,000 by default), a few hundred KiB.
 pub const MAX_DECODED_BYTES: usize = 32 << 20;
+/// A body may decompress to at most this many times its own size (past a floor of 1 MiB):
+/// real telemetry compresses 5 to 20 times, a decompression bomb thousands of times.
+pub const MAX_RATIO: usize = 100;
+
+/// How large a body of `compressed` bytes may decompress to: the ratio limit, at most
+/// [`MAX_DECODED_BYTES`].
+pub fn decoded_limit(compressed: usize) -> usize {
+    MAX_DECODED_BYTES.min(compressed.saturating_mul(MAX_RATIO).max(1 << 20))
+}
 
 /// Samples further than this ahead of the receiver's clock are refused (10 minutes, Prometheus'
 /// own out-of-bounds limit for appends): a clock that far off would poison every baseline.
 pub const MAX_FUTURE_MS: Millis = 10 * 60_000;
+/// Samples older than this behind the receiver's clock are dropped (two hours, Prometheus'
+/// head block): a live detector cannot use them, and a sender stamping them is misconfigured.
+pub const MAX_PAST_MS: Millis = 2 * 3_600_000;
+
+/// Drops the samples outside what a live receiver takes (older than [`MAX_PAST_MS`], newer
+/// than [`MAX_FUTURE_MS`] against `now`): how many were (too old, too new).
+pub fn drop_out_of_bounds(
+    samples: &mut Vec<(SeriesKey, Millis, f64)>,
+    now: Millis,
+) -> (usize, usize) {
+    let (oldest, newest) = (
+        now.saturating_sub(MAX_PAST_MS),
+        now.saturating_add(MAX_FUTURE_MS),
+    );
+    let (mut old, mut new) = (0, 0);
+    samples.retain(|(_, t, _)| {
+        if *t < oldest {
+            old += 1;
+            false
+        } else if *t > newest {
+            new += 1;
+            false
+        } else {
+            true
+        }
+    });
+    (old, new)
+}
 
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
@@ -130,10 +167,10 @@ pub fn decode_write_request(
     }
     let size =
         snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
-    if size > MAX_DECODED_BYTES {
+    if size > decoded_limit(body.len()) {
         return Err(RemoteWriteError::TooLarge {
             size,
-            max: MAX_DECODED_BYTES,
+            max: decoded_limit(body.len()),
         });
     }
     let raw = snap::raw::Decoder::new()

@@ -95,11 +95,16 @@ pub fn start_nightshift(dir: &Path, port: u16) -> Running {
 
 /// `nightshift serve` on `port`, its database in `dir`, with `extra` configuration sections.
 pub fn start_nightshift_with(dir: &Path, port: u16, extra: &str) -> Running {
+    start_nightshift_serving(dir, port, "", extra)
+}
+
+/// [`start_nightshift_with`], with `serve_keys` (lines indented two spaces) under `serve:`.
+pub fn start_nightshift_serving(dir: &Path, port: u16, serve_keys: &str, extra: &str) -> Running {
     let config = dir.join("nightshift.yaml");
     std::fs::write(
         &config,
         format!(
-            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\nstore:\n  path: {}\n{extra}",
+            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\n{serve_keys}store:\n  path: {}\n{extra}",
             dir.join("nightshift.db").display()
         ),
     )

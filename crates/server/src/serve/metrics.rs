@@ -32,6 +32,8 @@ pub(super) struct Metrics {
     pub(super) rejected: Family<Labels, Counter>,
     /// Requests refused by the credentials check, by `reason`.
     pub(super) denied: Family<Labels, Counter>,
+    /// Samples dropped for a timestamp out of bounds, by `reason` (past, future).
+    pub(super) dropped: Family<Labels, Counter>,
     /// Connections and requests refused at the edge, by `reason`.
     pub(super) edge: Family<Labels, Counter>,
     pub(super) queue_depth: Gauge,
@@ -59,6 +61,7 @@ impl Default for Metrics {
             stale: Counter::default(),
             rejected: Family::default(),
             denied: Family::default(),
+            dropped: Family::default(),
             edge: Family::default(),
             queue_depth: Gauge::default(),
             alerts: Family::default(),
@@ -114,6 +117,11 @@ impl Metrics {
             "nightshift_http_denied_requests",
             "Requests refused by the credentials check, by reason (unauthenticated, malformed, unknown, forbidden)",
             self.denied.clone(),
+        );
+        r.register(
+            "nightshift_ingest_dropped_samples",
+            "Samples dropped for their timestamp, by reason (past: over 2 h behind this receiver's clock; future: over 10 min ahead)",
+            self.dropped.clone(),
         );
         r.register(
             "nightshift_http_edge_refused",
@@ -218,6 +226,22 @@ impl Metrics {
 /// Times every request into `nightshift_http_request_duration_seconds{route}` (the route's
 /// pattern, so ids in paths do not make new series).
 impl Metrics {
+    /// Drops the samples of `batch` out of bounds against the clock, counted.
+    pub(super) fn drop_out_of_bounds(
+        &self,
+        samples: &mut Vec<(nightshift_core::SeriesKey, i64, f64)>,
+    ) {
+        let (old, new) =
+            nightshift_ingest::remote_write::drop_out_of_bounds(samples, crate::now_ms());
+        for (reason, n) in [("past", old), ("future", new)] {
+            if n > 0 {
+                self.dropped
+                    .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+                    .inc_by(n as u64);
+            }
+        }
+    }
+
     /// One more connection or request refused at the edge for `reason`.
     pub(super) fn count_edge(&self, reason: &str) {
         self.edge

@@ -48,8 +48,11 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Compressed request bodies above this are refused with 413 before they are read whole.
-const MAX_BODY_BYTES: usize = 16 << 20;
+/// Request bodies above these are refused with 413 before they are read whole: telemetry
+/// (remote-write, OTLP, Loki push), change hooks, and everything else (JSON API requests).
+const MAX_TELEMETRY_BODY_BYTES: usize = 16 << 20;
+const MAX_HOOK_BODY_BYTES: usize = 8 << 20;
+const MAX_BODY_BYTES: usize = 1 << 20;
 /// How many of the newest stored incidents a restarted server takes back as history.
 const REMEMBERED_INCIDENTS: u32 = 1000;
 /// What a sender is told to wait when the queue is full, in seconds.
@@ -141,6 +144,8 @@ pub(crate) struct App {
     pub(crate) guard: Option<guard::Guard>,
     /// Permits for requests answered at once (`serve.limits.max_in_flight`).
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Permits for decodes running at once (one or two per core).
+    decoders: tokio::sync::Semaphore,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the worker finish the queued requests.
@@ -250,6 +255,9 @@ async fn run(config: Config) -> Result<(), ServerError> {
         in_flight: Arc::new(tokio::sync::Semaphore::new(
             config.serve.limits.max_in_flight,
         )),
+        decoders: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| 2 * n.get()),
+        ),
     });
     edge::serve_http(
         routes(app.clone(), assistant, &config),
@@ -544,19 +552,33 @@ fn spawn_worker(
         .map_err(ServerError::Thread)
 }
 
+fn telemetry_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_TELEMETRY_BODY_BYTES)
+}
+
+fn hook_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(MAX_HOOK_BODY_BYTES)
+}
+
 /// Every route of the HTTP API, the receivers and `/mcp`.
 fn routes(app: Arc<App>, assistant: Arc<crate::assistant::Assistant>, config: &Config) -> Router {
     Router::new()
-        .route("/api/v1/write", post(remote_write))
-        .route("/api/v1/alerts/alertmanager", post(alertmanager_webhook))
-        .route("/v1/metrics", post(otlp_metrics))
-        .route("/v1/traces", post(otlp_traces))
-        .route("/v1/logs", post(otlp_logs))
-        .route("/loki/api/v1/push", post(loki_push))
+        .route("/api/v1/write", post(remote_write).layer(telemetry_limit()))
+        .route(
+            "/api/v1/alerts/alertmanager",
+            post(alertmanager_webhook).layer(telemetry_limit()),
+        )
+        .route("/v1/metrics", post(otlp_metrics).layer(telemetry_limit()))
+        .route("/v1/traces", post(otlp_traces).layer(telemetry_limit()))
+        .route("/v1/logs", post(otlp_logs).layer(telemetry_limit()))
+        .route(
+            "/loki/api/v1/push",
+            post(loki_push).layer(telemetry_limit()),
+        )
         .route("/api/v1/changes", post(generic_changes).get(api::changes))
-        .route("/hooks/github", post(github_hook))
-        .route("/hooks/gitlab", post(gitlab_hook))
-        .route("/hooks/argocd", post(argocd_hook))
+        .route("/hooks/github", post(github_hook).layer(hook_limit()))
+        .route("/hooks/gitlab", post(gitlab_hook).layer(hook_limit()))
+        .route("/hooks/argocd", post(argocd_hook).layer(hook_limit()))
         .route("/hooks/slack/commands", post(slack_hooks::slack_command))
         .route(
             "/hooks/slack/interactions",

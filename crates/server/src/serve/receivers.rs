@@ -32,14 +32,19 @@ pub(super) async fn remote_write(
         app.metrics.reject("overloaded");
         return busy("remote-write");
     }
-    let h = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let decoded = decode_write_request(
-        h(header::CONTENT_ENCODING),
-        h(header::CONTENT_TYPE),
-        &body,
-        now_ms(),
+    let (ce, ct) = (
+        header_string(&headers, header::CONTENT_ENCODING),
+        header_string(&headers, header::CONTENT_TYPE),
     );
-    let (batch, partial) = match decoded {
+    let decoded = off_runtime(&app, "remote-write", move || {
+        decode_write_request(ce.as_deref(), ct.as_deref(), &body, now_ms())
+    })
+    .await;
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let (mut batch, partial) = match decoded {
         Ok(ok) => ok,
         Err(e) => {
             app.metrics.reject("invalid");
@@ -47,6 +52,8 @@ pub(super) async fn remote_write(
             return text(status, format!("remote-write: {e}"));
         }
     };
+    // Too far ahead is refused per series above (400); too far behind is dropped, counted.
+    app.metrics.drop_out_of_bounds(&mut batch.samples);
     let (samples, stale) = (batch.samples.len() as u64, batch.stale as u64);
     if samples + stale > 0 {
         if let Some(busy) = enqueue(&app, Work::Samples(batch), "remote-write") {
@@ -63,6 +70,36 @@ pub(super) async fn remote_write(
         }
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// A header's value as text, owned (for work moved off the async threads).
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Runs a decode on the blocking pool, at most as many at once as `App::decoders` allows, so
+/// that decompression and parsing neither stall the async threads nor hold more than a few
+/// decoded bodies in memory at once; waiting requests hold only their compressed bodies.
+pub(super) async fn off_runtime<T: Send + 'static>(
+    app: &App,
+    what: &str,
+    decode: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    let unavailable = || {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{what}: shutting down"),
+        )
+    };
+    let Ok(_permit) = app.decoders.acquire().await else {
+        return Err(unavailable());
+    };
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|_| unavailable())
 }
 
 /// 503 with `Retry-After`: the detectors are behind.
@@ -171,18 +208,29 @@ pub(super) fn otlp_error(app: &App, what: &str, e: &OtlpError, headers: &HeaderM
     otlp_answer(code, otlp::encode(&status, encoding), encoding)
 }
 
-pub(super) fn otlp_decode<T: prost::Message + serde::de::DeserializeOwned + Default>(
+/// Decodes an OTLP body off the async threads; `Err(Ok(e))` is the decode's refusal,
+/// `Err(Err(r))` the answer when no decode could run.
+pub(super) async fn otlp_decode<
+    T: prost::Message + serde::de::DeserializeOwned + Default + Send + 'static,
+>(
+    app: &App,
     what: &'static str,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(T, Encoding), OtlpError> {
-    let h = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    otlp::decode(
-        what,
-        h(header::CONTENT_TYPE),
-        h(header::CONTENT_ENCODING),
-        body,
-    )
+    body: Bytes,
+) -> Result<(T, Encoding), Result<OtlpError, Response>> {
+    let (ct, ce) = (
+        header_string(headers, header::CONTENT_TYPE),
+        header_string(headers, header::CONTENT_ENCODING),
+    );
+    match off_runtime(app, what, move || {
+        otlp::decode(what, ct.as_deref(), ce.as_deref(), &body)
+    })
+    .await
+    {
+        Ok(Ok(ok)) => Ok(ok),
+        Ok(Err(e)) => Err(Ok(e)),
+        Err(r) => Err(Err(r)),
+    }
 }
 
 pub(super) async fn otlp_metrics(
@@ -191,12 +239,16 @@ pub(super) async fn otlp_metrics(
     body: Bytes,
 ) -> Response {
     let (req, encoding) = match otlp_decode::<otlp::ExportMetricsServiceRequest>(
+        &app,
         "metrics request",
         &headers,
-        &body,
-    ) {
+        body,
+    )
+    .await
+    {
         Ok(ok) => ok,
-        Err(e) => return otlp_error(&app, "otlp metrics", &e, &headers),
+        Err(Ok(e)) => return otlp_error(&app, "otlp metrics", &e, &headers),
+        Err(Err(r)) => return r,
     };
     let mut decoded = otlp::metric_samples(&req);
     let (cumulative, refused) = match app.deltas.lock() {
@@ -204,6 +256,8 @@ pub(super) async fn otlp_metrics(
         Err(_) => (Vec::new(), decoded.deltas.len()),
     };
     decoded.samples.extend(cumulative);
+    // OTLP has no refusal per series: a point stamped far from now is dropped and counted.
+    app.metrics.drop_out_of_bounds(&mut decoded.samples);
     let n = decoded.samples.len();
     if n > 0 {
         let batch = WriteBatch {
@@ -232,11 +286,18 @@ pub(super) async fn otlp_traces(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, encoding) =
-        match otlp_decode::<otlp::ExportTraceServiceRequest>("traces request", &headers, &body) {
-            Ok(ok) => ok,
-            Err(e) => return otlp_error(&app, "otlp traces", &e, &headers),
-        };
+    let (req, encoding) = match otlp_decode::<otlp::ExportTraceServiceRequest>(
+        &app,
+        "traces request",
+        &headers,
+        body,
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(Ok(e)) => return otlp_error(&app, "otlp traces", &e, &headers),
+        Err(Err(r)) => return r,
+    };
     let edges = otlp::span_edges(&req);
     let n = edges.len();
     if n > 0 {
@@ -255,9 +316,12 @@ pub(super) async fn otlp_logs(
     body: Bytes,
 ) -> Response {
     let (req, encoding) =
-        match otlp_decode::<otlp::ExportLogsServiceRequest>("logs request", &headers, &body) {
+        match otlp_decode::<otlp::ExportLogsServiceRequest>(&app, "logs request", &headers, body)
+            .await
+        {
             Ok(ok) => ok,
-            Err(e) => return otlp_error(&app, "otlp logs", &e, &headers),
+            Err(Ok(e)) => return otlp_error(&app, "otlp logs", &e, &headers),
+            Err(Err(r)) => return r,
         };
     let logs = otlp::log_records(&req);
     let n = logs.len();
@@ -277,12 +341,15 @@ pub(super) async fn loki_push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let logs = match nightshift_ingest::loki::decode_push(ct, &body) {
-        Ok(l) => l,
-        Err(e) => {
+    let ct = header_string(&headers, header::CONTENT_TYPE);
+    let decoded = off_runtime(&app, "loki push", move || {
+        nightshift_ingest::loki::decode_push(ct.as_deref(), &body)
+    })
+    .await;
+    let logs = match decoded {
+        Err(r) => return r,
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
             app.metrics.reject("invalid_loki");
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
             return text(status, format!("loki push: {e}"));
