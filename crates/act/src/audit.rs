@@ -5,6 +5,15 @@
 //! breaks the chain at that entry, and `verify` names it. (Cutting entries off the end leaves a
 //! valid shorter chain: compare the head `verify` reports with an exported copy or the
 //! `nightshift_audit_head` published while running.)
+//!
+//! Anyone who can write the file can also recompute a plain SHA-256 chain. With a key
+//! (`act.audit_key_file`), each hash is HMAC-SHA256 under the key instead, so a rewritten file
+//! no longer verifies unless the writer had the key too.
+//!
+//! A crash in the middle of a write can leave a torn last line (no newline, not an entry).
+//! Opening the log repairs that: the torn bytes move to `<log>.torn` and the log goes on from
+//! the last whole entry. A whole last line that does not verify is not torn but edited, and
+//! the log is not opened.
 
 use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
@@ -68,15 +77,34 @@ pub struct Head {
 
 const HASH_FIELD: &str = ",\"hash\":\"";
 
-fn hash(prev: &str, body: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(prev.as_bytes());
-    h.update(body.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+/// The chain's hash of an entry: SHA-256, or HMAC-SHA256 under `key`.
+fn hash(key: Option<&[u8]>, prev: &str, body: &str) -> String {
+    use hmac::Mac;
+    let bytes: Vec<u8> = match key {
+        None => {
+            let mut h = Sha256::new();
+            h.update(prev.as_bytes());
+            h.update(body.as_bytes());
+            h.finalize().to_vec()
+        }
+        Some(k) => {
+            let mut m = <hmac::Hmac<Sha256> as Mac>::new_from_slice(k)
+                .expect("HMAC takes a key of any length");
+            m.update(prev.as_bytes());
+            m.update(body.as_bytes());
+            m.finalize().into_bytes().to_vec()
+        }
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Checks one line against the chain so far: its entry and hash.
-fn check_line(text: &str, line: u64, prev: &Head) -> Result<(AuditEntry, String), AuditProblem> {
+fn check_line(
+    key: Option<&[u8]>,
+    text: &str,
+    line: u64,
+    prev: &Head,
+) -> Result<(AuditEntry, String), AuditProblem> {
     let bad = |what: String| AuditProblem { line, what };
     let at = text
         .rfind(HASH_FIELD)
@@ -100,10 +128,17 @@ fn check_line(text: &str, line: u64, prev: &Head) -> Result<(AuditEntry, String)
             entry.seq
         )));
     }
-    let actual = hash(&prev.hash, body);
+    let actual = hash(key, &prev.hash, body);
     if actual != claimed {
+        let hint = match key {
+            None if entry.seq == 1 => " (or the log was written with a key: verify with it)",
+            Some(_) if entry.seq == 1 => {
+                " (or the log was written with another key, or none: verify with that one)"
+            }
+            _ => "",
+        };
         return Err(bad(format!(
-            "entry {} was edited after it was written (its hash does not match its content)",
+            "entry {} was edited after it was written (its hash does not match its content){hint}",
             entry.seq
         )));
     }
@@ -112,6 +147,14 @@ fn check_line(text: &str, line: u64, prev: &Head) -> Result<(AuditEntry, String)
 
 /// Reads and checks a whole log; where it breaks, if it does.
 pub fn verify(path: &Path) -> Result<Result<Head, AuditProblem>, std::io::Error> {
+    verify_keyed(path, None)
+}
+
+/// [`verify`] for a log written with `key` (`act.audit_key_file`).
+pub fn verify_keyed(
+    path: &Path,
+    key: Option<&[u8]>,
+) -> Result<Result<Head, AuditProblem>, std::io::Error> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -128,7 +171,7 @@ pub fn verify(path: &Path) -> Result<Result<Head, AuditProblem>, std::io::Error>
     };
     for (i, text) in BufReader::new(file).lines().enumerate() {
         let text = text?;
-        match check_line(&text, i as u64 + 1, &head) {
+        match check_line(key, &text, i as u64 + 1, &head) {
             Ok((entry, h)) => {
                 head = Head {
                     entries: entry.seq,
@@ -147,6 +190,9 @@ pub struct AuditLog {
     path: PathBuf,
     file: std::fs::File,
     head: Head,
+    key: Option<Vec<u8>>,
+    /// The bytes of a torn last line moved aside on opening, when there was one.
+    repaired: Option<usize>,
     /// Sees each line once it is written: an export to a SIEM.
     export: Option<Export>,
 }
@@ -158,11 +204,18 @@ impl AuditLog {
     /// Opens (or creates) the log at `path`, checking the whole chain first: a broken log is
     /// not appended to.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_keyed(path, None)
+    }
+
+    /// [`AuditLog::open`] with entries chained by HMAC under `key`; a torn last line is moved
+    /// to `<path>.torn` first (see [`AuditLog::repaired`]).
+    pub fn open_keyed(path: &Path, key: Option<Vec<u8>>) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
             path: path.display().to_string(),
             source,
         };
-        let head = verify(path)
+        let repaired = repair_torn_tail(path, key.as_deref()).map_err(io)?;
+        let head = verify_keyed(path, key.as_deref())
             .map_err(io)?
             .map_err(|problem| AuditError::Broken {
                 path: path.display().to_string(),
@@ -177,8 +230,15 @@ impl AuditLog {
             path: path.to_path_buf(),
             file,
             head,
+            key,
+            repaired,
             export: None,
         })
+    }
+
+    /// How many bytes of a torn last line were moved to `<log>.torn` on opening.
+    pub fn repaired(&self) -> Option<usize> {
+        self.repaired
     }
 
     /// Hands every line written from now on, as written, to `export` (a file or a webhook of
@@ -218,7 +278,7 @@ impl AuditLog {
         let json = serde_json::to_string(&entry).map_err(|e| io(e.into()))?;
         // The body is the entry's JSON without its closing brace; the hash closes it.
         let body = json.strip_suffix('}').unwrap_or(&json);
-        let h = hash(&self.head.hash, body);
+        let h = hash(self.key.as_deref(), &self.head.hash, body);
         let line = format!("{body}{HASH_FIELD}{h}\"}}\n");
         let before = self.file.metadata().map_err(io)?.len();
         if let Err(e) = self.file.write_all(line.as_bytes()) {
@@ -239,6 +299,57 @@ impl AuditLog {
         }
         Ok((entry, line.trim_end().to_string()))
     }
+}
+
+/// Moves a torn last line (one without its newline that is not a whole entry) to
+/// `<path>.torn`, truncating the log to its last whole line: how many bytes moved.
+fn repair_torn_tail(path: &Path, key: Option<&[u8]>) -> std::io::Result<Option<usize>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let start = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let tail = &bytes[start..];
+    // A whole entry that only lacks its newline is kept, and the newline added.
+    let whole = std::str::from_utf8(tail).ok().is_some_and(|t| {
+        let before = std::str::from_utf8(&bytes[..start]).unwrap_or("");
+        let mut head = Head {
+            entries: 0,
+            hash: GENESIS.into(),
+        };
+        for (i, l) in before.lines().enumerate() {
+            match check_line(key, l, i as u64 + 1, &head) {
+                Ok((e, h)) => {
+                    head = Head {
+                        entries: e.seq,
+                        hash: h,
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        check_line(key, t, head.entries + 1, &head).is_ok()
+    });
+    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    if whole {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+        return Ok(None);
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".torn");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(PathBuf::from(aside))?
+        .write_all(tail)?;
+    file.set_len(start as u64)?;
+    file.sync_data()?;
+    Ok(Some(tail.len()))
 }
 
 #[cfg(test)]
@@ -323,7 +434,7 @@ mod tests {
         let mut forged = original.clone();
         let prev = verify_prefix(&original[..1]);
         let body = original[1][..original[1].rfind(HASH_FIELD).unwrap()].replace("act-1", "act-X");
-        forged[1] = format!("{body}{HASH_FIELD}{}\"}}", hash(&prev, &body));
+        forged[1] = format!("{body}{HASH_FIELD}{}\"}}", hash(None, &prev, &body));
         write(&path, &forged);
         let p = verify(&path).unwrap().unwrap_err();
         assert_eq!(p.line, 3, "{p}");
@@ -337,5 +448,77 @@ mod tests {
     fn verify_prefix(lines: &[String]) -> String {
         let l = &lines[lines.len() - 1];
         l[l.rfind(HASH_FIELD).unwrap() + HASH_FIELD.len()..l.len() - 2].to_string()
+    }
+
+    #[test]
+    fn a_keyed_log_does_not_verify_once_rewritten_without_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let key = b"a secret only the server has".to_vec();
+        let mut log = AuditLog::open_keyed(&path, Some(key.clone())).unwrap();
+        for i in 0..3 {
+            log.append(i, "user:alice", "approved", None, "ok", Value::Null)
+                .unwrap();
+        }
+        drop(log);
+        assert_eq!(verify_keyed(&path, Some(&key)).unwrap().unwrap().entries, 3);
+        assert!(verify(&path).unwrap().is_err());
+        // A forger who rewrites every entry with plain SHA-256 makes a chain that verifies
+        // without the key, and fails with it.
+        let mut prev = GENESIS.to_string();
+        let forged: Vec<String> = lines(&path)
+            .iter()
+            .map(|l| {
+                let body = l[..l.rfind(HASH_FIELD).unwrap()]
+                    .replace("alice", "mallory")
+                    .replace(&prev_of(l), &prev);
+                let h = hash(None, &prev, &body);
+                prev = h.clone();
+                format!("{body}{HASH_FIELD}{h}\"}}")
+            })
+            .collect();
+        write(&path, &forged);
+        assert!(verify(&path).unwrap().is_ok());
+        let p = verify_keyed(&path, Some(&key)).unwrap().unwrap_err();
+        assert_eq!(p.line, 1, "{p}");
+        assert!(AuditLog::open_keyed(&path, Some(key)).is_err());
+    }
+
+    fn prev_of(line: &str) -> String {
+        let v: Value = serde_json::from_str(line).unwrap();
+        v["prev"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_moved_aside_and_the_log_goes_on() {
+        let (_d, path) = log_of(3);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"{\"seq\":4,\"ts\":1,\"act");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(verify(&path).unwrap().is_err());
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.repaired(), Some(20));
+        assert_eq!(log.head().entries, 3);
+        log.append(9, "nightshift", "repaired", None, "torn line", Value::Null)
+            .unwrap();
+        assert_eq!(verify(&path).unwrap().unwrap().entries, 4);
+        let torn = std::fs::read_to_string(path.with_extension("jsonl.torn")).unwrap();
+        assert_eq!(torn, "{\"seq\":4,\"ts\":1,\"act");
+
+        // A whole entry missing only its newline is kept.
+        let (_d, path) = log_of(2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.trim_end()).unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.repaired(), None);
+        assert_eq!(log.head().entries, 2);
+
+        // A whole last line that was edited is not torn: the log is not opened.
+        let (_d, path) = log_of(2);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("act-1", "act-X");
+        std::fs::write(&path, text).unwrap();
+        assert!(AuditLog::open(&path).is_err());
     }
 }

@@ -77,6 +77,8 @@ struct RawDiagnose {
 #[serde(deny_unknown_fields)]
 struct RawAct {
     audit_log: Option<String>,
+    /// A file holding the key the audit chain is signed with (HMAC-SHA256).
+    audit_key_file: Option<String>,
     runbooks: Option<String>,
     #[serde(default)]
     commands: Vec<String>,
@@ -621,6 +623,11 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
     )?;
     Ok(ActConfig {
         audit_log,
+        audit_key: raw
+            .audit_key_file
+            .as_deref()
+            .map(read_audit_key)
+            .transpose()?,
         runbooks: raw.runbooks.map(PathBuf::from),
         commands: raw.commands.into_iter().map(PathBuf::from).collect(),
         policy: nightshift_act::Policy {
@@ -635,6 +642,20 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
         audit_export: raw.audit_export,
         verify_every_ms,
     })
+}
+
+/// The audit key in `path`: at least 16 bytes once trimmed.
+pub fn read_audit_key(path: &str) -> Result<Vec<u8>> {
+    let key =
+        std::fs::read(path).map_err(|e| anyhow!("act.audit_key_file: cannot read {path}: {e}"))?;
+    let key = key.trim_ascii().to_vec();
+    if key.len() < 16 {
+        bail!(
+            "act.audit_key_file: {path} holds {} bytes; use at least 16 (e.g. `openssl rand -hex 32 > {path}`)",
+            key.len()
+        );
+    }
+    Ok(key)
 }
 
 fn check_hooks(h: Hooks) -> Result<Hooks> {

@@ -161,9 +161,12 @@ enum AuditCommand {
         /// The audit log; by default the configuration's `act.audit_log`.
         #[arg(long)]
         file: Option<std::path::PathBuf>,
-        /// The configuration file naming the audit log.
+        /// The configuration file naming the audit log (and its `act.audit_key_file`).
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// The file holding the key the log was written with (`act.audit_key_file`).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<String>,
     },
 }
 
@@ -476,12 +479,26 @@ fn run() -> Result<()> {
             runbook.as_deref(),
             server.json,
         )?),
-        Command::Audit(AuditCommand::Verify { file, config }) => {
-            let path = match file {
-                Some(f) => f,
-                None => config::load_or_default(config.as_deref())?.act.audit_log,
+        Command::Audit(AuditCommand::Verify {
+            file,
+            config,
+            key_file,
+        }) => {
+            let act = config
+                .as_deref()
+                .map(config::load)
+                .transpose()?
+                .map(|c| c.act)
+                .unwrap_or_default();
+            let path = file.unwrap_or(act.audit_log);
+            let key = match key_file {
+                Some(k) => Some(config::read_audit_key(&k)?),
+                None => act.audit_key,
             };
-            emit(&nightshift_server::remediation::verify_audit(&path)?)
+            emit(&nightshift_server::remediation::verify_audit(
+                &path,
+                key.as_deref(),
+            )?)
         }
         Command::Incidents(a) => emit(&client::incidents(
             &a.server.remote.remote(),

@@ -123,3 +123,45 @@ fn the_demo_shows_what_the_shipped_runbooks_would_do() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("⚙ runbook "), "{text}");
 }
+
+#[test]
+fn a_keyed_audit_log_verifies_only_with_its_key() {
+    let dir = temp_dir("audit-keyed");
+    let path = dir.join("audit.jsonl");
+    let key_file = dir.join("audit.key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let mut log =
+        AuditLog::open_keyed(&path, Some(b"0123456789abcdef0123456789abcdef".to_vec())).unwrap();
+    log.append(
+        1,
+        "user:alice",
+        "approved",
+        Some("act-1"),
+        "ok",
+        json!(null),
+    )
+    .unwrap();
+    drop(log);
+    let verify = |key: Option<&std::path::Path>| {
+        let mut args = vec!["audit", "verify", "--file", path.to_str().unwrap()];
+        if let Some(k) = key {
+            args.extend(["--key-file", k.to_str().unwrap()]);
+        }
+        nightshift(&args)
+    };
+    let out = verify(Some(&key_file));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("under the key"));
+    let out = verify(None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("written with a key"));
+    // A short key is refused, named.
+    let short = dir.join("short.key");
+    std::fs::write(&short, "abc").unwrap();
+    let out = verify(Some(&short));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
+}

@@ -46,6 +46,8 @@ pub struct AuditExport {
 pub struct ActConfig {
     /// The audit log (JSON lines, hash-chained); by default `audit.jsonl` beside the database.
     pub audit_log: PathBuf,
+    /// The key audit entries are chained with (HMAC-SHA256), when set.
+    pub audit_key: Option<Vec<u8>>,
     /// A directory of runbook files; none loaded when unset.
     pub runbooks: Option<PathBuf>,
     /// Absolute paths of the programs `command.run` may start.
@@ -222,6 +224,7 @@ impl Default for ActConfig {
     fn default() -> Self {
         Self {
             audit_log: audit_log_beside(DEFAULT_STORE),
+            audit_key: None,
             runbooks: None,
             commands: Vec::new(),
             policy: nightshift_act::Policy::default(),

@@ -111,21 +111,22 @@ pub fn load(dir: &Path, commands: &[PathBuf]) -> Result<Vec<nightshift_act::Runb
 }
 
 /// Verifies the audit log's chain; its entry count and head hash, or the first broken entry.
-pub fn verify_audit(path: &Path) -> Result<String, ServerError> {
+pub fn verify_audit(path: &Path, key: Option<&[u8]>) -> Result<String, ServerError> {
     if !path.exists() {
         return Err(ServerError::Audit(format!(
             "there is no audit log at {} (act.audit_log)",
             path.display()
         )));
     }
-    let verified = nightshift_act::audit::verify(path).map_err(|e| {
+    let verified = nightshift_act::audit::verify_keyed(path, key).map_err(|e| {
         ServerError::Audit(format!("cannot read the audit log {}: {e}", path.display()))
     })?;
     match verified {
         Ok(head) => Ok(format!(
-            "{}: {} entries, chain intact; head {}\n",
+            "{}: {} entries, chain intact{}; head {}\n",
             path.display(),
             head.entries,
+            if key.is_some() { " under the key" } else { "" },
             head.hash
         )),
         Err(p) => Err(ServerError::Audit(format!("{}: {p}", path.display()))),

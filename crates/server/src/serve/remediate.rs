@@ -136,10 +136,30 @@ impl Remediation {
             None => Vec::new(),
         };
         let mut audit =
-            AuditLog::open(&act.audit_log).map_err(|source| ServerError::OpenAudit {
-                path: act.audit_log.clone(),
-                source,
+            AuditLog::open_keyed(&act.audit_log, act.audit_key.clone()).map_err(|source| {
+                ServerError::OpenAudit {
+                    path: act.audit_log.clone(),
+                    source,
+                }
             })?;
+        if let Some(bytes) = audit.repaired() {
+            let message = format!(
+                "the audit log's last line was torn (a write cut short); its {bytes} bytes were moved to {}.torn and the log goes on from the last whole entry",
+                act.audit_log.display()
+            );
+            tracing::warn!("{message}");
+            eprintln!("nightshift serve: {message}");
+            audit
+                .append(
+                    crate::now_ms(),
+                    "nightshift",
+                    "repaired",
+                    None,
+                    &message,
+                    serde_json::Value::Null,
+                )
+                .map_err(ServerError::WriteAudit)?;
+        }
         if let Some(export) = &act.audit_export {
             audit.export_to(audit_export(export)?);
         }
