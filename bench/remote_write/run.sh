@@ -35,7 +35,7 @@ work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1$2" >/dev/null && return 0; sleep 0.2; done; echo "run.sh: port $1 never became ready" >&2; return 1; }
-load() { "$target/examples/remote_write_load" --url "$1" --pid "$2" --seconds "$seconds" --connections "$connections" --services "$services" --json; }
+load() { local url=$1 pid=$2; shift 2; "$target/examples/remote_write_load" --url "$url" --pid "$pid" --seconds "$seconds" --connections "$connections" --services "$services" --json "$@"; }
 
 # 1. Nightshift: every golden signal derived and detected, and the memory series of every pod
 #    scored by its own ensemble.
@@ -58,6 +58,31 @@ sleep 2
 curl -s "http://127.0.0.1:$ns/metrics" | grep -E '^nightshift_(derived_series|watched_series|ingest_samples_total|anomaly_reports_total|detector_state_bytes)' > "$work/nightshift.metrics" || true
 kill "$ns_pid"; wait "$ns_pid" 2>/dev/null || true
 
+# 1b. The same Nightshift over HTTPS with a bearer token (serve.tls, serve.auth), as
+#     docs/security.md configures it: what TLS and the credentials check cost.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+token=$(openssl rand -hex 32)
+nt=$(port)
+cat > "$work/nightshift-tls.yaml" <<YAML
+serve:
+  listen: 127.0.0.1:$nt
+  interval: 1s
+  tls: {cert_file: $work/cert.pem, key_file: $work/key.pem}
+  auth:
+    tokens: [{name: prometheus, token: $token, scopes: [ingest]}]
+store:
+  path: $work/nightshift-tls.db
+detect:
+  watch: ['container_memory_working_set_bytes']
+YAML
+"$target/nightshift" serve --config "$work/nightshift-tls.yaml" 2>"$work/nightshift-tls.log" &
+nt_pid=$!
+for _ in $(seq 100); do curl -sf --cacert "$work/cert.pem" "https://127.0.0.1:$nt/readyz" >/dev/null && break; sleep 0.2; done
+echo "== nightshift serve over TLS with a token (pid $nt_pid)" >&2
+load "https://127.0.0.1:$nt/api/v1/write" "$nt_pid" --token "$token" --ca-file "$work/cert.pem" > "$work/nightshift-tls.json"
+kill "$nt_pid"; wait "$nt_pid" 2>/dev/null || true
+
 # 2. Prometheus, receiving the same batches.
 pr=$(port)
 printf 'global:\n  scrape_interval: 15s\n' > "$work/prometheus.yml"
@@ -74,8 +99,9 @@ import json, sys, pathlib
 work, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 ns = json.loads((work / "nightshift.json").read_text())
 pr = json.loads((work / "prometheus.json").read_text())
+nt = json.loads((work / "nightshift-tls.json").read_text())
 metrics = (work / "nightshift.metrics").read_text().strip()
-(out / "results.json").write_text(json.dumps({"nightshift": ns, "prometheus": pr, "nightshift_metrics": metrics}, indent=2) + "\n")
+(out / "results.json").write_text(json.dumps({"nightshift": ns, "nightshift_tls_auth": nt, "prometheus": pr, "nightshift_metrics": metrics}, indent=2) + "\n")
 def row(name, r):
     mib = "–" if r["peak_rss_kib"] is None else f'{r["peak_rss_kib"] / 1024:,.0f}'
     return f'| {name} | {r["samples_per_second"]:,.0f} | {r["samples_accepted"]:,} | {r["seconds"]:.1f} | {r["requests_refused"]} | {mib} |'
@@ -88,9 +114,10 @@ text = "\n".join([
     "| receiver | samples/s accepted | samples | seconds | requests refused (503/429, retried) | peak RSS MiB |",
     "|---|---|---|---|---|---|",
     row("nightshift serve (decode, derive, detect)", ns),
+    row("nightshift serve over TLS with a bearer token", nt),
     row("Prometheus (store only)", pr),
     "",
-    f"Nightshift ÷ Prometheus: {ratio:.2f}×.",
+    f"Nightshift ÷ Prometheus: {ratio:.2f}×. TLS and auth ÷ plain: {nt['samples_per_second'] / ns['samples_per_second']:.2f}×.",
     "",
     "Nightshift after the run:",
     "",

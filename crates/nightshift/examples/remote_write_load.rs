@@ -4,7 +4,7 @@
 //! memory. `bench/remote_write/run.sh` runs it against `nightshift serve` and a real Prometheus.
 //!
 //! usage: remote_write_load --url URL [--seconds S] [--connections C] [--services N]
-//!        [--batch SAMPLES] [--rounds R] [--pid PID] [--json]
+//!        [--batch SAMPLES] [--rounds R] [--pid PID] [--token T] [--ca-file PEM] [--json]
 
 use nightshift_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
 use prost::Message;
@@ -20,6 +20,10 @@ struct Args {
     batch: usize,
     rounds: usize,
     pid: Option<u32>,
+    /// Sent as `Authorization: Bearer`, as Prometheus' `remote_write.authorization` does.
+    token: Option<String>,
+    /// The CA of an https receiver.
+    ca_file: Option<String>,
     json: bool,
 }
 
@@ -32,6 +36,8 @@ fn parse_args() -> Result<Args, String> {
         batch: 2000,
         rounds: 200,
         pid: None,
+        token: None,
+        ca_file: None,
         json: false,
     };
     let mut it = std::env::args().skip(1);
@@ -49,6 +55,8 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => a.batch = num(value()?)? as usize,
             "--rounds" => a.rounds = num(value()?)? as usize,
             "--pid" => a.pid = Some(num(value()?)? as u32),
+            "--token" => a.token = Some(value()?),
+            "--ca-file" => a.ca_file = Some(value()?),
             "--json" => a.json = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -183,10 +191,15 @@ async fn main() {
     );
     let bodies = Arc::new(bodies(&all, args.rounds, args.batch, start));
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .build()
-        .expect("an HTTP client");
+    let mut client = reqwest::Client::builder().pool_max_idle_per_host(args.connections);
+    if let Some(ca) = &args.ca_file {
+        let pem = std::fs::read(ca).expect("the CA file reads");
+        for c in reqwest::Certificate::from_pem_bundle(&pem).expect("PEM certificates") {
+            client = client.add_root_certificate(c);
+        }
+    }
+    let client = client.build().expect("an HTTP client");
+    let token = args.token.clone();
     let next = Arc::new(AtomicUsize::new(0));
     let (accepted, refused, failed) = (
         Arc::new(AtomicU64::new(0)),
@@ -199,7 +212,7 @@ async fn main() {
     for _ in 0..args.connections {
         let (client, bodies, next) = (client.clone(), bodies.clone(), next.clone());
         let (accepted, refused, failed) = (accepted.clone(), refused.clone(), failed.clone());
-        let url = args.url.clone();
+        let (url, token) = (args.url.clone(), token.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 // Bodies are sent in order, each once (a retry sends the same one again).
@@ -208,8 +221,11 @@ async fn main() {
                     break;
                 };
                 loop {
-                    let r = client
-                        .post(&url)
+                    let mut req = client.post(&url);
+                    if let Some(t) = &token {
+                        req = req.bearer_auth(t);
+                    }
+                    let r = req
                         .header("Content-Encoding", "snappy")
                         .header("Content-Type", "application/x-protobuf")
                         .header("X-Prometheus-Remote-Write-Version", "0.1.0")

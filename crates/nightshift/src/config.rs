@@ -934,6 +934,10 @@ detect:
             (d.interval_ms, d.queue)
         );
         assert_eq!(
+            format!("{:?}", cfg.serve.limits),
+            format!("{:?}", d.limits)
+        );
+        assert_eq!(
             cfg.max_series,
             Some(nightshift_detect::watch::DEFAULT_MAX_SERIES)
         );

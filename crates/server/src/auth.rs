@@ -206,15 +206,18 @@ impl Presented {
 /// (and counted), and those users pay bcrypt once more.
 const VERIFIED_CAPACITY: usize = 1024;
 
+/// Digests of `user:password` that verified (to the user), and the order they did.
+type Verified = (
+    HashMap<[u8; 32], String>,
+    std::collections::VecDeque<[u8; 32]>,
+);
+
 /// Checks credentials against the configuration.
 pub struct Authenticator {
     tokens: Vec<([u8; 32], Identity)>,
     users: BTreeMap<String, (String, Identity)>,
     /// Digests of `user:password` that verified, in the order they did.
-    verified: Mutex<(
-        HashMap<[u8; 32], String>,
-        std::collections::VecDeque<[u8; 32]>,
-    )>,
+    verified: Mutex<Verified>,
     /// Remembered verifications forgotten to keep the bound.
     pub forgotten: std::sync::atomic::AtomicU64,
 }
