@@ -60,8 +60,15 @@ kill "$ns_pid"; wait "$ns_pid" 2>/dev/null || true
 
 # 1b. The same Nightshift over HTTPS with a bearer token (serve.tls, serve.auth), as
 #     docs/security.md configures it: what TLS and the credentials check cost.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+#     A throwaway CA and a server certificate it signs (rustls takes no self-signed CA as a
+#     server's own certificate).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$work/key.pem" -out "$work/req.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' > "$work/ext.cnf"
+openssl x509 -req -in "$work/req.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial \
+  -days 2 -extfile "$work/ext.cnf" -out "$work/cert.pem" 2>/dev/null
 token=$(openssl rand -hex 32)
 nt=$(port)
 cat > "$work/nightshift-tls.yaml" <<YAML
@@ -78,9 +85,9 @@ detect:
 YAML
 "$target/nightshift" serve --config "$work/nightshift-tls.yaml" 2>"$work/nightshift-tls.log" &
 nt_pid=$!
-for _ in $(seq 100); do curl -sf --cacert "$work/cert.pem" "https://127.0.0.1:$nt/readyz" >/dev/null && break; sleep 0.2; done
+for _ in $(seq 100); do curl -sf --cacert "$work/ca.pem" "https://127.0.0.1:$nt/readyz" >/dev/null && break; sleep 0.2; done
 echo "== nightshift serve over TLS with a token (pid $nt_pid)" >&2
-load "https://127.0.0.1:$nt/api/v1/write" "$nt_pid" --token "$token" --ca-file "$work/cert.pem" > "$work/nightshift-tls.json"
+load "https://127.0.0.1:$nt/api/v1/write" "$nt_pid" --token "$token" --ca-file "$work/ca.pem" > "$work/nightshift-tls.json"
 kill "$nt_pid"; wait "$nt_pid" 2>/dev/null || true
 
 # 2. Prometheus, receiving the same batches.

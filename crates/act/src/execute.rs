@@ -363,7 +363,7 @@ pub fn check_of(runbook: &Runbook, context: &Value) -> Result<Option<Check>, Str
         return Ok(None);
     };
     Ok(Some(match (&v.promql, &v.signal) {
-        (Some(q), _) => Check::Promql(crate::template::render(q, context)?),
+        (Some(q), _) => Check::Promql(crate::template::render_query(q, context)?),
         (None, Some(s)) => Check::Signal(s.clone()),
         (None, None) => return Ok(None),
     }))

@@ -424,7 +424,11 @@ pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
             0
         });
         match (&v.promql, &v.signal) {
-            (Some(q), None) => check.template(q.referenced.line(), "verify.promql", &q.value),
+            (Some(q), None) => {
+                if let Err(e) = template::check_query(&q.value) {
+                    check.problem(q.referenced.line(), "verify.promql", e);
+                }
+            }
             (None, Some(s)) if SIGNALS.contains(&s.value.as_str()) => {}
             (None, Some(s)) => check.problem(
                 s.referenced.line(),

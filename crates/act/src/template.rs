@@ -49,6 +49,66 @@ pub fn holds(expr: &str, context: &Value) -> Result<bool, String> {
         .map_err(|e| describe(&e))
 }
 
+/// Checks a query template (`verify.promql`): it compiles, and every `{{ ... }}` sits inside a
+/// double-quoted string literal, where [`render_query`] escapes what it writes. So a value can
+/// only ever be a value: `"} or vector(1)` in a label stays inside its literal.
+pub fn check_query(source: &str) -> Result<(), String> {
+    check(source)?;
+    if source.contains("{%") {
+        return Err(
+            "statements ({% ... %}) are not allowed in a query; use {{ ... }} inside \"...\""
+                .into(),
+        );
+    }
+    let (mut quoted, mut escaped) = (false, false);
+    let bytes = source.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !quoted && bytes[i..].starts_with(b"{{") {
+            return Err(format!(
+                "the value at column {} is outside a quoted string: write label=\"{{{{ ... }}}}\" so that it is escaped",
+                i + 1
+            ));
+        }
+        if quoted && bytes[i..].starts_with(b"{{") {
+            // Skip the expression: quotes inside it are the template's, not the query's.
+            match source[i..].find("}}") {
+                Some(end) => {
+                    i += end + 2;
+                    continue;
+                }
+                None => return Err("an unclosed {{".into()),
+            }
+        }
+        match bytes[i] {
+            b'\\' if quoted && !escaped => escaped = true,
+            b'"' if !escaped => quoted = !quoted,
+            _ => escaped = false,
+        }
+        if bytes[i] != b'\\' {
+            escaped = false;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// `source` rendered with `context`, every value written escaped for the inside of a PromQL
+/// or LogQL string literal ([`check_query`] makes sure each sits in one).
+pub fn render_query(source: &str, context: &Value) -> Result<String, String> {
+    let mut env = environment();
+    env.set_formatter(|out, _state, value| {
+        let text = match value.as_str() {
+            Some(s) => s.to_string(),
+            None => value.to_string(),
+        };
+        out.write_str(&nightshift_core::query::escape(&text))
+            .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+    });
+    let t = env.template_from_str(source).map_err(|e| describe(&e))?;
+    t.render(context).map_err(|e| describe(&e))
+}
+
 /// Whether `text` has template syntax in it.
 pub fn is_templated(text: &str) -> bool {
     text.contains("{{") || text.contains("{%")
@@ -89,5 +149,31 @@ mod tests {
         assert!(e.contains("fuel"), "{e}");
         assert!(check("{{ broken").is_err());
         assert!(check_expression("a ==").is_err());
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn query_values_are_escaped_and_must_be_quoted() {
+        let q = r#"min(up{job="{{ target.name }}"}) == 1"#;
+        assert!(check_query(q).is_ok());
+        let out = render_query(
+            q,
+            &json!({"target": {"name": "api\"}) or vector(1) or up{x=\""}}),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"min(up{job="api\"}) or vector(1) or up{x=\""}) == 1"#
+        );
+        assert!(check_query("up > {{ target.threshold }}").is_err());
+        assert!(check_query(r#"up{job=""{{ x }}}"#).is_err());
+        // An escaped quote does not end the literal.
+        assert!(check_query(r#"up{job="a\"{{ x }}"}"#).is_ok());
+        assert!(check_query(r#"up{job="{% if 1 %}a{% endif %}"}"#).is_err());
     }
 }

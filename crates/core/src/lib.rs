@@ -4,6 +4,7 @@ pub mod alert;
 pub mod facts;
 pub mod hash;
 pub mod incident;
+pub mod query;
 pub mod resource;
 pub mod rng;
 pub mod series;

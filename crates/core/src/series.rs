@@ -63,22 +63,10 @@ impl SeriesKey {
 
 impl fmt::Display for SeriesKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.metric)?;
-        if self.labels.is_empty() {
-            return Ok(());
-        }
-        f.write_str("{")?;
-        for (i, (k, v)) in self.labels.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(
-                f,
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\").replace('"', "\\\"")
-            )?;
-        }
-        f.write_str("}")
+        f.write_str(&crate::query::selector(
+            &self.metric,
+            self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ))
     }
 }
 

@@ -605,10 +605,9 @@ fn evidence_for(e: &Entity, f: &EntityFacts, changes: &[&Change], max: usize) ->
             .collect::<Vec<_>>()
             .join(", ");
         out.push(Evidence {
-            query: Some(format!(
-                "{{service_name=\"{}\"}} |= `{}`",
-                e.name,
-                literal_prefix(&l.template)
+            query: Some(nightshift_core::query::logql_contains(
+                [("service_name", e.name.as_str())],
+                literal_prefix(&l.template),
             )),
             ..ev(
                 EvidenceKind::LogPattern,

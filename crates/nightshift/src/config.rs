@@ -933,10 +933,7 @@ detect:
             (cfg.serve.interval_ms, cfg.serve.queue),
             (d.interval_ms, d.queue)
         );
-        assert_eq!(
-            format!("{:?}", cfg.serve.limits),
-            format!("{:?}", d.limits)
-        );
+        assert_eq!(format!("{:?}", cfg.serve.limits), format!("{:?}", d.limits));
         assert_eq!(
             cfg.max_series,
             Some(nightshift_detect::watch::DEFAULT_MAX_SERIES)
