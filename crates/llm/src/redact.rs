@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 pub const REDACTED: &str = "[REDACTED]";
 
 /// Words that make a key's value a secret (`db_password=…`, `"api_key": "…"`).
-const SECRET_WORDS: &str = "password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig";
+const SECRET_WORDS: &str = "password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|account[_-]?key|private[_-]?key|client[_-]?secret|auth|credential|session[_-]?id|signature|sig";
 
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     let quoted_pair =
@@ -38,7 +38,15 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (&quoted_pair, "${1}\"[REDACTED]\""),
         (&bare_pair, "${1}[REDACTED]"),
         // Well-known token formats.
-        (r"\bAKIA[0-9A-Z]{16}\b", REDACTED),
+        (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", REDACTED),
+        // Google API keys.
+        (r"\bAIza[0-9A-Za-z_-]{35}\b", REDACTED),
+        // Azure storage connection strings carry `AccountKey=`; SAS tokens `sig=` (above).
+        // E-mail addresses: personal data, not evidence.
+        (
+            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b",
+            "[REDACTED EMAIL]",
+        ),
         (r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}", REDACTED),
         (r"\bxox[abposr]-[A-Za-z0-9-]{10,}", REDACTED),
         (r"\bgh[pousr]_[A-Za-z0-9]{20,}", REDACTED),
@@ -133,6 +141,22 @@ mod tests {
             (
                 "posting to https://hooks.slack.com/services/T000/B000/XXXX",
                 "T000/B000",
+            ),
+            (
+                "mail to jane.doe@example.com bounced",
+                "jane.doe@example.com",
+            ),
+            (
+                "DefaultEndpointsProtocol=https;AccountName=x;AccountKey=bXlrZXk=;EndpointSuffix=core",
+                "bXlrZXk=",
+            ),
+            (
+                "maps key AIzaSyA1234567890abcdefghijklmnopqrstuv ok",
+                "AIzaSyA1234567890",
+            ),
+            (
+                "sso jwt eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXNpZw",
+                "eyJzdWIiOiIxMjM0NTY3ODkwIn0",
             ),
         ];
         for (text, secret) in cases {

@@ -390,8 +390,9 @@ async fn spawn_sources(
     }
     if !config.log_files.is_empty() {
         let (queue, metrics) = (queue.clone(), metrics.clone());
-        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |records| {
+        let deliver: Deliver<Vec<LogRecord>> = Arc::new(move |mut records| {
             let (queue, metrics) = (queue.clone(), metrics.clone());
+            receivers::redact_logs(&mut records);
             Box::pin(async move {
                 let n = records.len();
                 let ok = submit(&queue, &metrics.queue_depth, Work::Logs(records)).await;

@@ -102,6 +102,23 @@ pub(super) async fn off_runtime<T: Send + 'static>(
         .map_err(|_| unavailable())
 }
 
+/// Secrets out of log records before anything keeps them (templates, examples, evidence,
+/// prompts): telemetry is stored redacted.
+pub(crate) fn redact_logs(logs: &mut [nightshift_core::LogRecord]) {
+    for l in logs {
+        let body = nightshift_llm::redact::redact(&l.body);
+        if body != l.body {
+            l.body = body;
+        }
+        for v in l.attributes.values_mut() {
+            let r = nightshift_llm::redact::redact(v);
+            if r != *v {
+                *v = r;
+            }
+        }
+    }
+}
+
 /// 503 with `Retry-After`: the detectors are behind.
 pub(super) fn busy(what: &str) -> Response {
     let mut r = text(
@@ -323,7 +340,8 @@ pub(super) async fn otlp_logs(
             Err(Ok(e)) => return otlp_error(&app, "otlp logs", &e, &headers),
             Err(Err(r)) => return r,
         };
-    let logs = otlp::log_records(&req);
+    let mut logs = otlp::log_records(&req);
+    redact_logs(&mut logs);
     let n = logs.len();
     if n > 0 {
         if let Some(busy) = enqueue(&app, Work::Logs(logs), "otlp logs") {
@@ -343,7 +361,10 @@ pub(super) async fn loki_push(
 ) -> Response {
     let ct = header_string(&headers, header::CONTENT_TYPE);
     let decoded = off_runtime(&app, "loki push", move || {
-        nightshift_ingest::loki::decode_push(ct.as_deref(), &body)
+        nightshift_ingest::loki::decode_push(ct.as_deref(), &body).map(|mut logs| {
+            redact_logs(&mut logs);
+            logs
+        })
     })
     .await;
     let logs = match decoded {
