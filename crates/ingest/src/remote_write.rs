@@ -30,9 +30,10 @@ pub fn decoded_limit(compressed: usize) -> usize {
 /// Samples further than this ahead of the receiver's clock are refused (10 minutes, Prometheus'
 /// own out-of-bounds limit for appends): a clock that far off would poison every baseline.
 pub const MAX_FUTURE_MS: Millis = 10 * 60_000;
-/// Samples older than this behind the receiver's clock are dropped (two hours, Prometheus'
-/// head block): a live detector cannot use them, and a sender stamping them is misconfigured.
-pub const MAX_PAST_MS: Millis = 2 * 3_600_000;
+/// Samples older than this behind the receiver's clock are dropped (seven days): history sent
+/// to warm a detector's seasonality (a day or two) is taken, a clock reset to 1970 or a year
+/// off is not.
+pub const MAX_PAST_MS: Millis = 7 * 24 * 3_600_000;
 
 /// Drops the samples outside what a live receiver takes (older than [`MAX_PAST_MS`], newer
 /// than [`MAX_FUTURE_MS`] against `now`): how many were (too old, too new).

@@ -172,7 +172,7 @@ fn otlp_points_stamped_far_from_now_are_dropped_and_counted() {
     let body = format!(
         r#"{{"resourceMetrics": [{{"resource": {{"attributes": [{{"key": "service.name", "value": {{"stringValue": "checkout"}}}}]}}, "scopeMetrics": [{{"metrics": [{{"name": "queue_depth", "gauge": {{"dataPoints": [{}, {}, {}]}}}}]}}]}}]}}"#,
         point(3600, 1e9),
-        point(-86_400, -1e9),
+        point(-30 * 86_400, -1e9),
         point(0, 3.0)
     );
     let (code, answer) = http(

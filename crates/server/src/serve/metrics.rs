@@ -120,7 +120,7 @@ impl Metrics {
         );
         r.register(
             "nightshift_ingest_dropped_samples",
-            "Samples dropped for their timestamp, by reason (past: over 2 h behind this receiver's clock; future: over 10 min ahead)",
+            "Samples dropped for their timestamp, by reason (past: over 7 days behind this receiver's clock; future: over 10 min ahead)",
             self.dropped.clone(),
         );
         r.register(
