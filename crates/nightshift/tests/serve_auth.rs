@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Running, free_port, http, temp_dir, wait_for};
+use common::{Running, free_port, http, start_nightshift_serving, temp_dir, wait_for};
 use nightshift_testkit::process::http_full;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,8 +26,8 @@ fn bearer(name: &str) -> String {
     format!("Bearer {}", token_of(name))
 }
 
-/// The configuration of a server with one token per scope; `acter` and `root` approve.
-fn auth_config(extra: &str) -> String {
+/// `serve.auth` with one token per scope and a basic-auth user (lines under `serve:`).
+fn auth_keys() -> String {
     let scopes = ["ingest", "read", "ask", "act", "admin"];
     let mut c = String::from("  auth:\n    tokens:\n");
     for ((name, token), scope) in TOKENS.iter().zip(scopes) {
@@ -39,36 +39,17 @@ fn auth_config(extra: &str) -> String {
         "    basic_auth_users:\n      alice: '{}'\n",
         bcrypt::hash("correct horse", 4).expect("a hash")
     ));
-    format!(
-        "{c}act:\n  approvers:\n    - {{name: acter, max_risk: high}}\n    - {{name: root, max_risk: high}}\n{extra}"
-    )
+    c
 }
 
+/// A server with [`auth_keys`]; `acter` and `root` approve.
 fn start(dir: &std::path::Path, port: u16) -> Running {
-    // serve.auth belongs under `serve:`, so the whole file is written here.
-    let config = dir.join("nightshift.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "serve:\n  listen: 127.0.0.1:{port}\n  interval: 1s\n{}store:\n  path: {}\n",
-            auth_config(""),
-            dir.join("nightshift.db").display()
-        ),
+    start_nightshift_serving(
+        dir,
+        port,
+        &auth_keys(),
+        "act:\n  approvers:\n    - {name: acter, max_risk: high}\n    - {name: root, max_risk: high}\n",
     )
-    .expect("write config");
-    let child = Command::new(env!("CARGO_BIN_EXE_nightshift"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nightshift serve starts");
-    let running = Running(child);
-    wait_for(Duration::from_secs(20), || {
-        (common::get(port, "/readyz").0 == 200).then_some(())
-    })
-    .expect("nightshift serve becomes ready");
-    running
 }
 
 /// Every documented operation: what it answers without a credential and with each scope.

@@ -7,12 +7,11 @@
 //! `axum::serve` offers none of these knobs, so the accept loop is written here over hyper's
 //! own connection builder, which has them.
 
-use super::{App, RETRY_AFTER_SECONDS};
+use super::App;
 use crate::ServerError;
 use crate::config::{EdgeLimits, TlsConfig};
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -195,15 +194,9 @@ pub(super) async fn limit_in_flight(
     }
     let Ok(_permit) = app.in_flight.clone().try_acquire_owned() else {
         app.metrics.count_edge("in_flight");
-        let mut r = super::text(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return super::receivers::retry_later(
             "too many requests at once (serve.limits.max_in_flight); retry later".into(),
         );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECONDS),
-        );
-        return r;
     };
     next.run(request).await
 }

@@ -33,8 +33,8 @@ pub(super) async fn remote_write(
         return busy("remote-write");
     }
     let (ce, ct) = (
-        header_string(&headers, header::CONTENT_ENCODING),
-        header_string(&headers, header::CONTENT_TYPE),
+        header_str(&headers, header::CONTENT_ENCODING.as_str()).map(str::to_string),
+        header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_string),
     );
     let decoded = off_runtime(&app, "remote-write", move || {
         decode_write_request(ce.as_deref(), ct.as_deref(), &body, now_ms())
@@ -70,14 +70,6 @@ pub(super) async fn remote_write(
         }
         None => StatusCode::NO_CONTENT.into_response(),
     }
-}
-
-/// A header's value as text, owned (for work moved off the async threads).
-fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// Runs a decode on the blocking pool, at most as many at once as `App::decoders` allows, so
@@ -121,10 +113,12 @@ pub(crate) fn redact_logs(logs: &mut [nightshift_core::LogRecord]) {
 
 /// 503 with `Retry-After`: the detectors are behind.
 pub(super) fn busy(what: &str) -> Response {
-    let mut r = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("{what}: the detectors are behind; retry later"),
-    );
+    retry_later(format!("{what}: the detectors are behind; retry later"))
+}
+
+/// 503 with `Retry-After` and `message`.
+pub(super) fn retry_later(message: String) -> Response {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
     r.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from_static(RETRY_AFTER_SECONDS),
@@ -236,8 +230,8 @@ pub(super) async fn otlp_decode<
     body: Bytes,
 ) -> Result<(T, Encoding), Result<OtlpError, Response>> {
     let (ct, ce) = (
-        header_string(headers, header::CONTENT_TYPE),
-        header_string(headers, header::CONTENT_ENCODING),
+        header_str(headers, header::CONTENT_TYPE.as_str()).map(str::to_string),
+        header_str(headers, header::CONTENT_ENCODING.as_str()).map(str::to_string),
     );
     match off_runtime(app, what, move || {
         otlp::decode(what, ct.as_deref(), ce.as_deref(), &body)
@@ -359,7 +353,7 @@ pub(super) async fn loki_push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ct = header_string(&headers, header::CONTENT_TYPE);
+    let ct = header_str(&headers, header::CONTENT_TYPE.as_str()).map(str::to_string);
     let decoded = off_runtime(&app, "loki push", move || {
         nightshift_ingest::loki::decode_push(ct.as_deref(), &body).map(|mut logs| {
             redact_logs(&mut logs);
