@@ -158,6 +158,12 @@ impl Executor {
             }
             let record = self.step(s, context).await;
             if let Some(out) = &record.output {
+                // A dry run's output is not known: later steps render with a placeholder.
+                let out = if self.dry_run {
+                    crate::template::unknown_output(&s.id)
+                } else {
+                    out.clone()
+                };
                 context["steps"][&s.id] = json!({ "output": out });
             }
             report(&record);

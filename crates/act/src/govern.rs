@@ -276,6 +276,9 @@ impl Governor {
         if p.killed() {
             return Some("the kill switch is on".into());
         }
+        if let Some(why) = runbook.target.refuses(&proposal.target) {
+            return Some(why);
+        }
         // The target's namespace, and any a step names itself.
         let step_namespaces = proposal
             .steps
@@ -335,14 +338,19 @@ impl Governor {
                 .steps
                 .iter()
                 .filter(|s| s.uses == "kubernetes.scale")
-                .filter_map(|s| {
-                    s.with["replicas"]
-                        .as_str()
+                // A count, or the most a change may reach.
+                .flat_map(|s| ["replicas", "max"].map(|k| (k, &s.with[k])))
+                .filter_map(|(k, v)| {
+                    v.as_str()
                         .and_then(|r| r.parse::<u32>().ok())
-                        .or(s.with["replicas"].as_u64().map(|r| r as u32))
+                        .or(v.as_u64().map(|r| r as u32))
+                        .map(|r| (k, r))
                 })
-                .find(|r| *r > max)
-                .map(|r| format!("{r} replicas is over the runbook's max_replicas of {max}"))
+                .find(|(_, r)| *r > max)
+                .map(|(k, r)| {
+                    let what = if k == "max" { "a max of " } else { "" };
+                    format!("{what}{r} replicas is over the runbook's max_replicas of {max}")
+                })
         })
     }
 
@@ -365,6 +373,10 @@ impl Governor {
             Mode::Suggest => (State::Suggested, None),
             Mode::Approve => (State::Pending, None),
             Mode::Auto if runbook.risk != Risk::Low => (State::Pending, None),
+            // Started by telemetry nobody vouched for: a person decides.
+            Mode::Auto if proposal.untrusted.is_some() => {
+                (State::Pending, proposal.untrusted.clone())
+            }
             Mode::Auto => match self.gate(runbook, &proposal, now) {
                 Some(why) => (State::Refused, Some(why)),
                 None => (State::Approved, None),
@@ -390,7 +402,11 @@ impl Governor {
             State::Approved => "approved",
             _ => "refused",
         };
-        let why = note.map_or(reason.clone(), |n| format!("{reason}; refused: {n}"));
+        let why = match (&note, state) {
+            (None, _) => reason.clone(),
+            (Some(n), State::Refused) => format!("{reason}; refused: {n}"),
+            (Some(n), _) => format!("{reason}; waits for approval: {n}"),
+        };
         self.audit.append(
             now,
             &actor,

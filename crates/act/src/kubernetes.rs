@@ -138,14 +138,34 @@ impl Kubernetes {
         })
     }
 
-    /// Like `kubectl scale`, within bounds: reads the scale subresource, clamps `replicas` into
-    /// `[min, max]` when they are given, and sets it with a merge patch of the scale
-    /// subresource (which is what HorizontalPodAutoscalers and kubectl change too).
+    /// Like `kubectl scale`, within bounds: reads the scale subresource, changes the count by
+    /// `by` (`+2`, `-1`) from what it reads, or sets `replicas` (a count recorded before, which
+    /// a rollback restores), clamps it into `[min, max]`, and sets it with a merge patch of the
+    /// scale subresource (which is what HorizontalPodAutoscalers and kubectl change too). The
+    /// count read is reported as `previous`.
     async fn scale(&self, with: &Value) -> Result<StepOutcome, StepError> {
         let (ns, name) = (label_arg(with, "namespace")?, name_arg(with, "deployment")?);
-        let asked = whole_arg(with, "replicas")?
-            .ok_or_else(|| StepError::refused("argument replicas is missing or empty"))?;
+        let by = change_arg(with, "by")?;
+        let asked = whole_arg(with, "replicas")?;
         let (min, max) = (whole_arg(with, "min")?, whole_arg(with, "max")?);
+        match (by, asked, max) {
+            (Some(_), Some(_), _) => {
+                return Err(StepError::refused(
+                    "give by (a change) or replicas (a count), not both",
+                ));
+            }
+            (None, None, _) => {
+                return Err(StepError::refused(
+                    "give by (a change, such as \"+2\") or replicas (a count recorded before)",
+                ));
+            }
+            (Some(_), None, None) => {
+                return Err(StepError::refused(
+                    "scaling by a change needs max, the most replicas it may reach",
+                ));
+            }
+            _ => {}
+        }
         if let (Some(min), Some(max)) = (min, max)
             && min > max
         {
@@ -153,7 +173,6 @@ impl Kubernetes {
                 "min ({min}) is above max ({max})"
             )));
         }
-        let target = asked.clamp(min.unwrap_or(0), max.unwrap_or(i32::MAX));
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), &ns);
         let path = format!("{}/scale", object_path::<Deployment>(Some(&ns), &name));
         let scale = api.get_scale(&name).await.map_err(|e| {
@@ -165,6 +184,9 @@ impl Kubernetes {
             )
         })?;
         let previous = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let target = by
+            .map_or(asked.unwrap_or(previous), |d| previous.saturating_add(d))
+            .clamp(min.unwrap_or(0), max.unwrap_or(i32::MAX));
         let body = json!({"spec": {"replicas": target}});
         let request = self.write("PATCH", &path, Some("merge"), &body);
         api.patch_scale(&name, &self.patch_params(), &Patch::Merge(&body))
@@ -324,10 +346,11 @@ impl Kubernetes {
             }
             changes.entry(kind).or_default().insert(resource, q);
         }
-        if changes.is_empty() {
+        let factor = factor_arg(with)?;
+        if changes.is_empty() && factor.is_none() {
             return Err(StepError::refused(
-                "nothing to change: give at least one of memory_limit, memory_request, cpu_limit, \
-                 cpu_request",
+                "nothing to change: give at least one of memory_limit, memory_limit_factor, \
+                 memory_request, cpu_limit, cpu_request",
             ));
         }
         let what = deployment(&ns, &name);
@@ -355,6 +378,14 @@ impl Kubernetes {
             ));
         };
         let old = found.resources.clone().unwrap_or_default();
+        if let Some((factor, cap)) = factor {
+            let raised = raise_memory(&old, factor, cap)
+                .map_err(|why| StepError::failed(read(&path, None), format!("{what}: {why}")))?;
+            changes
+                .entry("limits")
+                .or_default()
+                .insert("memory", raised);
+        }
         for resource in ["memory", "cpu"] {
             let limit = changes
                 .get("limits")
@@ -641,6 +672,8 @@ pub fn check(uses: &str, with: &Value) -> Result<(), StepError> {
     for key in ["replicas", "min", "max", "grace_period_seconds"] {
         whole_arg(with, key)?;
     }
+    change_arg(with, "by")?;
+    factor_arg(with)?;
     for key in ["memory_limit", "memory_request", "cpu_limit", "cpu_request"] {
         if let Some(q) = text_arg(with, key).filter(|q| !q.is_empty())
             && quantity_value(&q).is_none()
@@ -701,6 +734,77 @@ fn whole_arg(with: &Value, key: &str) -> Result<Option<i32>, StepError> {
             i32::MAX
         ))),
     }
+}
+
+/// Optional argument `key`, a change of a count: `+2`, `-1` or `2`; `None` when absent.
+fn change_arg(with: &Value, key: &str) -> Result<Option<i32>, StepError> {
+    let Some(text) = text_arg(with, key) else {
+        return match with.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(raw) => Err(StepError::refused(format!(
+                "argument {key} must be a change such as \"+2\", not {raw}"
+            ))),
+        };
+    };
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let digits = t.strip_prefix(['+', '-']).unwrap_or(t);
+    match digits.parse::<i32>() {
+        Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) && n <= 1000 => {
+            Ok(Some(if t.starts_with('-') { -n } else { n }))
+        }
+        _ => Err(StepError::refused(format!(
+            "argument {key} {t:?} is not a change such as \"+2\" or \"-1\" (at most 1000)"
+        ))),
+    }
+}
+
+/// `memory_limit_factor` and its cap `memory_limit_max` (bytes), when given.
+fn factor_arg(with: &Value) -> Result<Option<(f64, f64)>, StepError> {
+    let Some(text) = text_arg(with, "memory_limit_factor").filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let factor: f64 = text
+        .trim()
+        .parse()
+        .ok()
+        .filter(|f: &f64| f.is_finite() && *f > 0.0 && *f <= 10.0)
+        .ok_or_else(|| {
+            StepError::refused(format!(
+                "argument memory_limit_factor {text:?} is not a number above 0 and at most 10"
+            ))
+        })?;
+    let cap_text = text_arg(with, "memory_limit_max").unwrap_or_default();
+    let cap = quantity_value(cap_text.trim())
+        .filter(|v| *v > 0.0)
+        .ok_or_else(|| {
+            StepError::refused(format!(
+                "argument memory_limit_max {cap_text:?} is not a Kubernetes quantity above zero \
+                 (like 4Gi); a factor needs its cap"
+            ))
+        })?;
+    Ok(Some((factor, cap)))
+}
+
+/// The memory limit `factor` times the current one, at most `cap` bytes, in whole MiB.
+fn raise_memory(old: &ResourceRequirements, factor: f64, cap: f64) -> Result<String, String> {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let current = existing(old, "limits", "memory").ok_or(
+        "the container has no memory limit to change by a factor; give memory_limit instead",
+    )?;
+    let bytes = quantity_value(&current)
+        .ok_or_else(|| format!("its memory limit {current:?} is not a quantity"))?;
+    let wanted = (bytes * factor).min(cap);
+    let mib = (wanted / MIB).ceil();
+    if (mib * MIB - bytes).abs() < MIB / 2.0 || (factor > 1.0 && mib * MIB <= bytes) {
+        return Err(format!(
+            "its memory limit is {current}, already at the cap of {} MiB: nothing to raise",
+            (cap / MIB).floor()
+        ));
+    }
+    Ok(format!("{mib}Mi"))
 }
 
 fn paused(d: &Deployment) -> bool {

@@ -3,13 +3,12 @@
 
 use crate::runbook::{Mode, Risk, Runbook, Step};
 use crate::template;
-use nightshift_core::resource::semconv;
 use nightshift_core::{Alert, EntityKind, Incident};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// What an action is aimed at: the leading hypothesis' entity, placed in the cluster when the
-/// alerts say where.
+/// What an action is aimed at: the leading hypothesis' entity, placed where it runs by the
+/// Kubernetes API or the configuration ([`Workloads`]), never by alert labels.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     /// `service` or `node`.
@@ -19,10 +18,14 @@ pub struct Target {
     pub service: Option<String>,
     pub node: Option<String>,
     pub namespace: Option<String>,
-    /// The Deployment, taken to be named as its service unless an alert names it.
+    /// The Deployment that runs the service, where its workload is known.
     pub deployment: Option<String>,
-    pub pod: Option<String>,
+    /// The workload's main container, where known.
     pub container: Option<String>,
+    /// Where the placement came from: `kubernetes` (the API's pods) or `configuration`
+    /// (`act.workloads`); absent when nothing placed the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_by: Option<String>,
 }
 
 impl Target {
@@ -31,6 +34,21 @@ impl Target {
         format!("{}/{}", self.namespace.as_deref().unwrap_or(""), self.name)
     }
 }
+
+/// Where a service runs: its namespace and Deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub namespace: String,
+    pub deployment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `kubernetes` or `configuration`.
+    pub placed_by: String,
+}
+
+/// Services' workloads by service name, from sources Nightshift trusts (the Kubernetes API's
+/// pods, the configuration): what a runbook's target is placed by.
+pub type Workloads = std::collections::BTreeMap<String, Workload>;
 
 /// One step as it would run: its arguments rendered, or why they cannot be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +83,10 @@ pub struct Proposal {
     /// the decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
+    /// Why the incident may not start an automatic action (an alert came in unauthenticated,
+    /// or from a sender not in `act.auto_sources`): an `auto` runbook then waits for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
 }
 
 impl Proposal {
@@ -77,37 +99,24 @@ impl Proposal {
     }
 }
 
-/// The label of the incident's alerts that says `key`, if one does (the first found).
-fn alert_label<'a>(alerts: &'a [Alert], keys: &[&str]) -> Option<&'a str> {
-    alerts
-        .iter()
-        .find_map(|a| keys.iter().find_map(|k| a.labels.get(*k)))
-        .map(String::as_str)
-}
-
-/// The target of `incident`: its leading hypothesis, placed by its alerts' labels.
-pub fn target(incident: &Incident, alerts: &[Alert]) -> Option<Target> {
+/// The target of `incident`: its leading hypothesis, placed by `workloads`. Nothing an alert
+/// says (its labels) chooses or places it.
+pub fn target(incident: &Incident, workloads: &Workloads) -> Option<Target> {
     let h = incident.hypotheses.first()?;
     let node_kind = h.entity.kind == EntityKind::Node;
-    let service = (!node_kind).then(|| h.entity.name.clone());
-    let ns = alert_label(alerts, &["namespace", semconv::K8S_NAMESPACE_NAME]);
+    let workload = (!node_kind)
+        .then(|| workloads.get(&h.entity.name))
+        .flatten();
     Some(Target {
         kind: if node_kind { "node" } else { "service" }.into(),
         name: h.entity.name.clone(),
         cause: h.cause.clone(),
-        node: if node_kind {
-            Some(h.entity.name.clone())
-        } else {
-            alert_label(alerts, &["node", semconv::K8S_NODE_NAME]).map(str::to_string)
-        },
-        namespace: ns.map(str::to_string),
-        deployment: alert_label(alerts, &["deployment"])
-            .map(str::to_string)
-            .or_else(|| service.clone()),
-        pod: alert_label(alerts, &["pod", semconv::K8S_POD_NAME]).map(str::to_string),
-        container: alert_label(alerts, &["container", semconv::K8S_CONTAINER_NAME])
-            .map(str::to_string),
-        service,
+        node: node_kind.then(|| h.entity.name.clone()),
+        namespace: workload.map(|w| w.namespace.clone()),
+        deployment: workload.map(|w| w.deployment.clone()),
+        container: workload.and_then(|w| w.container.clone()),
+        placed_by: workload.map(|w| w.placed_by.clone()),
+        service: (!node_kind).then(|| h.entity.name.clone()),
     })
 }
 
@@ -210,7 +219,7 @@ fn plan_steps(steps: &[Step], context: &mut Value) -> Vec<PlannedStep> {
             Err(e) => (json!(s.with), false, Some(e)),
         };
         // In a dry run a step's output is not known: later steps see a placeholder.
-        context["steps"][&s.id] = json!({"output": format!("(output of {})", s.id)});
+        context["steps"][&s.id] = json!({"output": template::unknown_output(&s.id)});
         out.push(PlannedStep {
             id: s.id.clone(),
             uses: s.uses.clone(),
@@ -231,6 +240,7 @@ fn answers(
     base: &Value,
 ) -> bool {
     triggered(runbook, incident, alerts, target)
+        && runbook.target.refuses(target).is_none()
         && runbook
             .when
             .as_ref()
@@ -247,7 +257,7 @@ fn plan_with(runbook: &Runbook, incident: &Incident, target: &Target, base: &Val
     let verify = r.verify.as_ref().map(|v| {
         let what = match (&v.promql, &v.signal) {
             (Some(q), _) => {
-                template::render(q, &ctx).unwrap_or_else(|e| format!("(cannot render: {e})"))
+                template::render_query(q, &ctx).unwrap_or_else(|e| format!("(cannot render: {e})"))
             }
             (None, Some(s)) => s.clone(),
             (None, None) => String::new(),
@@ -269,13 +279,19 @@ fn plan_with(runbook: &Runbook, incident: &Incident, target: &Target, base: &Val
         rollback,
         context: base.clone(),
         reasoning: None,
+        untrusted: None,
     }
 }
 
 /// The runbooks that answer `incident`, each planned there; a runbook whose `when` does not
 /// hold (or cannot be evaluated) is left out.
-pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> Vec<Proposal> {
-    let Some(target) = target(incident, alerts) else {
+pub fn propose(
+    runbooks: &[Runbook],
+    incident: &Incident,
+    alerts: &[Alert],
+    workloads: &Workloads,
+) -> Vec<Proposal> {
+    let Some(target) = target(incident, workloads) else {
         return Vec::new();
     };
     let base = context(incident, alerts, &target);
@@ -288,8 +304,13 @@ pub fn propose(runbooks: &[Runbook], incident: &Incident, alerts: &[Alert]) -> V
 
 /// `runbook` planned for `incident` whether or not it answers it (for a dry run of a runbook by
 /// name), with whether it does; `None` when the incident names no target to act on.
-pub fn plan(runbook: &Runbook, incident: &Incident, alerts: &[Alert]) -> Option<(Proposal, bool)> {
-    let target = target(incident, alerts)?;
+pub fn plan(
+    runbook: &Runbook,
+    incident: &Incident,
+    alerts: &[Alert],
+    workloads: &Workloads,
+) -> Option<(Proposal, bool)> {
+    let target = target(incident, workloads)?;
     let base = context(incident, alerts, &target);
     let answers = answers(runbook, incident, alerts, &target, &base);
     Some((plan_with(runbook, incident, &target, &base), answers))
@@ -327,15 +348,23 @@ mod tests {
         Alert::firing(labels, BTreeMap::new(), 1_000)
     }
 
+    fn placed(service: &str, namespace: &str) -> Workloads {
+        Workloads::from([(
+            service.to_string(),
+            Workload {
+                namespace: namespace.into(),
+                deployment: service.into(),
+                container: Some("app".into()),
+                placed_by: "kubernetes".into(),
+            },
+        )])
+    }
+
     #[test]
-    fn an_oom_in_a_known_namespace_gets_its_runbook_rendered_there() {
+    fn an_oom_where_its_workload_is_known_gets_its_runbook_rendered_there() {
         let inc = incident(Entity::service("cart"), cause::MEMORY_EXHAUSTION);
-        let alerts = [alert(&[
-            ("alertname", "KubeContainerOOMKilled"),
-            ("namespace", "shop"),
-            ("container", "app"),
-        ])];
-        let p = propose(&shipped(), &inc, &alerts);
+        let alerts = [alert(&[("alertname", "KubeContainerOOMKilled")])];
+        let p = propose(&shipped(), &inc, &alerts, &placed("cart", "shop"));
         assert_eq!(p.len(), 1, "{p:#?}");
         assert_eq!(p[0].runbook, "oomkilled-raise-memory");
         assert_eq!(p[0].mode, Mode::Approve);
@@ -343,29 +372,55 @@ mod tests {
         let with = &p[0].steps[0].with;
         assert_eq!(with["namespace"], "shop");
         assert_eq!(with["deployment"], "cart");
-        assert_eq!(with["memory_limit"], "768Mi");
-        assert_eq!(p[0].rollback[0].uses, "kubernetes.rollback");
-        // Where the namespace is unknown, nothing is proposed: its `when` does not hold.
-        assert!(propose(&shipped(), &inc, &[]).is_empty());
+        assert_eq!(with["container"], "app");
+        assert_eq!(with["memory_limit_factor"], "1.5");
+        assert_eq!(p[0].target.placed_by.as_deref(), Some("kubernetes"));
+        // Where the workload is unknown, nothing is proposed: its `when` does not hold.
+        assert!(propose(&shipped(), &inc, &[], &Workloads::new()).is_empty());
     }
 
     #[test]
-    fn triggers_must_match_every_list_given() {
-        let cpu = incident(Entity::service("pricing"), cause::CPU_SATURATION);
-        let alerts = [alert(&[
-            ("alertname", "CPUThrottlingHigh"),
-            ("namespace", "platform"),
+    fn alert_labels_never_place_or_name_the_target() {
+        let inc = incident(Entity::service("cart"), cause::MEMORY_EXHAUSTION);
+        // An alert that names another namespace, Deployment, pod and container.
+        let hostile = [alert(&[
+            ("alertname", "KubeContainerOOMKilled"),
+            ("namespace", "kube-system"),
+            ("deployment", "coredns"),
+            ("pod", "coredns-1"),
+            ("container", "coredns"),
         ])];
-        let p = propose(&shipped(), &cpu, &alerts);
+        // Unplaced, the labels do not place it: no proposal.
+        assert!(propose(&shipped(), &inc, &hostile, &Workloads::new()).is_empty());
+        // Placed, the workload's namespace and Deployment are used, never the labels'.
+        let p = propose(&shipped(), &inc, &hostile, &placed("cart", "shop"));
+        let with = &p[0].steps[0].with;
+        assert_eq!(with["namespace"], "shop");
+        assert_eq!(with["deployment"], "cart");
+        assert_eq!(with["container"], "app");
+        assert_eq!(p[0].target.namespace.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn triggers_and_target_selectors_must_match() {
+        let cpu = incident(Entity::service("pricing"), cause::CPU_SATURATION);
+        let alerts = [alert(&[("alertname", "CPUThrottlingHigh")])];
+        let p = propose(&shipped(), &cpu, &alerts, &placed("pricing", "default"));
         assert_eq!(p.len(), 1, "{p:#?}");
         assert_eq!(p[0].mode, Mode::Auto);
-        assert_eq!(p[0].steps[0].with["replicas"], "4");
+        assert_eq!(p[0].steps[0].with["by"], "+2");
+        assert_eq!(
+            p[0].rollback[0].with["replicas"], "(output of scale)",
+            "the rollback restores the count read before"
+        );
         assert!(
             p[0].verify
                 .as_deref()
                 .unwrap()
-                .contains("namespace=\"platform\"")
+                .contains("namespace=\"default\""),
         );
+        // The runbook touches no system namespace, whatever the workload says.
+        assert!(propose(&shipped(), &cpu, &alerts, &placed("pricing", "kube-system")).is_empty());
         // A node is never scaled out; a cause nobody wrote a runbook for gets nothing.
         let node = incident(
             Entity {
@@ -374,24 +429,26 @@ mod tests {
             },
             cause::CPU_SATURATION,
         );
-        assert!(propose(&shipped(), &node, &alerts).is_empty());
+        assert!(propose(&shipped(), &node, &alerts, &placed("pricing", "default")).is_empty());
         let tls = incident(Entity::service("users"), cause::FAILING_INBOUND);
-        assert!(propose(&shipped(), &tls, &alerts).is_empty());
+        assert!(propose(&shipped(), &tls, &alerts, &placed("users", "platform")).is_empty());
         // The exporter runbook wants its alert too, not only the cause.
         let down = incident(Entity::service("node-exporter"), cause::INSTANCES_DOWN);
-        assert!(propose(&shipped(), &down, &alerts).is_empty());
+        let monitoring = placed("node-exporter", "monitoring");
+        assert!(propose(&shipped(), &down, &alerts, &monitoring).is_empty());
         let exporter = [alert(&[
             ("alertname", "TargetDown"),
-            ("namespace", "monitoring"),
-            ("job", "node-exporter"),
+            ("job", "evil\"} or vector(1)"),
         ])];
-        let p = propose(&shipped(), &down, &exporter);
+        let p = propose(&shipped(), &down, &exporter, &monitoring);
         assert_eq!(p[0].runbook, "restart-stuck-exporter");
         assert!(
             p[0].verify
                 .as_deref()
                 .unwrap()
-                .contains("job=\"node-exporter\"")
+                .contains("job=\"node-exporter\""),
+            "{:?}",
+            p[0].verify
         );
     }
 }

@@ -68,6 +68,80 @@ pub struct Trigger {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Which targets a runbook may act on. The target is resolved from the incident's root cause and
+/// where it runs (never from alert labels); it must match every field given here.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Selector {
+    /// `service` or `node`.
+    pub kind: Option<String>,
+    /// Namespaces the target must be in (a target whose namespace is unknown matches none).
+    pub namespaces: Vec<String>,
+    /// Regular expressions, anchored at both ends as PromQL's `=~` is, one of which the
+    /// target's name must match.
+    pub names: Vec<String>,
+}
+
+impl Selector {
+    /// Why `target` is not one this selector allows, if it is not.
+    pub fn refuses(&self, target: &crate::plan::Target) -> Option<String> {
+        if let Some(kind) = &self.kind
+            && *kind != target.kind
+        {
+            return Some(format!(
+                "the runbook acts on a {kind}, and {} is a {}",
+                target.name, target.kind
+            ));
+        }
+        if !self.namespaces.is_empty() {
+            match &target.namespace {
+                None => {
+                    return Some(format!(
+                        "where {} runs is not known, and the runbook acts only in namespace {}",
+                        target.name,
+                        self.namespaces.join(", ")
+                    ));
+                }
+                Some(ns) if !self.namespaces.contains(ns) => {
+                    return Some(format!(
+                        "{} runs in namespace {ns}, not in the runbook's {}",
+                        target.name,
+                        self.namespaces.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if !self.names.is_empty()
+            && !self
+                .names
+                .iter()
+                .filter_map(|n| anchored(n).ok())
+                .any(|re| re.is_match(&target.name))
+        {
+            return Some(format!(
+                "{} matches none of the runbook's target names ({})",
+                target.name,
+                self.names.join(", ")
+            ));
+        }
+        None
+    }
+}
+
+/// `pattern` anchored at both ends.
+fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+}
+
+/// Provider families whose steps change something outside Nightshift: their arguments may not
+/// come from alert labels (`labels`, `alerts`), which any sender of an alert chooses.
+const ACTING_FAMILIES: [&str; 4] = ["kubernetes.", "command.", "ansible.", "http."];
+
+/// Template variables that hold what alerts said.
+const ALERT_VARIABLES: [&str; 2] = ["labels", "alerts"];
+
 /// How many times a runbook may act.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Limits {
@@ -107,6 +181,8 @@ pub struct Runbook {
     pub name: String,
     pub description: String,
     pub trigger: Trigger,
+    /// Which resolved targets it may act on.
+    pub target: Selector,
     pub mode: Mode,
     pub risk: Risk,
     pub limits: Limits,
@@ -136,16 +212,24 @@ pub const PROVIDERS: &[(&str, &[&str], &[&str])] = &[
         &["namespace", "deployment"],
         &[],
     ),
+    // `by: "+2"` up to `max` (relative), or `replicas` (a value recorded before, to restore).
     (
         "kubernetes.scale",
-        &["namespace", "deployment", "replicas"],
-        &["min", "max"],
+        &["namespace", "deployment"],
+        &["by", "replicas", "min", "max"],
     ),
     ("kubernetes.rollback", &["namespace", "deployment"], &[]),
     (
         "kubernetes.patch_resources",
         &["namespace", "deployment", "container"],
-        &["memory_limit", "memory_request", "cpu_limit", "cpu_request"],
+        &[
+            "memory_limit",
+            "memory_request",
+            "cpu_limit",
+            "cpu_request",
+            "memory_limit_factor",
+            "memory_limit_max",
+        ],
     ),
     ("kubernetes.cordon", &["node"], &[]),
     ("kubernetes.drain", &["node"], &["grace_period_seconds"]),
@@ -185,6 +269,7 @@ struct RawRunbook {
     #[serde(default)]
     description: String,
     trigger: Spanned<RawTrigger>,
+    target: Option<Spanned<RawSelector>>,
     mode: Spanned<String>,
     risk: Spanned<String>,
     #[serde(default)]
@@ -209,6 +294,16 @@ struct RawTrigger {
     alerts: Vec<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    kind: Option<String>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -366,6 +461,49 @@ pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
             "matches every incident; name at least one service, cause, priority, alert or label",
         );
     }
+    let target = match raw.target {
+        None => Selector::default(),
+        Some(sel) => {
+            let line = sel.referenced.line();
+            let v = sel.value;
+            if let Some(k) = &v.kind
+                && k != "service"
+                && k != "node"
+            {
+                check.problem(line, "target.kind", format!("{k:?} is not service or node"));
+            }
+            for ns in &v.namespaces {
+                if ArgKind::K8sLabel.check(ns).is_err() {
+                    check.problem(
+                        line,
+                        "target.namespaces",
+                        format!("{ns:?} is not a namespace name"),
+                    );
+                }
+            }
+            for n in &v.names {
+                if let Err(e) = anchored(n) {
+                    check.problem(
+                        line,
+                        "target.names",
+                        format!("{n:?} is not a regular expression: {e}"),
+                    );
+                }
+            }
+            Selector {
+                kind: v.kind,
+                namespaces: v.namespaces,
+                names: v.names,
+            }
+        }
+    };
+    if mode == Mode::Auto && target.namespaces.is_empty() && target.names.is_empty() {
+        check.problem(
+            raw.mode.referenced.line(),
+            "target",
+            "a runbook that runs on its own must say what it may touch: target: {namespaces: [...]} or {names: [...]}",
+        );
+    }
     let limits = raw.limits.map_or_else(Limits::default, |l| {
         let v = l.value;
         for (field, n) in [
@@ -455,6 +593,7 @@ pub fn parse(text: &str) -> Result<Runbook, Vec<Problem>> {
             name,
             description: raw.description,
             trigger,
+            target,
             mode,
             risk,
             limits,
@@ -554,6 +693,63 @@ fn read_steps(
         if s.uses.value == "command.run" {
             command_args(check, &at, s.with.get("args"), s.with.get("program"));
         }
+        if ACTING_FAMILIES.iter().any(|f| s.uses.value.starts_with(f)) {
+            for (k, v) in &s.with {
+                if let Some(var) = alert_variable(&v.value) {
+                    check.problem(
+                        v.referenced.line(),
+                        format!("{at}.with.{k}"),
+                        format!(
+                            "{var} is what an alert's sender wrote: a step that acts takes its values from target (the diagnosed root cause and where it runs) or from earlier steps, never from {var}"
+                        ),
+                    );
+                }
+            }
+        }
+        if s.uses.value == "kubernetes.scale" {
+            match (s.with.get("by"), s.with.get("replicas")) {
+                (Some(_), Some(v)) => check.problem(
+                    v.referenced.line(),
+                    format!("{at}.with.replicas"),
+                    "give by (a change, such as \"+2\") or replicas (a value recorded before), not both",
+                ),
+                (None, None) => check.problem(
+                    line,
+                    format!("{at}.with.by"),
+                    "give by (a change, such as \"+2\", up to max)",
+                ),
+                (Some(_), None) if !s.with.contains_key("max") => check.problem(
+                    line,
+                    format!("{at}.with.max"),
+                    "scaling by a change needs max, the most replicas it may reach",
+                ),
+                _ => {}
+            }
+        }
+        if s.uses.value == "kubernetes.patch_resources" {
+            match (
+                s.with.get("memory_limit_factor"),
+                s.with.get("memory_limit_max"),
+                s.with.get("memory_limit"),
+            ) {
+                (Some(_), None, _) => check.problem(
+                    line,
+                    format!("{at}.with.memory_limit_max"),
+                    "raising memory by a factor needs memory_limit_max, the cap",
+                ),
+                (None, Some(v), _) => check.problem(
+                    v.referenced.line(),
+                    format!("{at}.with.memory_limit_max"),
+                    "memory_limit_max caps memory_limit_factor; give the factor too",
+                ),
+                (Some(_), _, Some(v)) => check.problem(
+                    v.referenced.line(),
+                    format!("{at}.with.memory_limit"),
+                    "give memory_limit_factor or memory_limit, not both",
+                ),
+                _ => {}
+            }
+        }
         if s.uses.value == "ansible.playbook"
             && let Some(vars) = s.with.get("extra_vars")
             && let Some(map) = vars.value.as_object()
@@ -617,6 +813,19 @@ fn check_value(check: &mut Problems, line: u64, field: &str, v: &Value, known: &
             .values()
             .for_each(|i| check_value(check, line, field, i, known)),
         _ => {}
+    }
+}
+
+/// The alert variable (`labels`, `alerts`) a template in `v` reads, if one does.
+fn alert_variable(v: &Value) -> Option<&'static str> {
+    match v {
+        Value::String(s) if template::is_templated(s) => {
+            let used = template::variables(s);
+            ALERT_VARIABLES.into_iter().find(|var| used.contains(*var))
+        }
+        Value::Array(items) => items.iter().find_map(alert_variable),
+        Value::Object(map) => map.values().find_map(alert_variable),
+        _ => None,
     }
 }
 
@@ -795,6 +1004,88 @@ mod tests {
             }
         }
         assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn shipped_runbooks_change_counts_and_limits_relatively_and_restore_what_they_read() {
+        for r in shipped() {
+            for s in &r.steps {
+                let literal =
+                    |k: &str| s.with.get(k).is_some_and(|v| !v.to_string().contains("{{"));
+                let templated_from_steps = |k: &str| {
+                    s.with
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.contains("steps."))
+                };
+                if s.uses == "kubernetes.scale" {
+                    assert!(
+                        s.with.contains_key("by") && s.with.contains_key("max"),
+                        "{}",
+                        r.name
+                    );
+                    assert!(!s.with.contains_key("replicas"), "{}", r.name);
+                }
+                if s.uses == "kubernetes.patch_resources" {
+                    for k in ["memory_limit", "memory_request", "cpu_limit", "cpu_request"] {
+                        assert!(!literal(k) && !templated_from_steps(k), "{}: {k}", r.name);
+                        assert!(!s.with.contains_key(k), "{}: {k} is absolute", r.name);
+                    }
+                }
+            }
+            // What a rollback sets, it takes from what the steps read.
+            for s in &r.rollback {
+                for k in ["replicas", "memory_limit"] {
+                    if let Some(v) = s.with.get(k) {
+                        assert!(
+                            v.as_str().is_some_and(|v| v.contains("steps.")),
+                            "{}",
+                            r.name
+                        );
+                    }
+                }
+            }
+            if r.mode == Mode::Auto {
+                assert!(!r.target.namespaces.is_empty() || !r.target.names.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn target_selectors_are_checked_when_read() {
+        let text = "\
+name: x
+trigger: {alerts: [A]}
+target: {kind: pod, namespaces: [Not_A_Namespace], names: [\"(\"]}
+mode: auto
+risk: low
+limits: {per_hour: 1}
+steps:
+  - uses: kubernetes.scale
+    with: {namespace: \"{{ target.namespace }}\", deployment: \"{{ target.deployment }}\", by: \"+1\"}
+verify: {signal: incident_resolved, within: 5m}
+";
+        let problems = parse(text).unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        for want in [
+            "target.kind",
+            "target.namespaces",
+            "target.names",
+            "steps[0].with.max",
+        ] {
+            assert!(fields.contains(&want), "{want}: {problems:#?}");
+        }
+        let unbounded = text.replace(
+            "target: {kind: pod, namespaces: [Not_A_Namespace], names: [\"(\"]}\n",
+            "",
+        );
+        let problems = parse(&unbounded).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == "target" && p.message.contains("must say what it may touch")),
+            "{problems:#?}"
+        );
     }
 
     #[test]

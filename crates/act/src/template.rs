@@ -33,18 +33,67 @@ pub fn check_expression(expr: &str) -> Result<(), String> {
         .map_err(|e| describe(&e))
 }
 
+/// The top-level variables `source` reads (`target`, `labels`, `steps`...); none when it does
+/// not compile.
+pub fn variables(source: &str) -> std::collections::BTreeSet<String> {
+    let env = environment();
+    env.template_from_str(source)
+        .map(|t| t.undeclared_variables(false).into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// What marks an output not known yet (in a plan or a dry run), followed by the step's id.
+const UNKNOWN: &str = "\u{0}unknown output of ";
+
+/// The output of step `id` before it runs: rendered as `(output of ID)`, and so is any field of
+/// it (`steps.scale.output.previous`), so that a plan of steps that use earlier outputs renders.
+pub fn unknown_output(id: &str) -> Value {
+    Value::String(format!("{UNKNOWN}{id}"))
+}
+
+/// An output not known yet: every attribute or item of it is itself.
+#[derive(Debug)]
+struct Unknown(String);
+
+impl minijinja::value::Object for Unknown {
+    fn get_value(self: &std::sync::Arc<Self>, _key: &minijinja::Value) -> Option<minijinja::Value> {
+        Some(minijinja::Value::from_object(Unknown(self.0.clone())))
+    }
+
+    fn render(self: &std::sync::Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "(output of {})", self.0)
+    }
+}
+
+/// `context` as the template engine takes it, each [`unknown_output`] made an [`Unknown`].
+fn engine_value(context: &Value) -> minijinja::Value {
+    match context {
+        Value::String(s) => match s.strip_prefix(UNKNOWN) {
+            Some(id) => minijinja::Value::from_object(Unknown(id.to_string())),
+            None => minijinja::Value::from(s.as_str()),
+        },
+        Value::Array(items) => items.iter().map(engine_value).collect(),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), engine_value(v)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into(),
+        other => minijinja::Value::from_serialize(other),
+    }
+}
+
 /// `source` rendered with `context`.
 pub fn render(source: &str, context: &Value) -> Result<String, String> {
     let env = environment();
     let t = env.template_from_str(source).map_err(|e| describe(&e))?;
-    t.render(context).map_err(|e| describe(&e))
+    t.render(engine_value(context)).map_err(|e| describe(&e))
 }
 
 /// Whether `expr` holds for `context`.
 pub fn holds(expr: &str, context: &Value) -> Result<bool, String> {
     let env = environment();
     let e = env.compile_expression(expr).map_err(|e| describe(&e))?;
-    e.eval(context)
+    e.eval(engine_value(context))
         .map(|v| v.is_true())
         .map_err(|e| describe(&e))
 }
@@ -106,7 +155,7 @@ pub fn render_query(source: &str, context: &Value) -> Result<String, String> {
             .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
     });
     let t = env.template_from_str(source).map_err(|e| describe(&e))?;
-    t.render(context).map_err(|e| describe(&e))
+    t.render(engine_value(context)).map_err(|e| describe(&e))
 }
 
 /// Whether `text` has template syntax in it.

@@ -1,6 +1,7 @@
-//! The `command` provider run for real: values from alert labels reach the program as single,
+//! The `command` provider run for real: values of the target reach the program as single,
 //! checked arguments, never through a shell, never as options. Each hostile value is refused
-//! with an error naming it, and the refusal is an audit entry.
+//! with an error naming it, and the refusal is an audit entry. Alert labels cannot reach a step
+//! that acts at all: such a runbook is refused when it is read.
 
 use nightshift_act::audit::{self, AuditLog};
 use nightshift_act::command::CommandSpec;
@@ -23,8 +24,8 @@ steps:
       args:
         - rollout
         - restart
-        - {value: "deployment/{{ labels.deployment }}", is: word}
-        - {value: "{{ labels.namespace }}", is: k8s_label}
+        - {value: "deployment/{{ target.deployment }}", is: word}
+        - {value: "{{ target.namespace }}", is: k8s_label}
 verify:
   signal: incident_resolved
   within: 5m
@@ -33,7 +34,7 @@ verify:
 fn run(labels: serde_json::Value, log: &mut AuditLog) -> Result<String, String> {
     let rb = runbook::parse(RUNBOOK).expect("the runbook is valid");
     let step = &rb.steps[0];
-    let context = json!({"labels": labels});
+    let context = json!({"target": labels});
     let allowed = [PathBuf::from("/bin/echo")];
     let result = runbook::command_argv(&step.with, &context)
         .and_then(|(program, args)| {
@@ -69,7 +70,39 @@ fn run(labels: serde_json::Value, log: &mut AuditLog) -> Result<String, String> 
 }
 
 #[test]
-fn hostile_label_values_never_run_and_never_become_options() {
+fn a_step_that_acts_may_not_read_alert_labels() {
+    for (uses, with) in [
+        (
+            "command.run",
+            r#"{program: /bin/echo, args: [{value: "{{ labels.deployment }}", is: word}]}"#,
+        ),
+        (
+            "kubernetes.rollout_restart",
+            r#"{namespace: "{{ labels.namespace }}", deployment: "{{ target.deployment }}"}"#,
+        ),
+        (
+            "http.request",
+            r#"{url: "https://ops.example.com/restart/{{ alerts[0] }}"}"#,
+        ),
+    ] {
+        let text = format!(
+            "name: x\ntrigger: {{alerts: [A]}}\nmode: approve\nrisk: medium\nsteps:\n  - uses: {uses}\n    with: {with}\nverify: {{signal: incident_resolved, within: 5m}}\n"
+        );
+        let problems = runbook::parse(&text).expect_err(uses);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.line == 7 && p.message.contains("what an alert's sender wrote")),
+            "{uses}: {problems:?}"
+        );
+    }
+    // A notification may quote them.
+    let text = "name: x\ntrigger: {alerts: [A]}\nmode: suggest\nrisk: low\nsteps:\n  - uses: notify.slack\n    with: {text: \"{{ labels.job }} is down\"}\n";
+    runbook::parse(text).expect("a notification may quote alert labels");
+}
+
+#[test]
+fn hostile_target_values_never_run_and_never_become_options() {
     let dir = tempfile::tempdir().unwrap();
     let pwned = dir.path().join("pwned");
     let audit_path = dir.path().join("audit.jsonl");

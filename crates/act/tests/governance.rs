@@ -4,7 +4,7 @@
 
 use nightshift_act::audit::{self, AuditLog};
 use nightshift_act::govern::{ChangeWindow, GovernError, Governor, Policy, State};
-use nightshift_act::plan::propose;
+use nightshift_act::plan::{Workload, Workloads, propose};
 use nightshift_act::runbook::shipped;
 use nightshift_act::{Proposal, Risk, Runbook};
 use nightshift_core::{Alert, Entity, Hypothesis, Incident, cause};
@@ -32,12 +32,21 @@ fn incident(id: &str, service: &str, why: &str) -> Incident {
 /// The shipped runbook `name`'s proposal for `service` in namespace `ns`.
 fn proposal(name: &str, id: &str, service: &str, why: &str, ns: &str) -> (Runbook, Proposal) {
     let runbooks = shipped();
-    let labels: BTreeMap<String, String> = [("alertname", "X"), ("namespace", ns)]
+    let labels: BTreeMap<String, String> = [("alertname", "X")]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let alerts = [Alert::firing(labels, BTreeMap::new(), 0)];
-    let p = propose(&runbooks, &incident(id, service, why), &alerts)
+    let workloads = Workloads::from([(
+        service.to_string(),
+        Workload {
+            namespace: ns.into(),
+            deployment: service.into(),
+            container: None,
+            placed_by: "configuration".into(),
+        },
+    )]);
+    let p = propose(&runbooks, &incident(id, service, why), &alerts, &workloads)
         .into_iter()
         .find(|p| p.runbook == name)
         .unwrap_or_else(|| panic!("{name} is not proposed for {service}"));
@@ -45,14 +54,14 @@ fn proposal(name: &str, id: &str, service: &str, why: &str, ns: &str) -> (Runboo
     (r, p)
 }
 
-/// The scale-out runbook proposed for CPU saturation of `service` in namespace shop.
+/// The scale-out runbook proposed for CPU saturation of `service` in namespace default.
 fn cpu_saturation(incident: &str, service: &str) -> (Runbook, Proposal) {
     proposal(
         "scale-out-saturated",
         incident,
         service,
         cause::CPU_SATURATION,
-        "shop",
+        "default",
     )
 }
 
@@ -103,7 +112,7 @@ fn the_action_past_a_limit_is_refused_and_audited() {
         a.note
             .as_deref()
             .unwrap()
-            .contains("limit per target (shop/pricing): 1 of at most 1"),
+            .contains("limit per target (default/pricing): 1 of at most 1"),
         "{a:?}"
     );
     let (r, p) = cpu_saturation("inc-3", "search");
@@ -268,4 +277,34 @@ fn change_windows_read_days_and_hours_in_utc() {
     ] {
         assert!(ChangeWindow::parse(bad).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn an_automatic_runbook_waits_for_a_person_when_nobody_vouched_for_the_alerts() {
+    let (_d, path, mut g) = governor(Policy::default());
+    let (r, mut p) = cpu_saturation("inc-1", "pricing");
+    p.untrusted = Some("alert CPUThrottlingHigh came in unauthenticated".into());
+    let a = g.offer(&r, p, MONDAY_10H).unwrap();
+    assert_eq!(a.state, State::Pending, "{a:?}");
+    assert!(a.execution.is_none());
+    assert!(a.note.as_deref().unwrap().contains("unauthenticated"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("waits for approval: alert CPUThrottlingHigh came in unauthenticated"),
+        "{text}"
+    );
+
+    // A target the runbook's selector does not allow is refused at the gate, even when a
+    // proposal was built for it by hand.
+    let (r, mut p) = cpu_saturation("inc-2", "search");
+    p.target.namespace = Some("kube-system".into());
+    let a = g.offer(&r, p, MONDAY_10H).unwrap();
+    assert_eq!(a.state, State::Refused, "{a:?}");
+    assert!(
+        a.note
+            .as_deref()
+            .unwrap()
+            .contains("runs in namespace kube-system, not in the runbook's default, platform"),
+        "{a:?}"
+    );
 }

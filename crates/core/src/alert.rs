@@ -20,6 +20,10 @@ pub struct Alert {
     pub status: AlertStatus,
     pub starts_at: Millis,
     pub ends_at: Option<Millis>,
+    /// The authenticated identity the alert came in with (a token's or user's name); `None`
+    /// when it came unauthenticated. What decides whether it may start an automatic action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Alert {
@@ -36,6 +40,7 @@ impl Alert {
             status: AlertStatus::Firing,
             starts_at,
             ends_at: None,
+            source: None,
         }
     }
 

@@ -132,6 +132,7 @@ pub fn decode_webhook(body: &[u8]) -> Result<Vec<Alert>, AlertError> {
                 // Alertmanager sets endsAt on firing alerts too (when it will consider them
                 // resolved without news); only a resolved alert has ended.
                 ends_at: ends_at.filter(|_| status == AlertStatus::Resolved),
+                source: None,
             })
         })
         .collect()
@@ -173,6 +174,7 @@ pub fn decode_postable(body: &[u8], now: Millis) -> Result<Vec<Alert>, AlertErro
                 },
                 starts_at,
                 ends_at: ends_at.filter(|_| resolved),
+                source: None,
             })
         })
         .collect()

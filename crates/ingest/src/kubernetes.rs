@@ -41,6 +41,39 @@ pub fn pod_service(pod: &Pod) -> Option<String> {
     })
 }
 
+/// Where a service runs, as its pods say: the namespace and the Deployment that owns them (by
+/// the pods' controlling ReplicaSet), and the pods' first container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodWorkload {
+    pub service: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub container: Option<String>,
+}
+
+/// The workload of a pod a Deployment runs; `None` for pods of other controllers (StatefulSets,
+/// DaemonSets, Jobs) or none, which the remediation providers do not act on.
+pub fn pod_workload(pod: &Pod) -> Option<PodWorkload> {
+    let meta = &pod.metadata;
+    let owner = meta
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "ReplicaSet")?;
+    // The pod-template hash after the last dash.
+    let (deployment, _) = owner.name.rsplit_once('-')?;
+    Some(PodWorkload {
+        service: pod_service(pod)?,
+        namespace: meta.namespace.clone()?,
+        deployment: deployment.to_string(),
+        container: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .map(|c| c.name.clone()),
+    })
+}
+
 /// (service, node) of a scheduled pod.
 pub fn pod_placement(pod: &Pod) -> Option<(String, String)> {
     let node = pod.spec.as_ref()?.node_name.clone()?;

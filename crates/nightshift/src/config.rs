@@ -95,6 +95,20 @@ struct RawAct {
     endpoints: nightshift_act::notify::Endpoints,
     audit_export: Option<AuditExport>,
     verify_every: Option<String>,
+    #[serde(default)]
+    workloads: std::collections::BTreeMap<String, RawWorkload>,
+    #[serde(default)]
+    auto_sources: Vec<String>,
+}
+
+/// `act.workloads.SERVICE`: where a service runs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    namespace: String,
+    /// The Deployment; the service's own name when not given.
+    deployment: Option<String>,
+    container: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,6 +629,42 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
     {
         bail!("act.audit_export: give a file, a webhook URL or both");
     }
+    let mut workloads = nightshift_act::plan::Workloads::new();
+    for (service, w) in raw.workloads {
+        let deployment = w.deployment.unwrap_or_else(|| service.clone());
+        for (what, v, kind) in [
+            (
+                "namespace",
+                Some(&w.namespace),
+                nightshift_act::command::ArgKind::K8sLabel,
+            ),
+            (
+                "deployment",
+                Some(&deployment),
+                nightshift_act::command::ArgKind::K8sName,
+            ),
+            (
+                "container",
+                w.container.as_ref(),
+                nightshift_act::command::ArgKind::K8sLabel,
+            ),
+        ] {
+            if let Some(v) = v
+                && kind.check(v).is_err()
+            {
+                bail!("act.workloads.{service}.{what}: {v:?} is not a Kubernetes name");
+            }
+        }
+        workloads.insert(
+            service,
+            nightshift_act::plan::Workload {
+                namespace: w.namespace,
+                deployment,
+                container: w.container,
+                placed_by: "configuration".into(),
+            },
+        );
+    }
     let verify_every_ms = check_duration(
         "act.verify_every",
         raw.verify_every.as_deref(),
@@ -641,6 +691,8 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
         endpoints: raw.endpoints,
         audit_export: raw.audit_export,
         verify_every_ms,
+        workloads,
+        auto_sources: raw.auto_sources.into_iter().collect(),
     })
 }
 

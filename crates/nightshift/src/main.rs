@@ -685,6 +685,22 @@ fn demo(args: DemoArgs) -> Result<()> {
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
         let r = replay_shown(scenario, &bar, args.speed, &config.pipeline)?;
+        // Where the simulated cluster runs each service, as its Kubernetes API would say.
+        let workloads: nightshift_act::plan::Workloads = scenario
+            .services()
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    nightshift_act::plan::Workload {
+                        namespace: scenario.namespace().to_string(),
+                        deployment: s.name.clone(),
+                        container: Some("app".into()),
+                        placed_by: "scenario".into(),
+                    },
+                )
+            })
+            .collect();
         runtime
             .block_on(nightshift_store::record_findings(
                 &store,
@@ -704,7 +720,7 @@ fn demo(args: DemoArgs) -> Result<()> {
                     .filter(|a| inc.alerts.contains(&a.fingerprint))
                     .cloned()
                     .collect();
-                nightshift_act::propose(&runbooks, inc, &alerts)
+                nightshift_act::propose(&runbooks, inc, &alerts, &workloads)
             })
             .collect();
         let dry_runs: Vec<Vec<DemoDryRun>> = r

@@ -5,13 +5,15 @@
 //! approvals go by the approver's token and role, through the API and the CLI; a dry run shows
 //! what a runbook would send and sends nothing; the kill switch (by request or by its file)
 //! cancels what waits; every decision is in the audit log, whose chain holds and whose export
-//! (a file and a webhook) copies it; actions outlive a restart.
+//! (a file and a webhook) copies it; actions outlive a restart. An automatic runbook runs on
+//! its own only for alerts sent with a token that `act.auto_sources` names; the target is
+//! where the configuration places the root cause, whatever the alerts' labels say.
 
 mod common;
 
 use common::{
-    free_port, get, http, nightshift, post_alert_storm, start_alertmanager, start_nightshift_with,
-    start_self_scraping_prometheus, temp_dir, wait_for,
+    free_port, nightshift, post_alert_storm_with, start_alertmanager, start_nightshift_serving,
+    start_nightshift_with, start_self_scraping_prometheus, temp_dir, wait_for,
 };
 use nightshift_testkit::notify::echo::{Echo, echo_stand_in};
 use serde_json::Value;
@@ -20,6 +22,54 @@ use std::time::Duration;
 
 const ALICE: &str = "alice-token-0123456789";
 const BOB: &str = "bob-token-0123456789ab";
+/// The token Alertmanager sends alerts with (ingest), which `act.auto_sources` trusts.
+const SENDER: &str = "sender-token-0123456789";
+/// Another ingest token, which `act.auto_sources` does not name.
+const OTHER: &str = "other-token-0123456789a";
+/// The operators' token (read and admin).
+const OPS: &str = "ops-token-0123456789abcd";
+const BEARER_OPS: &str = "Bearer ops-token-0123456789abcd";
+
+/// Under `serve:`: the tokens above.
+fn serve_auth() -> String {
+    format!(
+        "  auth:\n    tokens:\n      - {{name: alertmanager, token: {SENDER}, scopes: [ingest]}}\n      - {{name: other-sender, token: {OTHER}, scopes: [ingest]}}\n      - {{name: ops, token: {OPS}, scopes: [read, admin]}}\n"
+    )
+}
+
+/// A request to Nightshift, with the operators' token unless `headers` carry one.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut with = headers.to_vec();
+    if !with
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+    {
+        with.push(("Authorization", BEARER_OPS));
+    }
+    common::http(port, method, path, &with, body)
+}
+
+fn get(port: u16, path: &str) -> (u16, String) {
+    http(port, "GET", path, &[], b"")
+}
+
+/// [`common::post_alert_storm`] sent with `sender`'s token, read back with the operators'.
+fn post_alert_storm(port: u16, service: &str, names: &[&str], sender: &str) -> String {
+    let auth = format!("Bearer {sender}");
+    post_alert_storm_with(
+        port,
+        service,
+        names,
+        &[("Authorization", &auth)],
+        &[("Authorization", BEARER_OPS)],
+    )
+}
 
 /// Three runbooks for checkout: automatic (verified by a query that holds), approve/medium
 /// (verified by one that never holds, so it is rolled back), approve/high.
@@ -31,6 +81,7 @@ fn write_runbooks(dir: &Path) {
             "restart.yaml",
             r#"name: restart-checkout
 trigger: {services: [checkout]}
+target: {kind: service, names: [checkout]}
 mode: auto
 risk: low
 limits: {per_hour: 1}
@@ -105,18 +156,17 @@ fn action_of(port: u16, runbook: &str, done: impl Fn(&Value) -> bool) -> Value {
 }
 
 fn decide(port: u16, id: &str, verb: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = auth
-        .as_deref()
-        .map(|a| vec![("Authorization", a)])
-        .unwrap_or_default();
-    http(
-        port,
-        "POST",
-        &format!("/api/v1/actions/{id}/{verb}"),
-        &headers,
-        b"",
-    )
+    let path = format!("/api/v1/actions/{id}/{verb}");
+    match token {
+        Some(t) => http(
+            port,
+            "POST",
+            &path,
+            &[("Authorization", &format!("Bearer {t}"))],
+            b"",
+        ),
+        None => common::http(port, "POST", &path, &[], b""),
+    }
 }
 
 fn audit_events(port: u16, action: &str) -> Vec<String> {
@@ -140,7 +190,7 @@ fn siem_bodies(siem: &Echo) -> Vec<String> {
 
 /// The alerts a real Alertmanager holds named `alertname`.
 fn alertmanager_alerts(port: u16, alertname: &str) -> Vec<Value> {
-    let (status, body) = get(
+    let (status, body) = common::get(
         port,
         &format!("/api/v2/alerts?filter=alertname%3D%22{alertname}%22"),
     );
@@ -170,13 +220,18 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let audit = dir.join("audit.jsonl");
     let export = dir.join("siem.jsonl");
     let config = format!(
-        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nalertmanager:\n  url: http://127.0.0.1:{am}\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  verify_every: 1s\n  audit_export: {{file: {}, webhook: '{siem_url}/siem'}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
+        "prometheus:\n  url: http://127.0.0.1:{prom}\n  queries: [{{query: up, interval: 1m}}]\nalertmanager:\n  url: http://127.0.0.1:{am}\nact:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  auto_sources: [alertmanager]\n  verify_every: 1s\n  audit_export: {{file: {}, webhook: '{siem_url}/siem'}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n    - {{name: bob, max_risk: medium, token: {BOB}}}\n",
         dir.join("runbooks").display(),
         audit.display(),
         export.display(),
     );
-    let nightshift_serve = start_nightshift_with(&dir, ns, &config);
-    let incident = post_alert_storm(ns, "checkout", &["CheckoutErrorsHigh", "CheckoutDown"]);
+    let nightshift_serve = start_nightshift_serving(&dir, ns, &serve_auth(), &config);
+    let incident = post_alert_storm(
+        ns,
+        "checkout",
+        &["CheckoutErrorsHigh", "CheckoutDown"],
+        SENDER,
+    );
 
     // The automatic action ran its command, and Prometheus says it worked: fixed.
     let auto = action_of(ns, "restart-checkout", |a| a["state"] == "fixed");
@@ -258,6 +313,8 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         "drain-checkout",
         "--server",
         &server,
+        "--token",
+        OPS,
     ]);
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
@@ -277,6 +334,8 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
         "no-such",
         "--server",
         &server,
+        "--token",
+        OPS,
     ]);
     assert!(!out.status.success());
     let why = String::from_utf8_lossy(&out.stderr);
@@ -289,6 +348,9 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     let (code, why) = decide(ns, drain_id, "approve", None);
     assert_eq!(code, 401, "{why}");
     let (code, why) = decide(ns, drain_id, "approve", Some("not-a-token-of-anyone"));
+    assert_eq!(code, 401, "{why}");
+    // A token that may read but is no approver's.
+    let (code, why) = decide(ns, drain_id, "approve", Some(SENDER));
     assert_eq!(code, 403, "{why}");
     let (code, why) = decide(ns, drain_id, "approve", Some(BOB));
     assert_eq!(code, 403, "{why}");
@@ -375,7 +437,7 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     assert!(why.contains("cancelled"), "{why}");
 
     // The CLI lists them; a bad state filter is named.
-    let out = nightshift(&["actions", "--server", &server]);
+    let out = nightshift(&["actions", "--server", &server, "--token", OPS]);
     let listed = String::from_utf8_lossy(&out.stdout);
     for (id, state) in [(id, "fixed"), (tune_id, "failed"), (drain_id, "cancelled")] {
         assert!(
@@ -415,7 +477,7 @@ fn actions_run_verify_roll_back_and_wait_for_the_right_approver() {
     // After a restart the actions are still there, and the incident is not offered its
     // runbooks again.
     drop(nightshift_serve);
-    let _again = start_nightshift_with(&dir, ns, &config);
+    let _again = start_nightshift_serving(&dir, ns, &serve_auth(), &config);
     let kept = actions(ns);
     assert_eq!(kept.len(), 3, "{kept:#?}");
     assert!(
@@ -434,14 +496,19 @@ fn the_kill_switch_file_stops_automatic_actions_and_approvals() {
     let flag = dir.join("STOP");
     std::fs::write(&flag, "maintenance\n").unwrap();
     let config = format!(
-        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  kill_switch_file: {}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
+        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  auto_sources: [alertmanager]\n  kill_switch_file: {}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
         dir.join("runbooks").display(),
         dir.join("audit.jsonl").display(),
         flag.display(),
     );
-    let _serve = start_nightshift_with(&dir, ns, &config);
+    let _serve = start_nightshift_serving(&dir, ns, &serve_auth(), &config);
     assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":true}"#);
-    post_alert_storm(ns, "checkout", &["CheckoutErrorsHigh", "CheckoutDown"]);
+    post_alert_storm(
+        ns,
+        "checkout",
+        &["CheckoutErrorsHigh", "CheckoutDown"],
+        SENDER,
+    );
 
     // The automatic one is refused, not run; approving one that waits is a conflict (a gate,
     // not the approver's role), and it is refused for good, in the audit log.
@@ -458,4 +525,112 @@ fn the_kill_switch_file_stops_automatic_actions_and_approvals() {
     // Without the file the switch is off again (it was never turned on by request).
     std::fs::remove_file(&flag).unwrap();
     assert_eq!(get(ns, "/api/v1/kill-switch").1.trim(), r#"{"on":false}"#);
+}
+
+/// Alerts nobody vouched for (no credentials on a loopback server, or an ingest token that
+/// `act.auto_sources` does not name) never start an automatic runbook, and alert labels never
+/// choose what a runbook touches: the target is placed by `act.workloads`.
+#[test]
+fn untrusted_alerts_wait_for_a_person_and_labels_never_choose_the_target() {
+    let dir = temp_dir("serve-untrusted-alerts");
+    write_runbooks(&dir);
+    std::fs::write(
+        dir.join("runbooks/where.yaml"),
+        r#"name: where-checkout
+trigger: {services: [checkout]}
+target: {kind: service, namespaces: [shop]}
+mode: approve
+risk: medium
+steps:
+  - uses: command.run
+    with:
+      program: /bin/echo
+      args: [{value: "{{ target.namespace }}", is: k8s_label}, {value: "{{ target.deployment }}", is: k8s_name}]
+verify:
+  signal: incident_resolved
+  within: 2s
+"#,
+    )
+    .unwrap();
+    let ns = free_port();
+    let config = format!(
+        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  auto_sources: [alertmanager]\n  workloads:\n    checkout: {{namespace: shop, deployment: checkout-web}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
+        dir.join("runbooks").display(),
+        dir.join("audit.jsonl").display(),
+    );
+    let _serve = start_nightshift_with(&dir, ns, &config);
+    // Unauthenticated, with labels that name another namespace and Deployment.
+    for name in ["CheckoutErrorsHigh", "CheckoutDown"] {
+        let body = format!(
+            r#"[{{"labels": {{"alertname": "{name}", "service": "checkout", "severity": "critical", "namespace": "kube-system", "deployment": "coredns", "pod": "coredns-0"}}}}]"#
+        );
+        let (code, why) = common::http(
+            ns,
+            "POST",
+            "/api/v1/alerts",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(code, 200, "{why}");
+    }
+    let waiting = action_of(ns, "restart-checkout", |a| a["state"] == "pending");
+    assert!(waiting.get("execution").is_none(), "{waiting:#}");
+    assert!(
+        waiting["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("came in unauthenticated"),
+        "{waiting:#}"
+    );
+    let id = waiting["id"].as_str().unwrap();
+    assert_eq!(audit_events(ns, id), ["proposed"]);
+    let target = &waiting["proposal"]["target"];
+    assert_eq!(target["namespace"], "shop", "{target:#}");
+    assert_eq!(target["deployment"], "checkout-web", "{target:#}");
+    assert_eq!(target["placed_by"], "configuration", "{target:#}");
+
+    // Approved by a person, the step runs on the configured workload, not the labels'.
+    let placed = action_of(ns, "where-checkout", |a| a["state"] == "pending");
+    let pid = placed["id"].as_str().unwrap();
+    let (code, why) = decide(ns, pid, "approve", Some(ALICE));
+    assert_eq!(code, 200, "{why}");
+    // Its verification cannot hold (nothing resolves the incident): it ends failed, run.
+    let ran = action_of(ns, "where-checkout", |a| a["state"] == "failed");
+    assert_eq!(
+        ran["execution"]["steps"][0]["output"]["stdout"], "shop checkout-web\n",
+        "{ran:#}"
+    );
+    let audit = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap();
+    assert!(
+        !audit.contains("coredns\""),
+        "a label value reached an action: {audit}"
+    );
+}
+
+/// An ingest token that `act.auto_sources` does not name is authenticated, but does not
+/// vouch for an automatic action.
+#[test]
+fn an_ingest_identity_not_trusted_for_automatic_actions_leaves_them_to_a_person() {
+    let dir = temp_dir("serve-other-sender");
+    write_runbooks(&dir);
+    let ns = free_port();
+    let config = format!(
+        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  auto_sources: [alertmanager]\n",
+        dir.join("runbooks").display(),
+        dir.join("audit.jsonl").display(),
+    );
+    let _serve = start_nightshift_serving(&dir, ns, &serve_auth(), &config);
+    post_alert_storm(ns, "checkout", &["CheckoutErrorsHigh"], OTHER);
+    let waiting = action_of(ns, "restart-checkout", |a| a["state"] == "pending");
+    assert!(waiting.get("execution").is_none());
+    assert!(
+        waiting["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("came from other-sender, whom act.auto_sources does not list"),
+        "{waiting:#}"
+    );
+    // The stored alert names who sent it.
+    let (_, body) = get(ns, "/api/v1/alerts");
+    assert!(body.contains(r#""source":"other-sender""#), "{body}");
 }

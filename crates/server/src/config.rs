@@ -61,6 +61,12 @@ pub struct ActConfig {
     pub audit_export: Option<AuditExport>,
     /// How often a verification is evaluated while it waits (ms).
     pub verify_every_ms: i64,
+    /// Where services run (namespace, Deployment), as the operator configured it: what places
+    /// a runbook's target when the Kubernetes API does not (it takes precedence when watched).
+    pub workloads: nightshift_act::plan::Workloads,
+    /// Authenticated ingest identities (`serve.auth.tokens[].name`, basic-auth users) whose
+    /// alerts may start an `auto` runbook; any other alert's incident waits for approval.
+    pub auto_sources: std::collections::BTreeSet<String>,
 }
 
 /// The Slack app: its signing secret turns on the slash command and the buttons
@@ -225,6 +231,8 @@ impl Default for ActConfig {
         Self {
             audit_log: audit_log_beside(DEFAULT_STORE),
             audit_key: None,
+            workloads: Default::default(),
+            auto_sources: Default::default(),
             runbooks: None,
             commands: Vec::new(),
             policy: nightshift_act::Policy::default(),

@@ -54,13 +54,18 @@ pub async fn client(k: &KubernetesConfig) -> Result<Client, SourceError> {
 #[derive(Debug, Default)]
 pub struct ClusterNews {
     pub placements: Vec<(String, String)>,
+    /// Where services run (namespace, Deployment), from their pods.
+    pub workloads: Vec<k8s::PodWorkload>,
     pub events: Vec<Event>,
     pub changes: Vec<Change>,
 }
 
 impl ClusterNews {
     pub fn is_empty(&self) -> bool {
-        self.placements.is_empty() && self.events.is_empty() && self.changes.is_empty()
+        self.placements.is_empty()
+            && self.workloads.is_empty()
+            && self.events.is_empty()
+            && self.changes.is_empty()
     }
 }
 
@@ -159,6 +164,7 @@ async fn watch_pods(
             }
             news.placements.push(placement);
         }
+        news.workloads.extend(k8s::pod_workload(pod));
         news.events = k8s::pod_restarts(before, pod, crate::now_ms());
         news
     })

@@ -18,6 +18,8 @@ pub struct AlertFilter {
     pub status: Option<AlertStatus>,
     /// Only firings that started at or after this time.
     pub since: Option<Millis>,
+    /// Only the firings of the alert with this fingerprint.
+    pub fingerprint: Option<String>,
     pub limit: Option<u32>,
 }
 

@@ -282,12 +282,12 @@ impl Store for SqliteStore {
         // A resolved firing stays resolved: webhooks can arrive out of order, and a real re-fire
         // carries a new starts_at.
         sqlx::query(
-            "INSERT INTO alerts (fingerprint, starts_at, ends_at, status, labels, annotations) \
-             VALUES (?, ?, ?, ?, ?, ?) \
+            "INSERT INTO alerts (fingerprint, starts_at, ends_at, status, labels, annotations, source) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (fingerprint, starts_at) DO UPDATE SET \
              status = CASE WHEN alerts.status = ? THEN alerts.status ELSE excluded.status END, \
              ends_at = CASE WHEN alerts.status = ? THEN alerts.ends_at ELSE excluded.ends_at END, \
-             labels = excluded.labels, annotations = excluded.annotations",
+             labels = excluded.labels, annotations = excluded.annotations, source = excluded.source",
         )
         .bind(alert.fingerprint.as_str())
         .bind(alert.starts_at)
@@ -295,6 +295,7 @@ impl Store for SqliteStore {
         .bind(enum_name(&what("status"), &alert.status)?)
         .bind(to_json(&what("labels"), &alert.labels)?)
         .bind(to_json(&what("annotations"), &alert.annotations)?)
+        .bind(alert.source.as_deref())
         .bind(resolved.as_str())
         .bind(resolved.as_str())
         .execute(&self.pool)
@@ -304,7 +305,7 @@ impl Store for SqliteStore {
 
     async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT fingerprint, starts_at, ends_at, status, labels, annotations FROM alerts WHERE 1 = 1",
+            "SELECT fingerprint, starts_at, ends_at, status, labels, annotations, source FROM alerts WHERE 1 = 1",
         );
         if let Some(status) = filter.status {
             qb.push(" AND status = ")
@@ -312,6 +313,9 @@ impl Store for SqliteStore {
         }
         if let Some(since) = filter.since {
             qb.push(" AND starts_at >= ").push_bind(since);
+        }
+        if let Some(fp) = &filter.fingerprint {
+            qb.push(" AND fingerprint = ").push_bind(fp.clone());
         }
         qb.push(" ORDER BY starts_at DESC, fingerprint ASC");
         if let Some(limit) = filter.limit {
@@ -620,6 +624,7 @@ fn alert_from_row(row: &SqliteRow) -> Result<Alert, StoreError> {
         status: parse_enum(&what("status"), row.try_get("status")?)?,
         starts_at: row.try_get("starts_at")?,
         ends_at: row.try_get("ends_at")?,
+        source: row.try_get("source")?,
         fingerprint: fingerprint.clone(),
     })
 }

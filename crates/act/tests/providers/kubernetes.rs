@@ -913,3 +913,96 @@ fn calls_can_run_on_any_thread() {
     let call = p.call("kubernetes.drain", &with);
     send(&call);
 }
+
+#[tokio::test]
+async fn scale_by_a_change_reads_the_count_stops_at_max_and_is_restored_from_what_it_read() {
+    let k8s = StandIn::start(vec![cart()]);
+    let p = provider(&k8s);
+    let scale = json!({"namespace": "shop", "deployment": "cart", "by": "+2", "min": 2, "max": 6});
+    let out = p.call("kubernetes.scale", &scale).await.unwrap();
+    assert_eq!(out.output, json!({"previous": 3, "replicas": 5}));
+    // Again: 5 + 2 stops at max.
+    let again = p.call("kubernetes.scale", &scale).await.unwrap();
+    assert_eq!(again.output, json!({"previous": 5, "replicas": 6}));
+    // The rollback sets the count the first step read.
+    let restore = json!({"namespace": "shop", "deployment": "cart",
+                         "replicas": out.output["previous"].to_string()});
+    let back = p.call("kubernetes.scale", &restore).await.unwrap();
+    assert_eq!(back.output, json!({"previous": 6, "replicas": 3}));
+    assert_eq!(
+        k8s.object("deployments", "shop", "cart").unwrap()["spec"]["replicas"],
+        json!(3)
+    );
+    // A change needs its max; a change and a count together, or neither, are refused; so is
+    // what is not a change. Nothing is sent for any of them.
+    let writes = k8s.writes().len();
+    for (with, says) in [
+        (json!({"by": "+2"}), "needs max"),
+        (json!({"by": "+2", "replicas": "4", "max": 9}), "not both"),
+        (json!({"max": 9}), "give by"),
+        (json!({"by": "two", "max": 9}), "is not a change"),
+        (json!({"by": "+2000", "max": 9}), "is not a change"),
+        (json!({"by": "+2; rm", "max": 9}), "is not a change"),
+    ] {
+        let mut w = with.clone();
+        w["namespace"] = json!("shop");
+        w["deployment"] = json!("cart");
+        let err = p.call("kubernetes.scale", &w).await.unwrap_err();
+        assert!(err.message.contains(says), "{with}: {}", err.message);
+    }
+    assert_eq!(k8s.writes().len(), writes);
+}
+
+#[tokio::test]
+async fn memory_is_raised_by_a_factor_up_to_its_cap_and_restored_from_what_was_read() {
+    let k8s = StandIn::start(vec![two_containers()]);
+    let p = provider(&k8s);
+    let raise = json!({"namespace": "shop", "deployment": "cart", "container": "app",
+                       "memory_limit_factor": "1.5", "memory_limit_max": "1Gi"});
+    let out = p.call("kubernetes.patch_resources", &raise).await.unwrap();
+    assert_eq!(out.output["previous"]["limits"]["memory"], "512Mi");
+    assert_eq!(out.output["resources"]["limits"]["memory"], "768Mi");
+    // 768Mi x 1.5 is over the cap: the cap.
+    let capped = p.call("kubernetes.patch_resources", &raise).await.unwrap();
+    assert_eq!(capped.output["resources"]["limits"]["memory"], "1024Mi");
+    // At the cap, there is nothing to raise: a failure, not a silent success.
+    let err = p
+        .call("kubernetes.patch_resources", &raise)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("already at the cap"),
+        "{}",
+        err.message
+    );
+    // The rollback puts back the limit the first step read.
+    let restore = json!({"namespace": "shop", "deployment": "cart", "container": "app",
+                         "memory_limit": out.output["previous"]["limits"]["memory"]});
+    p.call("kubernetes.patch_resources", &restore)
+        .await
+        .unwrap();
+    let after = k8s.object("deployments", "shop", "cart").unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
+    // A factor without its cap, or out of range, is refused before anything is sent.
+    for (with, says) in [
+        (json!({"memory_limit_factor": "1.5"}), "needs its cap"),
+        (
+            json!({"memory_limit_factor": "50", "memory_limit_max": "4Gi"}),
+            "at most 10",
+        ),
+        (
+            json!({"memory_limit_factor": "-1", "memory_limit_max": "4Gi"}),
+            "above 0",
+        ),
+    ] {
+        let mut w = with.clone();
+        w["namespace"] = json!("shop");
+        w["deployment"] = json!("cart");
+        w["container"] = json!("app");
+        let err = p.call("kubernetes.patch_resources", &w).await.unwrap_err();
+        assert!(err.message.contains(says), "{with}: {}", err.message);
+    }
+}

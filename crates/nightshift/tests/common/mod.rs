@@ -37,18 +37,31 @@ pub fn json_of(out: &Output) -> serde_json::Value {
 /// Posts one critical alert per name on `service` to Nightshift's Alertmanager API (v2) and
 /// gives the id of the open incident they make.
 pub fn post_alert_storm(port: u16, service: &str, names: &[&str]) -> String {
+    post_alert_storm_with(port, service, names, &[], &[])
+}
+
+/// [`post_alert_storm`], the alerts sent with headers `send` and the incidents read with
+/// headers `read` (credentials).
+pub fn post_alert_storm_with(
+    port: u16,
+    service: &str,
+    names: &[&str],
+    send: &[(&str, &str)],
+    read: &[(&str, &str)],
+) -> String {
     for name in names {
         let body = format!(
             r#"[{{"labels": {{"alertname": "{name}", "service": "{service}", "severity": "critical"}}}}]"#
         );
-        let json = [("Content-Type", "application/json")];
+        let mut headers = vec![("Content-Type", "application/json")];
+        headers.extend_from_slice(send);
         assert_eq!(
-            http(port, "POST", "/api/v1/alerts", &json, body.as_bytes()).0,
+            http(port, "POST", "/api/v1/alerts", &headers, body.as_bytes()).0,
             200
         );
     }
     wait_for(Duration::from_secs(30), || {
-        let (_, body) = get(port, "/api/v1/incidents?status=open");
+        let (_, body) = http(port, "GET", "/api/v1/incidents?status=open", read, b"");
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v[0]["id"].as_str().map(str::to_string)
     })

@@ -88,6 +88,7 @@ pub(super) async fn alerts(
         status,
         since: q.since,
         limit: limit(&q),
+        ..AlertFilter::default()
     };
     listed("alerts", app.store.alerts(&filter).await)
 }

@@ -51,6 +51,10 @@ pub(super) struct Metrics {
     pub(super) pull: nightshift_sources::prometheus::PullMetrics,
     /// Investigations started without being asked, by `source` of the conclusion shown.
     pub(super) investigations: Family<Labels, Counter>,
+    /// Alerts whose times or state were not taken as sent, by `reason`.
+    pub(super) alert_adjustments: Family<Labels, Counter>,
+    /// Workloads from the Kubernetes API not remembered, over the bound.
+    pub(super) workloads_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +81,8 @@ impl Default for Metrics {
             alerts_out: AlertsOutMetrics::default(),
             pull: nightshift_sources::prometheus::PullMetrics::default(),
             investigations: Family::default(),
+            alert_adjustments: Family::default(),
+            workloads_dropped: Counter::default(),
         }
     }
 }
@@ -134,13 +140,23 @@ impl Metrics {
             self.alerts.clone(),
         );
         r.register(
+            "nightshift_ingest_alert_adjustments",
+            "Alerts not taken as sent, by reason (stamped_too_old, stamped_in_future: startsAt over 7 days behind or 10 min ahead, replaced by the time it was first received; resolved_never_firing: a resolved alert never seen firing, ignored)",
+            self.alert_adjustments.clone(),
+        );
+        r.register(
+            "nightshift_workloads_dropped",
+            "Services' workloads from the Kubernetes API not remembered, over the bound of 50,000",
+            self.workloads_dropped.clone(),
+        );
+        r.register(
             "nightshift_ingest_otlp_items",
             "OTLP, Loki and log-file items accepted, by signal (samples, spans, logs, loki_logs, file_logs)",
             self.items.clone(),
         );
         r.register(
             "nightshift_ingest_kubernetes",
-            "What the Kubernetes watchers found, by kind (placements, events, changes)",
+            "What the Kubernetes watchers found, by kind (placements, workloads, events, changes)",
             self.kubernetes.clone(),
         );
         r.register(
@@ -214,6 +230,12 @@ impl Metrics {
         self.items
             .get_or_create(&vec![("signal".to_string(), signal.to_string())])
             .inc_by(n as u64);
+    }
+
+    pub(super) fn adjust_alert(&self, reason: &str) {
+        self.alert_adjustments
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc();
     }
 
     pub(super) fn reject(&self, reason: &str) {

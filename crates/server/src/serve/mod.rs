@@ -174,7 +174,11 @@ async fn run(config: Config) -> Result<(), ServerError> {
     // One TLS crypto provider for the process, chosen here (rustls needs exactly one).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let notices = spawn_notifier(&config, &metrics, &mut registry)?;
-    let sources = spawn_sources(&config, &queue, &store, &metrics, &mut registry).await?;
+    let placed = remediate::Placed::new(
+        config.act.workloads.clone(),
+        metrics.workloads_dropped.clone(),
+    );
+    let sources = spawn_sources(&config, &queue, &store, &metrics, &placed, &mut registry).await?;
     let scheme = if config.serve.tls.is_some() {
         "https"
     } else {
@@ -201,6 +205,7 @@ async fn run(config: Config) -> Result<(), ServerError> {
         feed,
         slack.for_actions(&config),
         notices.clone().map(|tx| (tx, base_url.clone())),
+        placed,
     )
     .await?;
     // Incidents of earlier runs: history for new ones, and their ids are not reused.
@@ -360,6 +365,7 @@ async fn spawn_sources(
     queue: &SyncSender<Work>,
     store: &SqliteStore,
     metrics: &Arc<Metrics>,
+    placed: &Arc<remediate::Placed>,
     registry: &mut Registry,
 ) -> Result<Sources, ServerError> {
     let mut tasks = Vec::new();
@@ -385,7 +391,12 @@ async fn spawn_sources(
         tasks.push(tokio::spawn(nightshift_sources::kubernetes::run(
             client,
             namespace,
-            deliver_news(queue.clone(), store.clone(), metrics.clone()),
+            deliver_news(
+                queue.clone(),
+                store.clone(),
+                metrics.clone(),
+                placed.clone(),
+            ),
         )));
     }
     if !config.log_files.is_empty() {
@@ -630,12 +641,15 @@ fn deliver_news(
     queue: SyncSender<Work>,
     store: SqliteStore,
     metrics: Arc<Metrics>,
+    placed: Arc<remediate::Placed>,
 ) -> Deliver<nightshift_sources::kubernetes::ClusterNews> {
     Arc::new(move |news| {
         let (queue, store, metrics) = (queue.clone(), store.clone(), metrics.clone());
+        placed.observe(&news.workloads);
         Box::pin(async move {
             for (kind, n) in [
                 ("placements", news.placements.len()),
+                ("workloads", news.workloads.len()),
                 ("events", news.events.len()),
                 ("changes", news.changes.len()),
             ] {

@@ -3,7 +3,9 @@
 //! for the pipeline thread.
 
 use super::{App, RETRY_AFTER_SECONDS, Work};
+use crate::auth::Identity;
 use crate::now_ms;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -150,12 +152,22 @@ pub(super) async fn accept_alerts(
     app: &App,
     decoded: Result<Vec<Alert>, AlertError>,
     what: &str,
+    source: Option<String>,
 ) -> Response {
     let alerts = match decoded {
         Ok(a) => a,
         Err(e) => {
             app.metrics.reject("invalid_alerts");
             return text(StatusCode::BAD_REQUEST, format!("{what}: {e}"));
+        }
+    };
+    let alerts = match within_bounds(app, alerts, source).await {
+        Ok(a) => a,
+        Err(e) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what}: cannot read the alerts stored before ({e}); retry later"),
+            );
         }
     };
     for a in &alerts {
@@ -185,12 +197,75 @@ pub(super) async fn accept_alerts(
     StatusCode::OK.into_response()
 }
 
-pub(super) async fn alertmanager_webhook(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    accept_alerts(&app, decode_webhook(&body), "alertmanager webhook").await
+/// The name of the identity a request was authenticated as, if it was.
+fn identity_name(identity: Option<Extension<Identity>>) -> Option<String> {
+    identity.map(|Extension(i)| i.name)
 }
 
-pub(super) async fn postable_alerts(State(app): State<Arc<App>>, body: Bytes) -> Response {
-    accept_alerts(&app, decode_postable(&body, now_ms()), "alerts").await
+pub(super) async fn alertmanager_webhook(
+    State(app): State<Arc<App>>,
+    identity: Option<Extension<Identity>>,
+    body: Bytes,
+) -> Response {
+    let source = identity_name(identity);
+    accept_alerts(&app, decode_webhook(&body), "alertmanager webhook", source).await
+}
+
+pub(super) async fn postable_alerts(
+    State(app): State<Arc<App>>,
+    identity: Option<Extension<Identity>>,
+    body: Bytes,
+) -> Response {
+    let source = identity_name(identity);
+    accept_alerts(&app, decode_postable(&body, now_ms()), "alerts", source).await
+}
+
+/// `alerts` as they are taken: each marked with the identity it came with (`source`); a
+/// `startsAt` over 7 days behind or 10 minutes ahead of this clock replaced by the time the
+/// alert was first received (the stored firing's, else now), so that a sender's clock cannot
+/// place an alert out of every window; a `resolved` for an alert never seen firing ignored.
+/// Each adjustment is counted.
+async fn within_bounds(
+    app: &App,
+    alerts: Vec<Alert>,
+    source: Option<String>,
+) -> Result<Vec<Alert>, nightshift_store::StoreError> {
+    use nightshift_ingest::remote_write::{MAX_FUTURE_MS, MAX_PAST_MS};
+    let now = now_ms();
+    let mut kept = Vec::with_capacity(alerts.len());
+    for mut a in alerts {
+        a.source = source.clone();
+        let too_old = a.starts_at < now.saturating_sub(MAX_PAST_MS);
+        let too_new = a.starts_at > now.saturating_add(MAX_FUTURE_MS);
+        if too_old || too_new || a.status == AlertStatus::Resolved {
+            let filter = nightshift_store::AlertFilter {
+                fingerprint: Some(a.fingerprint.clone()),
+                limit: Some(1),
+                ..Default::default()
+            };
+            let latest = app.store.alerts(&filter).await?.into_iter().next();
+            if a.status == AlertStatus::Resolved && latest.is_none() {
+                app.metrics.adjust_alert("resolved_never_firing");
+                continue;
+            }
+            if too_old || too_new {
+                app.metrics.adjust_alert(if too_new {
+                    "stamped_in_future"
+                } else {
+                    "stamped_too_old"
+                });
+                // The firing it continues (or, resolved, ends), else a new one from now.
+                a.starts_at = latest
+                    .filter(|l| {
+                        l.status == AlertStatus::Firing || a.status == AlertStatus::Resolved
+                    })
+                    .map_or(now, |l| l.starts_at);
+                a.ends_at = a.ends_at.map(|e| e.clamp(a.starts_at, now));
+            }
+        }
+        kept.push(a);
+    }
+    Ok(kept)
 }
 
 /// An OTLP answer: the message encoded as the request was, with its content type.

@@ -10,6 +10,7 @@ use crate::now_ms;
 use axum::http::StatusCode;
 use nightshift_act::execute::{self, Check, Executor, Polling, Verifier};
 use nightshift_act::govern::GovernError;
+use nightshift_act::plan::{Workload, Workloads};
 use nightshift_act::{Action, AuditLog, Governor, Runbook, State};
 use nightshift_core::{Alert, Change, ChangeKind, Incident, IncidentStatus};
 use nightshift_store::{AlertFilter, SqliteStore, Store, StoredAction};
@@ -26,8 +27,74 @@ pub(crate) type Refusal = (StatusCode, String);
 /// incidents' "what fixed it last time") names it.
 pub(crate) type FeedChange = Box<dyn Fn(Change) + Send + Sync>;
 
+/// The most services' workloads remembered from the Kubernetes API.
+const MAX_WATCHED_WORKLOADS: usize = 50_000;
+
+/// Where services run, from what Nightshift trusts: the configuration (`act.workloads`) and the
+/// Kubernetes API's pods, which win where both say. What places a runbook's target; alert
+/// labels never do.
+pub(crate) struct Placed {
+    configured: Workloads,
+    watched: Mutex<Workloads>,
+    dropped: prometheus_client::metrics::counter::Counter,
+}
+
+impl Placed {
+    pub(crate) fn new(
+        configured: Workloads,
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            configured,
+            watched: Mutex::new(Workloads::new()),
+            dropped,
+        })
+    }
+
+    /// Takes what the pods say; a new service over the bound is counted, not remembered.
+    pub(crate) fn observe(&self, found: &[nightshift_ingest::kubernetes::PodWorkload]) {
+        if found.is_empty() {
+            return;
+        }
+        let mut watched = self
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for w in found {
+            if watched.len() >= MAX_WATCHED_WORKLOADS && !watched.contains_key(&w.service) {
+                self.dropped.inc();
+                continue;
+            }
+            watched.insert(
+                w.service.clone(),
+                Workload {
+                    namespace: w.namespace.clone(),
+                    deployment: w.deployment.clone(),
+                    container: w.container.clone(),
+                    placed_by: "kubernetes".into(),
+                },
+            );
+        }
+    }
+
+    /// Every service's workload as known now.
+    pub(crate) fn all(&self) -> Workloads {
+        let mut all = self.configured.clone();
+        let watched = self
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.extend(watched.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+}
+
 pub(crate) struct Remediation {
     runbooks: Vec<Runbook>,
+    /// Where services run.
+    placed: Arc<Placed>,
+    /// Ingest identities whose alerts may start an automatic action.
+    auto_sources: std::collections::BTreeSet<String>,
     governor: Mutex<Governor>,
     executor: Executor,
     verifier: Arc<dyn Verifier>,
@@ -129,6 +196,7 @@ impl Remediation {
         feed: FeedChange,
         slack: Option<(crate::slack::SlackApi, String, bool)>,
         alertmanager: Option<Escalations>,
+        placed: Arc<Placed>,
     ) -> Result<Arc<Self>, ServerError> {
         let act = &config.act;
         let runbooks = match &act.runbooks {
@@ -223,6 +291,8 @@ impl Remediation {
         });
         let me = Arc::new(Self {
             runbooks,
+            placed,
+            auto_sources: act.auto_sources.clone(),
             governor: Mutex::new(governor),
             executor,
             verifier,
@@ -325,6 +395,34 @@ impl Remediation {
         }
     }
 
+    /// Why `incident` may not start an automatic action, if it may not: one of its alerts came
+    /// in unauthenticated, or from an identity `act.auto_sources` does not list. An incident
+    /// of Nightshift's own detections (no alerts) may.
+    fn untrusted(&self, incident: &Incident, alerts: &[Alert]) -> Option<String> {
+        if alerts.len() < incident.alerts.len() {
+            return Some("not every alert of the incident could be read back".into());
+        }
+        alerts.iter().find_map(|a| match &a.source {
+            None => Some(format!("alert {} came in unauthenticated", a.name())),
+            Some(who) if !self.auto_sources.contains(who) => Some(format!(
+                "alert {} came from {who}, whom act.auto_sources does not list",
+                a.name()
+            )),
+            Some(_) => None,
+        })
+    }
+
+    /// The runbooks' proposals for `incident`, each marked with why it may not run on its own.
+    fn proposals(&self, incident: &Incident, alerts: &[Alert]) -> Vec<nightshift_act::Proposal> {
+        let untrusted = self.untrusted(incident, alerts);
+        let mut list =
+            nightshift_act::propose(&self.runbooks, incident, alerts, &self.placed.all());
+        for p in &mut list {
+            p.untrusted = untrusted.clone();
+        }
+        list
+    }
+
     /// Offers what the runbooks propose for `incident`; runs what is approved on its own.
     pub(crate) async fn on_incident(self: &Arc<Self>, incident: Incident) {
         if incident.status == IncidentStatus::Resolved {
@@ -335,7 +433,7 @@ impl Remediation {
             return;
         }
         let alerts = self.alerts_of(&incident).await;
-        for proposal in nightshift_act::propose(&self.runbooks, &incident, &alerts) {
+        for proposal in self.proposals(&incident, &alerts) {
             let Some(runbook) = self.runbook(&proposal.runbook) else {
                 continue;
             };
@@ -392,7 +490,8 @@ impl Remediation {
         };
         let alerts = self.alerts_of(&inc).await;
         let planned: Vec<(nightshift_act::Proposal, bool)> = match runbook {
-            None => nightshift_act::propose(&self.runbooks, &inc, &alerts)
+            None => self
+                .proposals(&inc, &alerts)
                 .into_iter()
                 .map(|p| (p, true))
                 .collect(),
@@ -411,13 +510,17 @@ impl Remediation {
                         ),
                     )
                 })?;
-                let p = nightshift_act::plan::plan(r, &inc, &alerts).ok_or_else(|| {
-                    (
-                        StatusCode::CONFLICT,
-                        format!("incident {incident} names no service or node to act on"),
-                    )
-                })?;
-                vec![p]
+                let (mut p, answers) =
+                    nightshift_act::plan::plan(r, &inc, &alerts, &self.placed.all()).ok_or_else(
+                        || {
+                            (
+                                StatusCode::CONFLICT,
+                                format!("incident {incident} names no service or node to act on"),
+                            )
+                        },
+                    )?;
+                p.untrusted = self.untrusted(&inc, &alerts);
+                vec![(p, answers)]
             }
         };
         let mut out = Vec::new();
