@@ -233,3 +233,55 @@ fn a_torn_audit_line_is_repaired_and_the_server_starts() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Alerts whose times a sender's clock got wrong are stamped with the time they were first
+/// received; a `resolved` for an alert never seen firing is ignored; each is counted.
+#[test]
+fn alerts_stamped_far_from_now_are_restamped_and_stray_resolutions_ignored() {
+    let dir = temp_dir("serve-edge-alert-time");
+    let port = free_port();
+    let _ns = start_nightshift_serving(&dir, port, "", "");
+    let post = |body: &str| {
+        let (code, why) = http(
+            port,
+            "POST",
+            "/api/v1/alerts/alertmanager",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(code, 200, "{why}");
+    };
+    let webhook = |status: &str, name: &str, starts: &str| {
+        format!(
+            r#"{{"version": "4", "status": "{status}", "receiver": "nightshift", "groupLabels": {{}}, "commonLabels": {{}}, "commonAnnotations": {{}}, "externalURL": "http://am", "alerts": [{{"status": "{status}", "labels": {{"alertname": "{name}", "service": "checkout"}}, "annotations": {{}}, "startsAt": "{starts}", "endsAt": "{starts}", "fingerprint": "x"}}]}}"#
+        )
+    };
+    let before = jiff::Timestamp::now().as_millisecond();
+    post(&webhook("firing", "Ancient", "2019-01-01T00:00:00Z"));
+    post(&webhook("firing", "FromTheFuture", "2099-01-01T00:00:00Z"));
+    post(&webhook("resolved", "NeverFired", "2026-01-01T00:00:00Z"));
+    let page = wait_for(Duration::from_secs(10), || {
+        let (_, page) = get(port, "/metrics");
+        page.contains("reason=\"resolved_never_firing\"} 1").then_some(page)
+    })
+    .expect("the stray resolution is counted");
+    for reason in ["stamped_too_old", "stamped_in_future"] {
+        assert!(
+            page.contains(&format!(
+                "nightshift_ingest_alert_adjustments_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason}: {page}"
+        );
+    }
+    let (_, body) = get(port, "/api/v1/alerts");
+    let alerts: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(alerts.len(), 2, "{body}");
+    assert!(!body.contains("NeverFired"), "{body}");
+    for a in &alerts {
+        assert!(a["starts_at"].as_i64().unwrap() >= before, "{a}");
+    }
+    // Sent again, the same old firing keeps the time it was first received: one alert.
+    post(&webhook("firing", "Ancient", "2019-01-01T00:00:00Z"));
+    let (_, body) = get(port, "/api/v1/alerts");
+    assert_eq!(body.matches("Ancient").count(), 1, "{body}");
+}
