@@ -262,7 +262,8 @@ fn alerts_stamped_far_from_now_are_restamped_and_stray_resolutions_ignored() {
     post(&webhook("resolved", "NeverFired", "2026-01-01T00:00:00Z"));
     let page = wait_for(Duration::from_secs(10), || {
         let (_, page) = get(port, "/metrics");
-        page.contains("reason=\"resolved_never_firing\"} 1").then_some(page)
+        page.contains("reason=\"resolved_never_firing\"} 1")
+            .then_some(page)
     })
     .expect("the stray resolution is counted");
     for reason in ["stamped_too_old", "stamped_in_future"] {
