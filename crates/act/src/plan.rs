@@ -50,6 +50,39 @@ pub struct Workload {
 /// pods, the configuration): what a runbook's target is placed by.
 pub type Workloads = std::collections::BTreeMap<String, Workload>;
 
+impl Workload {
+    /// A workload as `placed_by` gives it; the Deployment is the service's own name when not
+    /// given. Each name must be one the Kubernetes API accepts: the field that is not, when one
+    /// is not.
+    pub fn checked(
+        service: &str,
+        namespace: String,
+        deployment: Option<String>,
+        container: Option<String>,
+        placed_by: &str,
+    ) -> Result<Self, String> {
+        use crate::command::ArgKind;
+        let deployment = deployment.unwrap_or_else(|| service.to_string());
+        for (what, v, kind) in [
+            ("namespace", Some(&namespace), ArgKind::K8sLabel),
+            ("deployment", Some(&deployment), ArgKind::K8sName),
+            ("container", container.as_ref(), ArgKind::K8sLabel),
+        ] {
+            if let Some(v) = v
+                && kind.check(v).is_err()
+            {
+                return Err(format!("{what}: {v:?} is not a Kubernetes name"));
+            }
+        }
+        Ok(Self {
+            namespace,
+            deployment,
+            container,
+            placed_by: placed_by.into(),
+        })
+    }
+}
+
 /// One step as it would run: its arguments rendered, or why they cannot be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedStep {

@@ -631,39 +631,15 @@ fn check_act(raw: RawAct, store: &str) -> Result<ActConfig> {
     }
     let mut workloads = nightshift_act::plan::Workloads::new();
     for (service, w) in raw.workloads {
-        let deployment = w.deployment.unwrap_or_else(|| service.clone());
-        for (what, v, kind) in [
-            (
-                "namespace",
-                Some(&w.namespace),
-                nightshift_act::command::ArgKind::K8sLabel,
-            ),
-            (
-                "deployment",
-                Some(&deployment),
-                nightshift_act::command::ArgKind::K8sName,
-            ),
-            (
-                "container",
-                w.container.as_ref(),
-                nightshift_act::command::ArgKind::K8sLabel,
-            ),
-        ] {
-            if let Some(v) = v
-                && kind.check(v).is_err()
-            {
-                bail!("act.workloads.{service}.{what}: {v:?} is not a Kubernetes name");
-            }
-        }
-        workloads.insert(
-            service,
-            nightshift_act::plan::Workload {
-                namespace: w.namespace,
-                deployment,
-                container: w.container,
-                placed_by: "configuration".into(),
-            },
-        );
+        let placed = nightshift_act::plan::Workload::checked(
+            &service,
+            w.namespace,
+            w.deployment,
+            w.container,
+            "configuration",
+        )
+        .map_err(|e| anyhow!("act.workloads.{service}.{e}"))?;
+        workloads.insert(service, placed);
     }
     let verify_every_ms = check_duration(
         "act.verify_every",

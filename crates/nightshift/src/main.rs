@@ -682,23 +682,16 @@ fn demo(args: DemoArgs) -> Result<()> {
     let mut json_out = Vec::new();
     let started = Instant::now();
     let runbooks = nightshift_act::runbook::shipped();
+    use nightshift_act::plan::Workload;
     for scenario in &scenarios {
         bar.set_message(scenario.name().to_string());
         let r = replay_shown(scenario, &bar, args.speed, &config.pipeline)?;
         // Where the simulated cluster runs each service, as its Kubernetes API would say.
-        let workloads: nightshift_act::plan::Workloads = scenario
-            .services()
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    nightshift_act::plan::Workload {
-                        namespace: scenario.namespace().to_string(),
-                        deployment: s.name.clone(),
-                        container: Some("app".into()),
-                        placed_by: "scenario".into(),
-                    },
-                )
+        let ns = scenario.namespace();
+        let workloads: nightshift_act::plan::Workloads = (scenario.services().iter())
+            .filter_map(|s| {
+                let w = Workload::checked(&s.name, ns.into(), None, Some("app".into()), "scenario");
+                Some((s.name.clone(), w.ok()?))
             })
             .collect();
         runtime
