@@ -43,6 +43,23 @@ pub struct Limits {
     pub tool_output_bytes: usize,
     /// Tokens one answer may have.
     pub answer_tokens: u32,
+    /// Investigations that may run at once; more wait for a turn within their deadline.
+    pub max_concurrent: u32,
+}
+
+impl Limits {
+    /// Whether each bound is in its sensible range; the error names the setting (as
+    /// `llm.<name>` in the configuration file).
+    pub fn check(&self) -> Result<(), String> {
+        let out = |name: &str, v: u64, lo: u64, hi: u64| {
+            (!(lo..=hi).contains(&v)).then(|| format!("llm.{name}: {v} is outside {lo} to {hi}"))
+        };
+        let bad = out("max_steps", self.max_steps.into(), 1, 50)
+            .or_else(|| out("max_tokens", self.max_tokens, 1_000, 2_000_000))
+            .or_else(|| out("answer_tokens", self.answer_tokens.into(), 32, 32_000))
+            .or_else(|| out("max_concurrent", self.max_concurrent.into(), 1, 64));
+        bad.map_or(Ok(()), Err)
+    }
 }
 
 impl Default for Limits {
@@ -53,43 +70,159 @@ impl Default for Limits {
             deadline: Duration::from_secs(120),
             tool_output_bytes: 4_000,
             answer_tokens: 1_024,
+            max_concurrent: 2,
         }
     }
 }
 
-/// Tokens all investigations may use per UTC day.
-#[derive(Debug)]
+/// Tokens all investigations may use per UTC day, shared by the investigations running at once.
+///
+/// A call reserves its worst case (the prompt it will send and the longest answer it may get)
+/// before it is made and settles to what the provider counted after, so investigations running
+/// side by side cannot each see the same tokens left and together overshoot the day.
 pub struct DailyBudget {
     limit: u64,
-    /// (day number, tokens used that day)
-    used: Mutex<(i64, u64)>,
+    day: Mutex<Day>,
+    /// Told the day and its tokens spent after each settlement, to keep them across restarts.
+    saved: Option<Box<dyn Fn(i64, u64) + Send + Sync>>,
+}
+
+#[derive(Debug, Default)]
+struct Day {
+    number: i64,
+    spent: u64,
+    reserved: u64,
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+impl std::fmt::Debug for DailyBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DailyBudget")
+            .field("limit", &self.limit)
+            .field("day", &self.day)
+            .finish()
+    }
+}
+
+/// Tokens held back for one model call until it is settled. Dropped unsettled (the call was
+/// cancelled), the whole reservation counts as spent: the provider may still have billed it.
+#[must_use]
+pub struct Reservation<'a> {
+    budget: &'a DailyBudget,
+    day: i64,
+    tokens: u64,
+    settled: bool,
+}
 
 impl DailyBudget {
     pub fn new(limit: u64) -> Self {
         Self {
             limit,
-            used: Mutex::new((0, 0)),
+            day: Mutex::new(Day::default()),
+            saved: None,
         }
     }
 
-    /// Tokens left today.
+    /// The same budget, telling `save` the UTC day number and that day's tokens spent after
+    /// every call (for a store to keep them across restarts).
+    pub fn saving_to(mut self, save: impl Fn(i64, u64) + Send + Sync + 'static) -> Self {
+        self.saved = Some(Box::new(save));
+        self
+    }
+
+    /// The UTC day number of `now`, as [`DailyBudget::saving_to`] is told it.
+    pub fn day_of(now: Millis) -> i64 {
+        now.div_euclid(DAY_MS)
+    }
+
+    /// Counts `tokens` already spent on `day` (read back from a store at start).
+    pub fn restore(&self, day: i64, tokens: u64) {
+        let mut d = self.today(day);
+        d.spent = d.spent.max(tokens);
+    }
+
+    fn today(&self, day: i64) -> std::sync::MutexGuard<'_, Day> {
+        let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
+        if d.number != day {
+            *d = Day {
+                number: day,
+                ..Day::default()
+            };
+        }
+        d
+    }
+
+    /// Tokens left today, less what calls in flight have reserved.
     pub fn remaining(&self, now: Millis) -> u64 {
-        let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if u.0 != now.div_euclid(DAY_MS) {
-            *u = (now.div_euclid(DAY_MS), 0);
-        }
-        self.limit.saturating_sub(u.1)
+        let d = self.today(Self::day_of(now));
+        self.limit.saturating_sub(d.spent + d.reserved)
     }
 
-    pub fn spend(&self, now: Millis, tokens: u64) {
-        let mut u = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if u.0 != now.div_euclid(DAY_MS) {
-            *u = (now.div_euclid(DAY_MS), 0);
+    /// Tokens held today by calls in flight.
+    pub fn held(&self, now: Millis) -> u64 {
+        self.today(Self::day_of(now)).reserved
+    }
+
+    /// Tokens spent today (settled calls).
+    pub fn spent(&self, now: Millis) -> u64 {
+        self.today(Self::day_of(now)).spent
+    }
+
+    /// Reserves `want` tokens, or all that are left when fewer but at least `least`; `None`
+    /// when not even `least` are left.
+    pub fn reserve(&self, now: Millis, want: u64, least: u64) -> Option<Reservation<'_>> {
+        let day = Self::day_of(now);
+        let mut d = self.today(day);
+        let left = self.limit.saturating_sub(d.spent + d.reserved);
+        let tokens = want.min(left);
+        if tokens < least.max(1) {
+            return None;
         }
-        u.1 = u.1.saturating_add(tokens);
+        d.reserved += tokens;
+        Some(Reservation {
+            budget: self,
+            day,
+            tokens,
+            settled: false,
+        })
+    }
+
+    fn settle(&self, day: i64, reserved: u64, spent: u64) {
+        let total = {
+            let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
+            if d.number != day {
+                // The day turned while the call ran: its reservation went with the old day.
+                return;
+            }
+            d.reserved = d.reserved.saturating_sub(reserved);
+            d.spent = d.spent.saturating_add(spent);
+            d.spent
+        };
+        if let Some(save) = &self.saved {
+            save(day, total);
+        }
+    }
+}
+
+impl Reservation<'_> {
+    /// The tokens held: the call's prompt and its answer must fit in them.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// Replaces the reservation with what the call used.
+    pub fn settle(mut self, spent: u64) {
+        self.settled = true;
+        self.budget.settle(self.day, self.tokens, spent);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.budget.settle(self.day, self.tokens, self.tokens);
+        }
     }
 }
 
@@ -289,6 +422,8 @@ pub struct Investigator {
     provider: Arc<dyn LlmProvider>,
     limits: Limits,
     budget: Arc<DailyBudget>,
+    /// One permit per investigation that may run at once.
+    turns: tokio::sync::Semaphore,
     cache: Mutex<HashMap<String, Investigation>>,
 }
 
@@ -298,6 +433,7 @@ const CACHE_SIZE: usize = 256;
 impl Investigator {
     pub fn new(provider: Arc<dyn LlmProvider>, limits: Limits, budget: Arc<DailyBudget>) -> Self {
         Self {
+            turns: tokio::sync::Semaphore::new(limits.max_concurrent.max(1) as usize),
             provider,
             limits,
             budget,
@@ -340,7 +476,22 @@ impl Investigator {
         {
             return hit;
         }
-        let result = self.run(task, tools, now).await;
+        // The deadline covers waiting for a turn: a caller waits at most that long in all.
+        let started = std::time::Instant::now();
+        let deadline = tokio::time::Instant::now() + self.limits.deadline;
+        let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, self.turns.acquire()).await else {
+            // Not cached: the next ask may find a turn free.
+            return self.unanswered(
+                task,
+                format!(
+                    "{} investigations ran for the whole {}s deadline",
+                    self.limits.max_concurrent,
+                    self.limits.deadline.as_secs()
+                ),
+                started,
+            );
+        };
+        let result = self.run(task, tools, now, started, deadline).await;
         if let Some(key) = &task.key {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CACHE_SIZE {
@@ -354,9 +505,30 @@ impl Investigator {
         result
     }
 
-    async fn run(&self, task: &Task, tools: &dyn Toolbox, now: Millis) -> Investigation {
-        let started = std::time::Instant::now();
-        let deadline = tokio::time::Instant::now() + self.limits.deadline;
+    /// The deterministic answer, saying why no LLM gave one.
+    fn unanswered(&self, task: &Task, why: String, started: std::time::Instant) -> Investigation {
+        let mut conclusion = task.fallback.clone();
+        conclusion.note = Some(format!("{why}; showing the deterministic diagnosis"));
+        Investigation {
+            conclusion,
+            steps: Vec::new(),
+            model: self.provider.model().to_string(),
+            llm_calls: 0,
+            usage: Usage::default(),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            stopped: Some(why),
+            cached: false,
+        }
+    }
+
+    async fn run(
+        &self,
+        task: &Task,
+        tools: &dyn Toolbox,
+        now: Millis,
+        started: std::time::Instant,
+        deadline: tokio::time::Instant,
+    ) -> Investigation {
         let mut run = Run {
             investigation: Investigation {
                 conclusion: task.fallback.clone(),
@@ -389,10 +561,9 @@ impl Investigator {
         match outcome {
             Ok(conclusion) => inv.conclusion = conclusion,
             Err(why) => {
-                let mut fallback = task.fallback.clone();
-                fallback.note = Some(format!("{why}; showing the deterministic diagnosis"));
-                inv.conclusion = fallback;
-                inv.stopped = Some(why);
+                let unanswered = self.unanswered(task, why, started);
+                inv.conclusion = unanswered.conclusion;
+                inv.stopped = unanswered.stopped;
             }
         }
         inv.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -418,28 +589,32 @@ impl Investigator {
         let mut last_prompt: Option<(u64, usize)> = None;
         for step in 0..self.limits.max_steps {
             let used = run.investigation.usage.total();
-            let today = self.budget.remaining(now);
-            if today == 0 {
-                return Err("the daily LLM token budget is spent".into());
-            }
-            let left = self.limits.max_tokens.saturating_sub(used).min(today);
+            let left = self.limits.max_tokens.saturating_sub(used);
             let prompt = predicted_prompt(messages, specs, last_prompt);
-            let room = left.saturating_sub(prompt);
-            if room < MIN_ANSWER_TOKENS {
-                return Err(if today < self.limits.max_tokens.saturating_sub(used) {
-                    "the daily LLM token budget is spent".to_string()
-                } else {
-                    format!(
-                        "the investigation used its {} tokens (another call would need about {})",
-                        self.limits.max_tokens,
-                        prompt + MIN_ANSWER_TOKENS
-                    )
-                });
+            if left < prompt + MIN_ANSWER_TOKENS {
+                return Err(format!(
+                    "the investigation used its {} tokens (another call would need about {})",
+                    self.limits.max_tokens,
+                    prompt + MIN_ANSWER_TOKENS
+                ));
             }
+            // The worst case of this call is held back from the day before it is made.
+            let want = prompt + (self.limits.answer_tokens as u64).min(left - prompt);
+            let Some(reservation) = self.budget.reserve(now, want, prompt + MIN_ANSWER_TOKENS)
+            else {
+                return Err(match self.budget.held(now) {
+                    0 => "the daily LLM token budget is spent".into(),
+                    held => format!(
+                        "the daily LLM token budget is spent or held ({held} tokens) by the \
+                         investigations running now"
+                    ),
+                });
+            };
+            let room = reservation.tokens() - prompt;
             let request = ChatRequest {
                 messages: messages.clone(),
                 tools: specs.to_vec(),
-                max_tokens: (self.limits.answer_tokens as u64).min(room).max(1) as u32,
+                max_tokens: room.clamp(1, u32::MAX as u64) as u32,
                 // The first step may be prescribed; the last must conclude.
                 force_tool: if step + 1 == self.limits.max_steps {
                     Some(CONCLUDE.to_string())
@@ -452,18 +627,27 @@ impl Investigator {
             let answer = match self.provider.chat(&request, deadline).await {
                 Ok(a) => a,
                 Err(LlmError::Deadline) => {
+                    // The provider may have billed a call cut off by the deadline: the
+                    // reservation counts whole (by dropping it unsettled).
+                    drop(reservation);
                     return Err(format!(
                         "the investigation reached its {}s deadline",
                         self.limits.deadline.as_secs()
                     ));
                 }
-                Err(e) => return Err(format!("the LLM call failed ({e})")),
+                Err(e) => {
+                    // Refused or unreachable: no answer was made, so none is billed.
+                    if !matches!(e, LlmError::BadAnswer(_)) {
+                        reservation.settle(0);
+                    }
+                    return Err(format!("the LLM call failed ({e})"));
+                }
             };
+            reservation.settle(answer.usage.total());
             run.investigation.llm_calls += 1;
             last_prompt = Some((answer.usage.prompt_tokens, request.messages.len()));
             run.investigation.usage.prompt_tokens += answer.usage.prompt_tokens;
             run.investigation.usage.completion_tokens += answer.usage.completion_tokens;
-            self.budget.spend(now, answer.usage.total());
             if answer.tool_calls.is_empty() {
                 // A conclusion may come as JSON in the answer itself.
                 match json_in(&answer.content) {
@@ -697,5 +881,55 @@ fn json_in(content: &str) -> Option<Value> {
     match serde_json::from_str::<Value>(t.get(start..=end)?) {
         Ok(v @ Value::Object(_)) => Some(v),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn a_reservation_holds_tokens_until_settled_to_what_was_used() {
+        let b = DailyBudget::new(1_000);
+        let r = b.reserve(0, 700, 100).unwrap();
+        assert_eq!(r.tokens(), 700);
+        assert_eq!(b.remaining(0), 300);
+        // A second call finds only what the first did not hold, and takes less than it wanted.
+        let r2 = b.reserve(0, 700, 100).unwrap();
+        assert_eq!(r2.tokens(), 300);
+        assert!(b.reserve(0, 700, 100).is_none(), "nothing is left to hold");
+        r.settle(200);
+        r2.settle(100);
+        assert_eq!(b.spent(0), 300);
+        assert_eq!(b.held(0), 0);
+        assert_eq!(b.remaining(0), 700);
+    }
+
+    #[test]
+    fn a_cancelled_call_counts_its_whole_reservation() {
+        let b = DailyBudget::new(1_000);
+        drop(b.reserve(0, 400, 1).unwrap());
+        assert_eq!(b.spent(0), 400);
+        assert_eq!(b.remaining(0), 600);
+    }
+
+    #[test]
+    fn the_day_turns_over_and_restored_spend_counts() {
+        let saved = Arc::new(Mutex::new(Vec::new()));
+        let seen = saved.clone();
+        let b =
+            DailyBudget::new(1_000).saving_to(move |day, t| seen.lock().unwrap().push((day, t)));
+        b.restore(DailyBudget::day_of(5), 900);
+        assert_eq!(b.remaining(5), 100);
+        assert!(b.reserve(5, 500, 200).is_none());
+        // A reservation made yesterday and settled today does not touch today's count.
+        let late = b.reserve(DAY - 1, 50, 1).unwrap();
+        b.reserve(DAY, 10, 1).unwrap().settle(10);
+        late.settle(50);
+        assert_eq!(b.spent(DAY), 10);
+        assert_eq!(b.remaining(DAY), 990);
+        assert_eq!(*saved.lock().unwrap(), vec![(1, 10)]);
     }
 }

@@ -251,6 +251,123 @@ async fn the_daily_budget_is_shared_by_investigations() {
     assert_eq!(tomorrow.llm_calls, 2);
 }
 
+/// A slow model that always asks for another tool call, reporting 300 prompt tokens and an
+/// answer of 200 (never more than it was allowed), and counting the requests it held at once.
+fn slow_model(in_flight: Arc<Mutex<(u32, u32)>>) -> Script {
+    Arc::new(move |n, body, _| {
+        {
+            let mut f = in_flight.lock().unwrap();
+            f.0 += 1;
+            f.1 = f.1.max(f.0);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        in_flight.lock().unwrap().0 -= 1;
+        let allowed = body["max_tokens"].as_u64().unwrap_or(0);
+        axum::Json(json!({
+            "choices": [{"message": tool_call("get_topology", json!({"query": format!("q{n}")})),
+                         "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 300, "completion_tokens": allowed.min(200)}
+        }))
+        .into_response()
+    })
+}
+
+/// Runs `count` investigations at once on `inv`; gives the tokens each used.
+async fn in_parallel(inv: Arc<Investigator>, count: usize) -> Vec<nightshift_llm::Investigation> {
+    let tools = Arc::new(Tools::default());
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (inv, tools) = (inv.clone(), tools.clone());
+        running.spawn(async move { inv.investigate(&task(None), tools.as_ref(), NOW).await });
+    }
+    running.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn parallel_investigations_stay_within_the_daily_budget() {
+    let in_flight = Arc::new(Mutex::new((0u32, 0u32)));
+    let (base, requests) = serve(slow_model(in_flight.clone())).await;
+    let limits = Limits {
+        max_steps: 6,
+        answer_tokens: 400,
+        max_concurrent: 8,
+        ..Limits::default()
+    };
+    let budget = Arc::new(DailyBudget::new(4_000));
+    let inv = Arc::new(Investigator::new(
+        provider(ApiKind::OpenAi, &base),
+        limits,
+        budget.clone(),
+    ));
+    let done = in_parallel(inv, 8).await;
+    let used: u64 = done.iter().map(|i| i.usage.total()).sum();
+    // Each call held its worst case before it was sent, so the eight could not all see the
+    // same tokens left: what they used together is within the day's 4,000.
+    assert!(used <= 4_000, "used {used} of 4000: {done:?}");
+    assert_eq!(budget.spent(NOW), used);
+    assert!(
+        used >= 2_000,
+        "the budget was used, not refused early: {used}"
+    );
+    assert!(in_flight.lock().unwrap().1 > 1, "calls ran side by side");
+    assert!(
+        done.iter().any(|i| i
+            .stopped
+            .as_deref()
+            .unwrap_or("")
+            .contains("daily LLM token budget")),
+        "{done:?}"
+    );
+    assert_eq!(
+        requests.lock().unwrap().len() as u32,
+        done.iter().map(|i| i.llm_calls).sum::<u32>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn investigations_beyond_the_concurrency_cap_wait_for_a_turn() {
+    let in_flight = Arc::new(Mutex::new((0u32, 0u32)));
+    let (base, _) = serve(slow_model(in_flight.clone())).await;
+    let limits = Limits {
+        max_steps: 2,
+        max_concurrent: 2,
+        ..Limits::default()
+    };
+    let inv = Arc::new(investigator(&base, limits, 1_000_000));
+    let done = in_parallel(inv, 6).await;
+    assert_eq!(
+        in_flight.lock().unwrap().1,
+        2,
+        "never more than two at once"
+    );
+    assert!(
+        done.iter().all(|i| i.llm_calls == 2),
+        "each had its turn: {done:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_for_a_turn_counts_against_the_deadline() {
+    let in_flight = Arc::new(Mutex::new((0u32, 0u32)));
+    let (base, _) = serve(slow_model(in_flight)).await;
+    let limits = Limits {
+        max_steps: 8,
+        max_concurrent: 1,
+        deadline: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let inv = Arc::new(investigator(&base, limits, 1_000_000));
+    let done = in_parallel(inv, 2).await;
+    // One at a time, 100 ms a call, both inside the same 500 ms: at most six calls in all
+    // (ten if they ran side by side), and the one that waited says its deadline ran out.
+    let calls: u32 = done.iter().map(|i| i.llm_calls).sum();
+    assert!(calls <= 6, "{calls} calls: {done:?}");
+    for i in &done {
+        assert_eq!(i.conclusion.source, Source::Deterministic);
+        assert!(i.stopped.as_deref().unwrap().contains("deadline"), "{i:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_deadline_stops_a_slow_model() {
     let (base, _) = serve(Arc::new(|_, _, _| {

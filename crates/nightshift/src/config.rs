@@ -135,6 +135,7 @@ struct RawLlm {
     max_steps: Option<u32>,
     max_tokens: Option<u64>,
     answer_tokens: Option<u32>,
+    max_concurrent: Option<u32>,
     deadline: Option<String>,
     daily_tokens: Option<u64>,
     #[serde(default)]
@@ -542,18 +543,6 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
         );
     }
     let defaults = nightshift_llm::Limits::default();
-    let max_steps = raw.max_steps.unwrap_or(defaults.max_steps);
-    if !(1..=50).contains(&max_steps) {
-        bail!("llm.max_steps: {max_steps} is outside 1 to 50");
-    }
-    let max_tokens = raw.max_tokens.unwrap_or(defaults.max_tokens);
-    if !(1_000..=2_000_000).contains(&max_tokens) {
-        bail!("llm.max_tokens: {max_tokens} is outside 1000 to 2000000");
-    }
-    let answer_tokens = raw.answer_tokens.unwrap_or(defaults.answer_tokens);
-    if !(32..=32_000).contains(&answer_tokens) {
-        bail!("llm.answer_tokens: {answer_tokens} is outside 32 to 32000");
-    }
     let deadline = check_duration(
         "llm.deadline",
         raw.deadline.as_deref(),
@@ -562,6 +551,15 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
     )?;
     let timeout = check_duration("llm.timeout", raw.timeout.as_deref(), 60_000, SECOND..=HOUR)?;
     let settle_ms = check_duration("llm.settle", raw.settle.as_deref(), 60_000, 0..=HOUR)?;
+    let limits = nightshift_llm::Limits {
+        max_steps: raw.max_steps.unwrap_or(defaults.max_steps),
+        max_tokens: raw.max_tokens.unwrap_or(defaults.max_tokens),
+        deadline: std::time::Duration::from_millis(deadline as u64),
+        answer_tokens: raw.answer_tokens.unwrap_or(defaults.answer_tokens),
+        max_concurrent: raw.max_concurrent.unwrap_or(defaults.max_concurrent),
+        ..defaults
+    };
+    limits.check().map_err(anyhow::Error::msg)?;
     Ok(LlmConfig {
         provider: nightshift_llm::ProviderConfig {
             kind,
@@ -573,13 +571,7 @@ fn check_llm(raw: RawLlm, env: impl Fn(&str) -> Option<String>) -> Result<LlmCon
             retries: raw.retries.unwrap_or(2).min(10),
             stream: raw.stream,
         },
-        limits: nightshift_llm::Limits {
-            max_steps,
-            max_tokens,
-            deadline: std::time::Duration::from_millis(deadline as u64),
-            answer_tokens,
-            ..defaults
-        },
+        limits,
         daily_tokens: raw.daily_tokens.unwrap_or(2_000_000),
         investigate_on_open: raw.investigate_on_open,
         settle_ms,

@@ -10,6 +10,7 @@ use common::{
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 const JSON: [(&str, &str); 1] = [("Content-Type", "application/json")];
 
@@ -212,25 +213,22 @@ fn first_evidence_id(text: &str) -> Option<String> {
     })
 }
 
-#[test]
-fn an_incident_is_investigated_once_when_it_opens_and_the_explanation_reuses_it() {
+/// An OpenAI-compatible stand-in that concludes at once (`root_cause`, `action`), citing the
+/// first evidence id of what it was shown, and keeps every request in `requests`; its port.
+fn concluding_model(requests: Arc<Mutex<Vec<Value>>>, root_cause: &str, action: &str) -> u16 {
     use axum::routing::post;
-    use std::sync::{Arc, Mutex};
-    // An OpenAI-compatible stand-in that concludes at once, citing the first evidence id of
-    // the incident it was shown; it counts the calls.
-    let calls: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let seen = calls.clone();
+    let (root_cause, action) = (root_cause.to_string(), action.to_string());
     let router = axum::Router::new().route(
         "/v1/chat/completions",
         post(move |axum::Json(body): axum::Json<Value>| {
-            let seen = seen.clone();
+            let (seen, root_cause, action) = (requests.clone(), root_cause.clone(), action.clone());
             async move {
                 let text = body["messages"].to_string();
                 seen.lock().unwrap().push(body);
                 let evidence = first_evidence_id(&text).unwrap_or_default();
-                let args = serde_json::json!({"root_cause": "checkout", "cause": "bad deploy",
+                let args = serde_json::json!({"root_cause": root_cause, "cause": "bad deploy",
                     "summary": "the deploy broke checkout", "confidence": 0.8,
-                    "action": "roll back checkout", "evidence": [evidence]});
+                    "action": action, "evidence": [evidence]});
                 axum::Json(serde_json::json!({
                     "choices": [{"message": {"role": "assistant", "content": "", "tool_calls": [
                         {"id": "c1", "type": "function", "function": {"name": "conclude", "arguments": args.to_string()}}]},
@@ -240,17 +238,20 @@ fn an_incident_is_investigated_once_when_it_opens_and_the_explanation_reuses_it(
             }
         }),
     );
-    let llm_port = common::serve_stand_in(router);
+    common::serve_stand_in(router)
+}
+
+#[test]
+fn an_incident_is_investigated_once_when_it_opens_and_the_explanation_reuses_it() {
+    let calls: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let llm_port = concluding_model(calls.clone(), "checkout", "roll back checkout");
 
     let dir = temp_dir("serve-on-open");
     let ns = free_port();
-    let _nightshift = start_nightshift_with(
-        &dir,
-        ns,
-        &format!(
-            "llm:\n  provider: openai-compatible\n  base_url: http://127.0.0.1:{llm_port}/v1\n  model: scripted\n  investigate_on_open: true\n  settle: 1s\n"
-        ),
+    let llm = format!(
+        "llm:\n  provider: openai-compatible\n  base_url: http://127.0.0.1:{llm_port}/v1\n  model: scripted\n  investigate_on_open: true\n  settle: 1s\n"
     );
+    let nightshift = start_nightshift_with(&dir, ns, &llm);
     let id = checkout_incident_after_deploy(ns, "");
     let investigated = common::wait_for(std::time::Duration::from_secs(30), || {
         let page = get(ns, "/metrics").1;
@@ -275,4 +276,93 @@ fn an_incident_is_investigated_once_when_it_opens_and_the_explanation_reuses_it(
     assert_eq!(calls.lock().unwrap().len(), 1, "the explanation reused it");
     let cited = v["conclusion"]["evidence"][0].as_str().unwrap_or_default();
     assert!(incident_evidence(ns, &id).contains(cited), "{v}");
+
+    // The day's spend (the stand-in counts 120 tokens a call) is kept across a restart: a
+    // restart does not grant a fresh daily budget.
+    let spent = |ns| common::metric(&get(ns, "/metrics").1, "nightshift_llm_tokens_today");
+    assert_eq!(spent(ns), Some(120.0));
+    drop(nightshift);
+    let ns = free_port();
+    let _nightshift = start_nightshift_with(&dir, ns, &llm);
+    assert_eq!(spent(ns), Some(120.0), "restored from the store");
+}
+
+#[test]
+fn a_secret_in_a_log_line_is_redacted_in_the_store_and_in_the_prompt() {
+    let requests: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let llm_port = concluding_model(requests.clone(), "checkout", "look at the database");
+    let dir = temp_dir("serve-redact");
+    let ns = free_port();
+    let _nightshift = start_nightshift_with(
+        &dir,
+        ns,
+        &format!(
+            "llm:\n  provider: openai-compatible\n  base_url: http://127.0.0.1:{llm_port}/v1\n  model: scripted\n"
+        ),
+    );
+    let id = checkout_incident_after_deploy(ns, "");
+
+    // The checkout service logs its database's password, a connection string with
+    // credentials, a JWT and a cloud key.
+    let secrets = [
+        "hunter2pw",
+        "s3cr3tDbPass",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaGVja291dCJ9.c2lnbmF0dXJlLXNpZ24",
+        "AKIAIOSFODNN7EXAMPLE",
+    ];
+    let now = jiff::Timestamp::now().as_nanosecond();
+    let lines: Vec<Value> = (0..6)
+        .map(|i| {
+            serde_json::json!([
+                (now + i).to_string(),
+                format!(
+                    "ERROR cannot reach the database (password={} dsn=postgres://shop:{}@db:5432/orders Authorization: Bearer {} aws {}) attempt {i}",
+                    secrets[0], secrets[1], secrets[2], secrets[3]
+                )
+            ])
+        })
+        .collect();
+    let push = serde_json::json!({"streams": [{"stream": {"app": "checkout"}, "values": lines}]})
+        .to_string();
+    assert_eq!(
+        http(ns, "POST", "/loki/api/v1/push", &JSON, push.as_bytes()).0,
+        204
+    );
+    // The log pattern reaches the incident as evidence, its secrets replaced.
+    let incident = common::wait_for(std::time::Duration::from_secs(30), || {
+        let (_, body) = get(ns, &format!("/api/v1/incidents/{id}"));
+        body.contains("cannot reach the database").then_some(body)
+    })
+    .expect("the log pattern joins the checkout incident");
+    assert!(incident.contains("REDACTED"), "{incident}");
+
+    let (code, explained) = get(ns, &format!("/api/v1/incidents/{id}/explanation"));
+    assert_eq!(code, 200, "{explained}");
+    let prompts: Vec<String> = requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    assert!(!prompts.is_empty(), "the model was asked");
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("cannot reach the database")),
+        "the log evidence was in the prompt"
+    );
+    // Nothing that was kept or sent holds a secret: the API, the prompt, the database files.
+    let mut kept = vec![incident, explained];
+    kept.extend(prompts);
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("nightshift.db") {
+            kept.push(String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap()).to_string());
+        }
+    }
+    for text in &kept {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} was kept or sent");
+        }
+    }
 }

@@ -47,6 +47,8 @@ pub struct Explanation {
 
 pub struct Assistant {
     investigator: Option<Investigator>,
+    /// The investigator's daily tokens, kept in the store after every call.
+    budget: Option<Arc<DailyBudget>>,
     tools: Tools,
 }
 
@@ -57,13 +59,29 @@ impl Assistant {
         topology: Arc<Mutex<Topology>>,
         cluster: Option<Cluster>,
     ) -> Result<Self, ServerError> {
-        let investigator = match &config.llm {
-            Some(l) => Some(Investigator::new(
+        let budget = config.llm.as_ref().map(|l| {
+            let store = store.clone();
+            Arc::new(
+                DailyBudget::new(l.daily_tokens).saving_to(move |day, tokens| {
+                    // Writes may land out of order; the store keeps the highest count.
+                    let store = store.clone();
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        rt.spawn(async move {
+                            if let Err(e) = store.record_llm_tokens(day, tokens).await {
+                                tracing::warn!("the LLM tokens spent today were not stored: {e}");
+                            }
+                        });
+                    }
+                }),
+            )
+        });
+        let investigator = match (&config.llm, &budget) {
+            (Some(l), Some(budget)) => Some(Investigator::new(
                 Arc::from(l.provider.build()?),
                 l.limits.clone(),
-                Arc::new(DailyBudget::new(l.daily_tokens)),
+                budget.clone(),
             )),
-            None => None,
+            _ => None,
         };
         let client = |ms: i64| {
             reqwest::Client::builder()
@@ -84,6 +102,7 @@ impl Assistant {
         };
         Ok(Self {
             investigator,
+            budget,
             tools: Tools {
                 store,
                 topology,
@@ -100,6 +119,23 @@ impl Assistant {
     pub fn frozen_at(mut self, now: Millis) -> Self {
         self.tools.clock = Some(now);
         self
+    }
+
+    /// Counts the tokens already spent today, as the store kept them, against the daily budget:
+    /// a restart does not grant a new day's worth.
+    pub async fn restore_budget(&self) -> Result<(), nightshift_store::StoreError> {
+        if let Some(budget) = &self.budget {
+            let day = DailyBudget::day_of(self.tools.now());
+            budget.restore(day, self.tools.store.llm_tokens(day).await?);
+        }
+        Ok(())
+    }
+
+    /// Tokens the investigator spent today (0 without one).
+    pub fn tokens_spent_today(&self) -> u64 {
+        self.budget
+            .as_ref()
+            .map_or(0, |b| b.spent(self.tools.now()))
     }
 
     /// The read-only tools the investigator and MCP clients use.

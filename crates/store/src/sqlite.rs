@@ -429,6 +429,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn llm_tokens(&self, day: i64) -> Result<u64, StoreError> {
+        let tokens: Option<i64> = sqlx::query_scalar("SELECT tokens FROM llm_spend WHERE day = ?")
+            .bind(day)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(tokens.unwrap_or(0).max(0) as u64)
+    }
+
+    async fn record_llm_tokens(&self, day: i64, tokens: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO llm_spend (day, tokens) VALUES (?, ?) \
+             ON CONFLICT (day) DO UPDATE SET tokens = max(tokens, excluded.tokens)",
+        )
+        .bind(day)
+        .bind(tokens.min(i64::MAX as u64) as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn actions(&self, incident: Option<&str>) -> Result<Vec<StoredAction>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT id, incident, state, updated_at, document FROM actions WHERE 1 = 1",

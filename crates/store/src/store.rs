@@ -49,6 +49,14 @@ pub trait Store: Send + Sync {
 
     /// Actions, oldest first; only those of `incident` when given.
     async fn actions(&self, incident: Option<&str>) -> Result<Vec<StoredAction>, StoreError>;
+
+    /// Tokens the LLM investigator spent on UTC day `day` (days since the epoch), 0 when none
+    /// were recorded.
+    async fn llm_tokens(&self, day: i64) -> Result<u64, StoreError>;
+
+    /// Records the tokens spent on `day` so far; a lower count than the one recorded (a write
+    /// that arrived late) leaves it as it is.
+    async fn record_llm_tokens(&self, day: i64, tokens: u64) -> Result<(), StoreError>;
 }
 
 /// A remediation action as the store keeps it.

@@ -55,6 +55,8 @@ pub(super) struct Metrics {
     pub(super) alert_adjustments: Family<Labels, Counter>,
     /// Workloads from the Kubernetes API not remembered, over the bound.
     pub(super) workloads_dropped: Counter,
+    /// Tokens the LLM investigator spent today (UTC), against `llm.daily_tokens`.
+    pub(super) llm_tokens_today: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +85,7 @@ impl Default for Metrics {
             investigations: Family::default(),
             alert_adjustments: Family::default(),
             workloads_dropped: Counter::default(),
+            llm_tokens_today: Gauge::default(),
         }
     }
 }
@@ -204,6 +207,14 @@ impl Metrics {
         );
     }
 
+    pub(super) fn register_llm(&self, r: &mut Registry) {
+        r.register(
+            "nightshift_llm_tokens_today",
+            "Tokens the LLM investigator spent today (UTC), kept across restarts, against llm.daily_tokens",
+            self.llm_tokens_today.clone(),
+        );
+    }
+
     pub(super) fn register_investigations(&self, r: &mut Registry) {
         r.register(
             "nightshift_investigations",
@@ -291,6 +302,10 @@ pub(super) async fn timed(
 }
 
 pub(super) async fn metrics_page(State(app): State<Arc<App>>) -> Response {
+    let spent = app.assistant.tokens_spent_today();
+    app.metrics
+        .llm_tokens_today
+        .set(spent.min(i64::MAX as u64) as i64);
     let mut body = String::new();
     if let Err(e) = encode(&mut body, &app.registry) {
         return text(

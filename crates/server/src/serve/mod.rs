@@ -196,6 +196,13 @@ async fn run(config: Config) -> Result<(), ServerError> {
             .clone()
             .map(|(client, namespace)| crate::assistant::Cluster::new(client, namespace)),
     )?);
+    assistant
+        .restore_budget()
+        .await
+        .map_err(|source| ServerError::History {
+            what: "the LLM tokens spent today",
+            source,
+        })?;
     let slack = spawn_slack(&config, &link_base, &assistant)?;
     let (feed, fixes) = spawn_fixes(&queue, &store, &metrics);
     let remediation = remediate::Remediation::new(
@@ -508,6 +515,9 @@ fn spawn_investigations(
     metrics: &Arc<Metrics>,
     registry: &mut Registry,
 ) -> Option<tokio::sync::mpsc::Sender<String>> {
+    if config.llm.is_some() {
+        metrics.register_llm(registry);
+    }
     let l = config.llm.as_ref().filter(|l| l.investigate_on_open)?;
     metrics.register_investigations(registry);
     let (tx, rx) = tokio::sync::mpsc::channel(1024);

@@ -304,12 +304,26 @@ pub(super) async fn otlp_decode<
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<(T, Encoding), Result<OtlpError, Response>> {
+    otlp_decode_then(app, what, headers, body, |t| t).await
+}
+
+/// [`otlp_decode`], then `then` on the decoded request, both off the async runtime.
+pub(super) async fn otlp_decode_then<
+    T: prost::Message + serde::de::DeserializeOwned + Default + Send + 'static,
+    U: Send + 'static,
+>(
+    app: &App,
+    what: &'static str,
+    headers: &HeaderMap,
+    body: Bytes,
+    then: impl FnOnce(T) -> U + Send + 'static,
+) -> Result<(U, Encoding), Result<OtlpError, Response>> {
     let (ct, ce) = (
         header_str(headers, header::CONTENT_TYPE.as_str()).map(str::to_string),
         header_str(headers, header::CONTENT_ENCODING.as_str()).map(str::to_string),
     );
     match off_runtime(app, what, move || {
-        otlp::decode(what, ct.as_deref(), ce.as_deref(), &body)
+        otlp::decode(what, ct.as_deref(), ce.as_deref(), &body).map(|(t, e)| (then(t), e))
     })
     .await
     {
@@ -401,16 +415,18 @@ pub(super) async fn otlp_logs(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (req, encoding) =
-        match otlp_decode::<otlp::ExportLogsServiceRequest>(&app, "logs request", &headers, body)
-            .await
-        {
+    // Records are taken out of the request and redacted off the runtime, like decoding.
+    let records = |req: otlp::ExportLogsServiceRequest| {
+        let mut logs = otlp::log_records(&req);
+        redact_logs(&mut logs);
+        logs
+    };
+    let (logs, encoding) =
+        match otlp_decode_then(&app, "logs request", &headers, body, records).await {
             Ok(ok) => ok,
             Err(Ok(e)) => return otlp_error(&app, "otlp logs", &e, &headers),
             Err(Err(r)) => return r,
         };
-    let mut logs = otlp::log_records(&req);
-    redact_logs(&mut logs);
     let n = logs.len();
     if n > 0 {
         if let Some(busy) = enqueue(&app, Work::Logs(logs), "otlp logs") {

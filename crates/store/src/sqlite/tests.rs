@@ -715,3 +715,20 @@ async fn actions_are_kept_replaced_by_id_and_listed_in_id_order() {
     let of_one = store.actions(Some("inc-2")).await.unwrap();
     assert_eq!(of_one, [action("act-10000", "inc-2", "pending")]);
 }
+
+#[tokio::test]
+async fn llm_spend_is_kept_per_day_and_never_lowered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spend.db");
+    {
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        assert_eq!(store.llm_tokens(20_000).await.unwrap(), 0);
+        store.record_llm_tokens(20_000, 1_500).await.unwrap();
+        // A write that arrived late does not lower the count.
+        store.record_llm_tokens(20_000, 900).await.unwrap();
+        store.record_llm_tokens(20_001, 10).await.unwrap();
+    }
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    assert_eq!(store.llm_tokens(20_000).await.unwrap(), 1_500);
+    assert_eq!(store.llm_tokens(20_001).await.unwrap(), 10);
+}
