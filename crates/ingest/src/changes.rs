@@ -164,7 +164,12 @@ enum OneOrMany {
 /// `POST /api/v1/changes`: `{"kind": "deploy", "target": "checkout", "version": "v2.4.1",
 /// "description": "...", "ts": "2026-11-21T10:00:00Z", "id": "..."}` or a list of them; `ts`
 /// defaults to `now`, `id` to one made from the rest.
-pub fn decode_generic(body: &[u8], now: Millis) -> Result<Vec<Change>, HookError> {
+///
+/// Every id is namespaced by `sender` (the authenticated identity, empty when there is none)
+/// as `api/<sender>/<id>`, with `/` and `%` in the sender's name percent-encoded: a sender
+/// can replace its own changes by sending an id again, never another sender's or a hook's.
+pub fn decode_generic(body: &[u8], now: Millis, sender: &str) -> Result<Vec<Change>, HookError> {
+    let namespace = format!("api/{}/", sender.replace('%', "%25").replace('/', "%2F"));
     let parsed: OneOrMany = serde_json::from_slice(body).map_err(|e| {
         invalid(
             "changes: not a change object or list (kind, target, version, description, ts, id)",
@@ -192,8 +197,9 @@ pub fn decode_generic(body: &[u8], now: Millis) -> Result<Vec<Change>, HookError
                 Some(other) => return Err(fail(format!("ts {other} is neither RFC 3339 nor Unix milliseconds"))),
             };
             let id = c.id.unwrap_or_else(|| {
-                change_id("api", format!("{}-{}-{ts}-{}", kind.as_str(), c.target, c.version.as_deref().unwrap_or("")))
+                format!("{}-{}-{ts}-{}", kind.as_str(), c.target, c.version.as_deref().unwrap_or(""))
             });
+            let id = format!("{namespace}{id}");
             Ok(Change {
                 id,
                 ts,
@@ -633,13 +639,13 @@ mod tests {
     #[test]
     fn generic_changes_are_checked() {
         let one = br#"{"kind":"deploy","target":"checkout","version":"v2.4.1","ts":"2026-11-21T10:00:00Z"}"#;
-        let c = decode_generic(one, 0).expect("valid");
+        let c = decode_generic(one, 0, "").expect("valid");
         assert_eq!(
             (c[0].ts, c[0].description.as_str()),
             (1_795_255_200_000, "deploy of checkout")
         );
         let many = br#"[{"kind":"config","target":"cart","ts":1700000000000},{"kind":"flag","target":"cart"}]"#;
-        let c = decode_generic(many, 9).expect("valid");
+        let c = decode_generic(many, 9, "").expect("valid");
         assert_eq!(
             (c.len(), c[0].ts, c[1].ts, c[1].kind),
             (2, 1_700_000_000_000, 9, ChangeKind::FeatureFlag)
@@ -659,9 +665,21 @@ mod tests {
                 "not a change",
             ),
         ] {
-            let e = decode_generic(body, 0).expect_err(says).to_string();
+            let e = decode_generic(body, 0, "").expect_err(says).to_string();
             assert!(e.contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn generic_change_ids_are_namespaced_by_their_sender() {
+        let body = br#"{"kind":"deploy","target":"checkout","id":"github-deployment-7"}"#;
+        let id = |sender| decode_generic(body, 0, sender).unwrap()[0].id.clone();
+        assert_eq!(id("ci"), "api/ci/github-deployment-7");
+        assert_eq!(id(""), "api//github-deployment-7", "unauthenticated");
+        // A name with a slash cannot pose as another sender's namespace.
+        assert_eq!(id("ci/x"), "api/ci%2Fx/github-deployment-7");
+        let generated = decode_generic(br#"{"kind":"deploy","target":"cart"}"#, 5, "ci").unwrap();
+        assert_eq!(generated[0].id, "api/ci/deploy-cart-5-");
     }
 
     #[test]

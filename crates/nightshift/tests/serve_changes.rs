@@ -108,11 +108,20 @@ fn change_hooks_enforce_their_secrets_and_record_changes() {
     assert_eq!(code, 400);
     assert!(answer.contains("kind \"explode\""), "{answer}");
 
+    // An id that names a hook's change lands in the sender's own namespace, beside it.
+    let posing = br#"{"kind":"rollback","target":"checkout","id":"github-deployment-42"}"#;
+    assert_eq!(http(ns, "POST", "/api/v1/changes", &[json], posing).0, 200);
+
     let mut ids = recorded(ns);
     ids.sort();
     assert_eq!(
         ids,
-        vec!["cfg-1", "github-deployment-42", "gitlab-deployment-15"]
+        vec![
+            "api//cfg-1",
+            "api//github-deployment-42",
+            "github-deployment-42",
+            "gitlab-deployment-15"
+        ]
     );
     assert_eq!(get(ns, "/healthz").0, 200);
 }

@@ -531,6 +531,7 @@ pub(super) fn not_configured(what: &str, key: &str) -> Response {
 
 pub(super) async fn generic_changes(
     State(app): State<Arc<App>>,
+    identity: Option<Extension<Identity>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -541,7 +542,10 @@ pub(super) async fn generic_changes(
     {
         return accept_hook(&app, "changes", Err(e)).await;
     }
-    let outcome = changes::decode_generic(&body, now_ms()).map(HookOutcome::Changes);
+    // Ids are namespaced by the identity that sent them: one sender cannot replace another's.
+    let sender = identity_name(identity);
+    let outcome = changes::decode_generic(&body, now_ms(), sender.as_deref().unwrap_or(""))
+        .map(HookOutcome::Changes);
     accept_hook(&app, "changes", outcome).await
 }
 
