@@ -305,6 +305,9 @@ pub fn parse(text: &str) -> Result<Config> {
     let loki = raw.loki.map(check_loki).transpose()?;
     let slack = raw.slack.map(check_slack).transpose()?;
     let act = check_act(raw.act, &serve.store)?;
+    if let Some(name) = act.auto_sources.iter().find(|n| !serve.auth.may_ingest(n)) {
+        bail!("act.auto_sources: {name} is not a serve.auth token or user with the ingest scope");
+    }
     Ok(Config {
         serve,
         pipeline,
@@ -1111,6 +1114,10 @@ detect:
             ),
             ("slack:\n  signing_secrt: s\n", "line 2"),
             ("serve:\n  mcp_hosts: ['a b']\n", "serve.mcp_hosts[0]"),
+            (
+                "act:\n  auto_sources: [am]\n",
+                "act.auto_sources: am is not",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", parse(text).expect_err(text));

@@ -143,6 +143,21 @@ impl AuthConfig {
     pub fn enabled(&self) -> bool {
         !self.tokens.is_empty() || !self.basic_auth_users.is_empty()
     }
+
+    /// Whether `name` is a configured token or user that may send telemetry and alerts (the
+    /// `ingest` scope, or `admin`).
+    pub fn may_ingest(&self, name: &str) -> bool {
+        let ingests = |scopes: &BTreeSet<Scope>| {
+            scopes.contains(&Scope::Ingest) || scopes.contains(&Scope::Admin)
+        };
+        self.tokens
+            .iter()
+            .any(|t| t.name == name && ingests(&t.scopes))
+            || self
+                .basic_auth_users
+                .get(name)
+                .is_some_and(|u| ingests(&u.scopes))
+    }
 }
 
 /// Who a request comes from, as the server authenticated it: the only name that reaches the
