@@ -554,7 +554,7 @@ verify:
     .unwrap();
     let ns = free_port();
     let config = format!(
-        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  auto_sources: [alertmanager]\n  workloads:\n    checkout: {{namespace: shop, deployment: checkout-web}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
+        "act:\n  runbooks: {}\n  audit_log: {}\n  commands: [/bin/echo]\n  workloads:\n    checkout: {{namespace: shop, deployment: checkout-web}}\n  approvers:\n    - {{name: alice, max_risk: high, token: {ALICE}}}\n",
         dir.join("runbooks").display(),
         dir.join("audit.jsonl").display(),
     );
