@@ -441,6 +441,11 @@ impl Investigator {
         }
     }
 
+    /// The daily budget the investigations share.
+    pub fn budget(&self) -> &DailyBudget {
+        &self.budget
+    }
+
     /// The investigation cached under `key`, if there is one and its conclusion still cites
     /// only evidence that exists: `evidence_ids` (the facts may have moved on under the same
     /// key) or the investigation's own tool results.
@@ -636,9 +641,12 @@ impl Investigator {
                     ));
                 }
                 Err(e) => {
-                    // Refused or unreachable: no answer was made, so none is billed.
-                    if !matches!(e, LlmError::BadAnswer(_)) {
-                        reservation.settle(0);
+                    match e {
+                        // An answer came but could not be read: it was billed, so the
+                        // reservation counts whole.
+                        LlmError::BadAnswer(_) => drop(reservation),
+                        // Refused or unreachable: no answer was made, so none is billed.
+                        _ => reservation.settle(0),
                     }
                     return Err(format!("the LLM call failed ({e})"));
                 }

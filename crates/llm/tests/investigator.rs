@@ -293,18 +293,13 @@ async fn parallel_investigations_stay_within_the_daily_budget() {
         max_concurrent: 8,
         ..Limits::default()
     };
-    let budget = Arc::new(DailyBudget::new(4_000));
-    let inv = Arc::new(Investigator::new(
-        provider(ApiKind::OpenAi, &base),
-        limits,
-        budget.clone(),
-    ));
-    let done = in_parallel(inv, 8).await;
+    let inv = Arc::new(investigator(&base, limits, 4_000));
+    let done = in_parallel(inv.clone(), 8).await;
     let used: u64 = done.iter().map(|i| i.usage.total()).sum();
     // Each call held its worst case before it was sent, so the eight could not all see the
     // same tokens left: what they used together is within the day's 4,000.
     assert!(used <= 4_000, "used {used} of 4000: {done:?}");
-    assert_eq!(budget.spent(NOW), used);
+    assert_eq!(inv.budget().spent(NOW), used);
     assert!(
         used >= 2_000,
         "the budget was used, not refused early: {used}"

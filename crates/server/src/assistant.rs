@@ -47,8 +47,6 @@ pub struct Explanation {
 
 pub struct Assistant {
     investigator: Option<Investigator>,
-    /// The investigator's daily tokens, kept in the store after every call.
-    budget: Option<Arc<DailyBudget>>,
     tools: Tools,
 }
 
@@ -59,10 +57,11 @@ impl Assistant {
         topology: Arc<Mutex<Topology>>,
         cluster: Option<Cluster>,
     ) -> Result<Self, ServerError> {
-        let budget = config.llm.as_ref().map(|l| {
-            let store = store.clone();
-            Arc::new(
-                DailyBudget::new(l.daily_tokens).saving_to(move |day, tokens| {
+        let investigator = match &config.llm {
+            Some(l) => {
+                // The day's spend is kept in the store after every call.
+                let store = store.clone();
+                let budget = DailyBudget::new(l.daily_tokens).saving_to(move |day, tokens| {
                     // Writes may land out of order; the store keeps the highest count.
                     let store = store.clone();
                     if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -72,16 +71,14 @@ impl Assistant {
                             }
                         });
                     }
-                }),
-            )
-        });
-        let investigator = match (&config.llm, &budget) {
-            (Some(l), Some(budget)) => Some(Investigator::new(
-                Arc::from(l.provider.build()?),
-                l.limits.clone(),
-                budget.clone(),
-            )),
-            _ => None,
+                });
+                Some(Investigator::new(
+                    Arc::from(l.provider.build()?),
+                    l.limits.clone(),
+                    Arc::new(budget),
+                ))
+            }
+            None => None,
         };
         let client = |ms: i64| {
             reqwest::Client::builder()
@@ -102,7 +99,6 @@ impl Assistant {
         };
         Ok(Self {
             investigator,
-            budget,
             tools: Tools {
                 store,
                 topology,
@@ -124,18 +120,19 @@ impl Assistant {
     /// Counts the tokens already spent today, as the store kept them, against the daily budget:
     /// a restart does not grant a new day's worth.
     pub async fn restore_budget(&self) -> Result<(), nightshift_store::StoreError> {
-        if let Some(budget) = &self.budget {
+        if let Some(investigator) = &self.investigator {
             let day = DailyBudget::day_of(self.tools.now());
-            budget.restore(day, self.tools.store.llm_tokens(day).await?);
+            let spent = self.tools.store.llm_tokens(day).await?;
+            investigator.budget().restore(day, spent);
         }
         Ok(())
     }
 
     /// Tokens the investigator spent today (0 without one).
     pub fn tokens_spent_today(&self) -> u64 {
-        self.budget
+        self.investigator
             .as_ref()
-            .map_or(0, |b| b.spent(self.tools.now()))
+            .map_or(0, |i| i.budget().spent(self.tools.now()))
     }
 
     /// The read-only tools the investigator and MCP clients use.

@@ -147,9 +147,7 @@ impl AuthConfig {
     /// Whether `name` is a configured token or user that may send telemetry and alerts (the
     /// `ingest` scope, or `admin`).
     pub fn may_ingest(&self, name: &str) -> bool {
-        let ingests = |scopes: &BTreeSet<Scope>| {
-            scopes.contains(&Scope::Ingest) || scopes.contains(&Scope::Admin)
-        };
+        let ingests = |scopes: &BTreeSet<Scope>| grants(scopes, Scope::Ingest);
         self.tokens
             .iter()
             .any(|t| t.name == name && ingests(&t.scopes))
@@ -170,8 +168,13 @@ pub struct Identity {
 
 impl Identity {
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        grants(&self.scopes, scope)
     }
+}
+
+/// Whether holding `scopes` allows `scope`: `admin` allows every scope.
+fn grants(scopes: &BTreeSet<Scope>, scope: Scope) -> bool {
+    scopes.contains(&Scope::Admin) || scopes.contains(&scope)
 }
 
 /// A credential the request carried, as parsed from its `Authorization` header.
