@@ -19,8 +19,10 @@ use nightshift_core::Millis;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// The hash the first entry chains to.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -155,33 +157,11 @@ pub fn verify_keyed(
     path: &Path,
     key: Option<&[u8]>,
 ) -> Result<Result<Head, AuditProblem>, std::io::Error> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Ok(Head {
-                entries: 0,
-                hash: GENESIS.into(),
-            }));
-        }
-        Err(e) => return Err(e),
-    };
-    let mut head = Head {
-        entries: 0,
-        hash: GENESIS.into(),
-    };
-    for (i, text) in BufReader::new(file).lines().enumerate() {
-        let text = text?;
-        match check_line(key, &text, i as u64 + 1, &head) {
-            Ok((entry, h)) => {
-                head = Head {
-                    entries: entry.seq,
-                    hash: h,
-                }
-            }
-            Err(p) => return Ok(Err(p)),
-        }
-    }
-    Ok(Ok(head))
+    let scan = scan(path, key)?;
+    Ok(match scan.problem {
+        Some(p) => Err(p),
+        None => Ok(scan.head),
+    })
 }
 
 /// An open audit log, appended to one entry at a time (each written and synced before
@@ -190,6 +170,7 @@ pub struct AuditLog {
     path: PathBuf,
     file: std::fs::File,
     head: Head,
+    index: Arc<RwLock<AuditIndex>>,
     key: Option<Vec<u8>>,
     /// The bytes of a torn last line moved aside on opening, when there was one.
     repaired: Option<usize>,
@@ -214,22 +195,40 @@ impl AuditLog {
             path: path.display().to_string(),
             source,
         };
-        let repaired = repair_torn_tail(path, key.as_deref()).map_err(io)?;
-        let head = verify_keyed(path, key.as_deref())
-            .map_err(io)?
-            .map_err(|problem| AuditError::Broken {
-                path: path.display().to_string(),
-                problem,
-            })?;
-        let file = std::fs::OpenOptions::new()
+        let Scan {
+            head,
+            index,
+            problem,
+            torn_at,
+            unterminated,
+        } = scan(path, key.as_deref()).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
+        let repaired = match (problem, torn_at) {
+            (None, _) => {
+                if unterminated {
+                    // A whole entry that only lacks its newline is kept, and the newline added.
+                    file.write_all(b"\n").map_err(io)?;
+                    file.sync_data().map_err(io)?;
+                }
+                None
+            }
+            (Some(_), Some(start)) => Some(move_torn_tail(path, &file, start).map_err(io)?),
+            (Some(problem), None) => {
+                return Err(AuditError::Broken {
+                    path: path.display().to_string(),
+                    problem,
+                });
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
             head,
+            index: Arc::new(RwLock::new(index)),
             key,
             repaired,
             export: None,
@@ -249,6 +248,14 @@ impl AuditLog {
 
     pub fn head(&self) -> &Head {
         &self.head
+    }
+
+    /// A reader of the entries written so far and from now on, for other threads.
+    pub fn reader(&self) -> AuditReader {
+        AuditReader {
+            path: self.path.clone(),
+            index: self.index.clone(),
+        }
     }
 
     /// Appends an entry; its `seq` and `prev` are set here. Gives the entry as written.
@@ -293,6 +300,10 @@ impl AuditLog {
             entries: entry.seq,
             hash: h.clone(),
         };
+        self.index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(&entry, before + line.len() as u64);
         self.file.sync_data().map_err(io)?;
         if let Some(export) = &mut self.export {
             export(line.trim_end());
@@ -301,55 +312,225 @@ impl AuditLog {
     }
 }
 
-/// Moves a torn last line (one without its newline that is not a whole entry) to
-/// `<path>.torn`, truncating the log to its last whole line: how many bytes moved.
-fn repair_torn_tail(path: &Path, key: Option<&[u8]>) -> std::io::Result<Option<usize>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if bytes.is_empty() || bytes.ends_with(b"\n") {
-        return Ok(None);
+/// Where each entry is in the file and which entries are about which action: built while the
+/// chain is checked on opening and kept as entries are appended, so that a page of the log, or
+/// one action's entries, is read without scanning the file. It takes 8 bytes per entry and 8 more
+/// per entry about an action: it grows with the log, which is never cut.
+#[derive(Debug)]
+pub struct AuditIndex {
+    /// Where each entry's line starts, then where the last one ends.
+    starts: Vec<u64>,
+    /// The entries about each action, in order.
+    by_action: HashMap<String, Vec<u64>>,
+    /// The last entry of each event (`kill_switch_on`, `approved`...): a few dozen names at most,
+    /// all written by the code, never by telemetry.
+    last_event: HashMap<String, u64>,
+}
+
+impl Default for AuditIndex {
+    fn default() -> Self {
+        Self {
+            starts: vec![0],
+            by_action: HashMap::new(),
+            last_event: HashMap::new(),
+        }
     }
-    let start = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let tail = &bytes[start..];
-    // A whole entry that only lacks its newline is kept, and the newline added.
-    let whole = std::str::from_utf8(tail).ok().is_some_and(|t| {
-        let before = std::str::from_utf8(&bytes[..start]).unwrap_or("");
-        let mut head = Head {
-            entries: 0,
-            hash: GENESIS.into(),
-        };
-        for (i, l) in before.lines().enumerate() {
-            match check_line(key, l, i as u64 + 1, &head) {
-                Ok((e, h)) => {
-                    head = Head {
-                        entries: e.seq,
-                        hash: h,
-                    }
-                }
-                Err(_) => return false,
+}
+
+impl AuditIndex {
+    fn add(&mut self, entry: &AuditEntry, end: u64) {
+        self.starts.push(end);
+        if let Some(a) = &entry.action {
+            self.by_action.entry(a.clone()).or_default().push(entry.seq);
+        }
+        match self.last_event.get_mut(&entry.event) {
+            Some(seq) => *seq = entry.seq,
+            None => {
+                self.last_event.insert(entry.event.clone(), entry.seq);
             }
         }
-        check_line(key, t, head.entries + 1, &head).is_ok()
-    });
-    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
-    if whole {
-        file.write_all(b"\n")?;
-        file.sync_data()?;
-        return Ok(None);
     }
+
+    /// How many entries the log holds.
+    pub fn entries(&self) -> u64 {
+        self.starts.len() as u64 - 1
+    }
+
+    /// The last entry of `event`, if there is one.
+    pub fn last_of(&self, event: &str) -> Option<u64> {
+        self.last_event.get(event).copied()
+    }
+
+    /// Up to `limit` entries after entry `after`, only `action`'s when given, and whether more
+    /// follow them.
+    pub fn page(&self, after: u64, action: Option<&str>, limit: usize) -> (Vec<u64>, bool) {
+        let following: Box<dyn Iterator<Item = u64>> = match action {
+            None => Box::new(after.saturating_add(1)..=self.entries()),
+            Some(a) => {
+                let seqs = self.by_action.get(a).map_or(&[][..], Vec::as_slice);
+                let from = seqs.partition_point(|s| *s <= after);
+                Box::new(seqs[from..].iter().copied())
+            }
+        };
+        let mut seqs: Vec<u64> = following.take(limit.saturating_add(1)).collect();
+        let more = seqs.len() > limit;
+        seqs.truncate(limit);
+        (seqs, more)
+    }
+
+    /// The bytes of entry `seq`'s line (without its newline).
+    fn span(&self, seq: u64) -> Option<(u64, u64)> {
+        let i = usize::try_from(seq).ok()?.checked_sub(1)?;
+        Some((*self.starts.get(i)?, self.starts.get(i + 1)? - 1))
+    }
+}
+
+/// Reads an open log's entries through its index while it is being written.
+#[derive(Clone)]
+pub struct AuditReader {
+    path: PathBuf,
+    index: Arc<RwLock<AuditIndex>>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    /// The entries' lines, as written.
+    pub lines: Vec<String>,
+    /// The last entry's `seq` when more entries follow: the `after` of the next page.
+    pub next: Option<u64>,
+}
+
+impl AuditReader {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, AuditIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The last entry of `event`, if there is one.
+    pub fn last_of(&self, event: &str) -> Option<u64> {
+        self.index().last_of(event)
+    }
+
+    /// Up to `limit` entries after entry `after` (only `action`'s when given), read from where
+    /// the index says they are: a page costs its own entries, not the log's length.
+    pub fn page(
+        &self,
+        after: u64,
+        action: Option<&str>,
+        limit: usize,
+    ) -> std::io::Result<AuditPage> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (seqs, more) = self.index().page(after, action, limit);
+        let spans: Vec<(u64, u64)> = {
+            let index = self.index();
+            seqs.iter().filter_map(|s| index.span(*s)).collect()
+        };
+        let mut file = std::fs::File::open(&self.path)?;
+        let mut lines = Vec::with_capacity(spans.len());
+        // Consecutive entries are read in one go.
+        let mut i = 0;
+        while i < spans.len() {
+            let mut j = i;
+            while j + 1 < spans.len() && spans[j + 1].0 == spans[j].1 + 1 {
+                j += 1;
+            }
+            let (from, to) = (spans[i].0, spans[j].1);
+            file.seek(SeekFrom::Start(from))?;
+            let mut bytes = vec![0; (to - from) as usize];
+            file.read_exact(&mut bytes)?;
+            let text = String::from_utf8(bytes).map_err(std::io::Error::other)?;
+            lines.extend(text.split('\n').map(str::to_string));
+            i = j + 1;
+        }
+        let next = if more { seqs.last().copied() } else { None };
+        Ok(AuditPage { lines, next })
+    }
+}
+
+/// A log read through once: its head and index up to the first line that does not verify.
+struct Scan {
+    head: Head,
+    index: AuditIndex,
+    problem: Option<AuditProblem>,
+    /// Where the line that does not verify starts, when it is the last one and has no newline
+    /// (a write cut short).
+    torn_at: Option<u64>,
+    /// The last line verified but has no newline.
+    unterminated: bool,
+}
+
+/// Reads the log at `path` once, checking the chain and indexing each entry.
+fn scan(path: &Path, key: Option<&[u8]>) -> std::io::Result<Scan> {
+    let mut scan = Scan {
+        head: Head {
+            entries: 0,
+            hash: GENESIS.into(),
+        },
+        index: AuditIndex::default(),
+        problem: None,
+        torn_at: None,
+        unterminated: false,
+    };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let (mut buf, mut at, mut line) = (Vec::new(), 0u64, 0u64);
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(scan);
+        }
+        line += 1;
+        let terminated = buf.last() == Some(&b'\n');
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let checked = match std::str::from_utf8(text) {
+            Ok(t) => check_line(key, t, line, &scan.head),
+            Err(_) => Err(AuditProblem {
+                line,
+                what: "not UTF-8: the line was damaged or is not an audit entry".into(),
+            }),
+        };
+        match checked {
+            Ok((entry, h)) => {
+                at += n as u64;
+                scan.index.add(&entry, at + u64::from(!terminated));
+                scan.head = Head {
+                    entries: entry.seq,
+                    hash: h,
+                };
+                scan.unterminated = !terminated;
+            }
+            Err(p) => {
+                scan.problem = Some(p);
+                scan.torn_at = (!terminated).then_some(at);
+                return Ok(scan);
+            }
+        }
+    }
+}
+
+/// Moves the torn last line that starts at `start` to `<path>.torn` and cuts the log there: how
+/// many bytes moved.
+fn move_torn_tail(path: &Path, file: &std::fs::File, start: u64) -> std::io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut tail = Vec::new();
+    let mut reader = std::fs::File::open(path)?;
+    reader.seek(SeekFrom::Start(start))?;
+    reader.read_to_end(&mut tail)?;
     let mut aside = path.as_os_str().to_owned();
     aside.push(".torn");
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(PathBuf::from(aside))?
-        .write_all(tail)?;
-    file.set_len(start as u64)?;
+        .write_all(&tail)?;
+    file.set_len(start)?;
     file.sync_data()?;
-    Ok(Some(tail.len()))
+    Ok(tail.len())
 }
 
 #[cfg(test)]
@@ -385,6 +566,51 @@ mod tests {
 
     fn write(path: &Path, lines: &[String]) {
         std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn the_index_reads_pages_and_one_actions_entries_as_written_across_a_reopen() {
+        let (_d, path) = log_of(7); // act-0 … act-6, one entry each
+        let read = |r: &AuditReader, after, action, limit| r.page(after, action, limit).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        let reader = log.reader();
+        for i in [2, 5] {
+            let action = format!("act-{i}");
+            log.append(50, "user:bob", "approved", Some(&action), "ok", Value::Null)
+                .unwrap();
+        }
+        let all = lines(&path);
+        assert_eq!(all.len(), 9);
+        // Pages of 4 walk the log in order, each naming where the next starts.
+        let first = read(&reader, 0, None, 4);
+        assert_eq!((first.lines.as_slice(), first.next), (&all[..4], Some(4)));
+        let second = read(&reader, 4, None, 4);
+        assert_eq!(
+            (second.lines.as_slice(), second.next),
+            (&all[4..8], Some(8))
+        );
+        let last = read(&reader, 8, None, 4);
+        assert_eq!((last.lines.as_slice(), last.next), (&all[8..], None));
+        // One action's entries, whether or not they sit side by side.
+        let act5 = read(&reader, 0, Some("act-5"), 10);
+        assert_eq!(act5.lines, vec![all[5].clone(), all[8].clone()]);
+        let after = read(&reader, 6, Some("act-5"), 1);
+        assert_eq!((after.lines, after.next), (vec![all[8].clone()], None));
+        assert!(read(&reader, 0, Some("act-404"), 10).lines.is_empty());
+        assert_eq!(reader.last_of("approved"), Some(9));
+        assert_eq!(reader.last_of("kill_switch_on"), None);
+        // Reopened (the index rebuilt from the file, the last newline cut off), it reads the same.
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.trim_end()).unwrap();
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(60, "user:bob", "rejected", Some("act-2"), "no", Value::Null)
+            .unwrap();
+        let again = read(&log.reader(), 0, Some("act-2"), 10);
+        assert_eq!(again.lines.len(), 3);
+        assert_eq!(again.lines[..2], [all[2].clone(), all[7].clone()]);
+        assert_eq!(read(&log.reader(), 0, None, 100).lines, lines(&path));
+        assert!(verify(&path).unwrap().is_ok());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, get, http, start_nightshift_with, temp_dir};
+use common::{free_port, get, http, http_full, start_nightshift_with, temp_dir};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -124,4 +124,43 @@ fn change_hooks_enforce_their_secrets_and_record_changes() {
         ]
     );
     assert_eq!(get(ns, "/healthz").0, 200);
+
+    // Pages of 2, two changes sharing a time, followed by their `Link: rel="next"`: each change
+    // comes once, in the order of the whole list.
+    for (i, ts) in ["10:02", "10:03", "10:03"].iter().enumerate() {
+        let body = format!(
+            r#"{{"kind":"config","target":"cart","description":"step {i}","ts":"2026-11-21T{ts}:00Z","id":"page-{i}"}}"#
+        );
+        assert_eq!(
+            http(ns, "POST", "/api/v1/changes", &[json], body.as_bytes()).0,
+            200
+        );
+    }
+    let whole = recorded(ns);
+    assert_eq!(whole.len(), 7);
+    let (mut paged, mut next, mut pages) =
+        (Vec::new(), Some("/api/v1/changes?limit=2".to_string()), 0);
+    while let Some(path) = next.take() {
+        let (code, head, body) = http_full(ns, "GET", &path, &[], b"");
+        assert_eq!(code, 200, "{body}");
+        let page: Vec<serde_json::Value> = serde_json::from_str(&body).expect("JSON");
+        assert!(page.len() <= 2);
+        paged.extend(page.iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        next = head
+            .lines()
+            .find_map(|l| l.strip_prefix("link: <").or(l.strip_prefix("Link: <")))
+            .map(|l| l.split('>').next().unwrap().to_string());
+        if let Some(n) = &next {
+            assert!(n.starts_with("/api/v1/changes?limit=2&cursor="), "{n}");
+        }
+    }
+    assert_eq!(paged, whole);
+    assert_eq!(
+        pages, 4,
+        "7 changes in pages of 2; the last page has no next link"
+    );
+    let (code, answer) = get(ns, "/api/v1/changes?cursor=bm90LWEtY3Vyc29y");
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer.contains("`cursor`"), "{answer}");
 }

@@ -12,7 +12,7 @@ use nightshift_diagnose::{
     Answer, AskContext, Cited, Conclusion, Source, evidence_ids, explain, known_entities,
 };
 use nightshift_llm::{DailyBudget, Investigation, Investigator, Task, ToolSpec, Toolbox};
-use nightshift_store::{AnomalyFilter, IncidentFilter, SqliteStore, Store};
+use nightshift_store::{AnomalyFilter, ChangeFilter, IncidentFilter, SqliteStore, Store};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -390,7 +390,8 @@ impl Tools {
                     limit: Some(CONTEXT_INCIDENTS),
                     ..Default::default()
                 })
-                .await?,
+                .await?
+                .items,
             anomalies: self
                 .store
                 .anomalies(&AnomalyFilter {
@@ -398,11 +399,17 @@ impl Tools {
                     limit: Some(CONTEXT_ANOMALIES),
                     ..Default::default()
                 })
-                .await?,
+                .await?
+                .items,
             changes: self
                 .store
-                .changes(Some(now - 7 * 86_400_000), Some(CONTEXT_CHANGES))
-                .await?,
+                .changes(&ChangeFilter {
+                    since: Some(now - 7 * 86_400_000),
+                    limit: Some(CONTEXT_CHANGES),
+                    ..Default::default()
+                })
+                .await?
+                .items,
             now,
         })
     }
@@ -536,6 +543,7 @@ impl Toolbox for Tools {
                     .await
                     .map_err(db)?;
                 let found: Vec<Value> = all
+                    .items
                     .iter()
                     .filter(|i| {
                         entity.is_none_or(|e| {
@@ -562,11 +570,16 @@ impl Toolbox for Tools {
                 let service = arg_str(args, "service");
                 let changes = self
                     .store
-                    .changes(Some(since(args, now, 60.0)), Some(CONTEXT_CHANGES))
+                    .changes(&ChangeFilter {
+                        since: Some(since(args, now, 60.0)),
+                        limit: Some(CONTEXT_CHANGES),
+                        ..Default::default()
+                    })
                     .await
                     .map_err(db)?;
                 Ok(json!(
                     changes
+                        .items
                         .iter()
                         .filter(|c| service.is_none_or(|s| c.target == s))
                         .take(50)
@@ -581,9 +594,11 @@ impl Toolbox for Tools {
                         entity: arg_str(args, "service").map(str::to_string),
                         since: Some(since(args, now, 60.0)),
                         limit: Some(CONTEXT_ANOMALIES),
+                        after: None,
                     })
                     .await
-                    .map_err(db)?;
+                    .map_err(db)?
+                    .items;
                 found.sort_by(|a, b| b.score.total_cmp(&a.score));
                 found.truncate(limit);
                 Ok(json!(found))

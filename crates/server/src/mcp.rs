@@ -92,6 +92,7 @@ impl Server {
             .await
             .map_err(|e| ErrorData::internal_error(format!("cannot read incidents: {e}"), None))?;
         Ok(incidents
+            .items
             .into_iter()
             .map(|i| {
                 Resource::new(format!("{INCIDENT_PREFIX}{}", i.id), i.id.clone())

@@ -1,6 +1,9 @@
 //! Filters for the list queries. Every `since` bound is inclusive and applies to the column the
-//! results are ordered by, so a page of results is always a contiguous slice of time.
+//! results are ordered by, so a page of results is always a contiguous slice of time. `after`
+//! is the `next` cursor of the page before (see [`Page`](crate::Page)); `limit` is the page's
+//! size.
 
+use crate::Cursor;
 use nightshift_core::{AlertStatus, IncidentStatus, Millis};
 
 /// Which incidents [`Store::incidents`](crate::Store::incidents) returns, newest `opened_at` first.
@@ -10,6 +13,7 @@ pub struct IncidentFilter {
     /// Only incidents opened at or after this time.
     pub since: Option<Millis>,
     pub limit: Option<u32>,
+    pub after: Option<Cursor>,
 }
 
 /// Which alerts [`Store::alerts`](crate::Store::alerts) returns, newest `starts_at` first.
@@ -21,6 +25,7 @@ pub struct AlertFilter {
     /// Only the firings of the alert with this fingerprint.
     pub fingerprint: Option<String>,
     pub limit: Option<u32>,
+    pub after: Option<Cursor>,
 }
 
 /// Which anomalies [`Store::anomalies`](crate::Store::anomalies) returns, newest first.
@@ -31,4 +36,14 @@ pub struct AnomalyFilter {
     /// Only anomalies at or after this time.
     pub since: Option<Millis>,
     pub limit: Option<u32>,
+    pub after: Option<Cursor>,
+}
+
+/// Which changes [`Store::changes`](crate::Store::changes) returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeFilter {
+    /// Only changes at or after this time.
+    pub since: Option<Millis>,
+    pub limit: Option<u32>,
+    pub after: Option<Cursor>,
 }

@@ -3,10 +3,12 @@
 mod codec;
 mod error;
 mod filter;
+mod page;
 mod sqlite;
 mod store;
 
 pub use error::StoreError;
-pub use filter::{AlertFilter, AnomalyFilter, IncidentFilter};
+pub use filter::{AlertFilter, AnomalyFilter, ChangeFilter, IncidentFilter};
+pub use page::{Cursor, CursorError, Page};
 pub use sqlite::SqliteStore;
 pub use store::{Store, StoredAction, record_findings};

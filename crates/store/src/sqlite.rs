@@ -3,7 +3,10 @@
 use crate::codec::{
     enum_name, from_i64, from_json, nan_to_null, null_to_nan, parse_enum, seq, to_i64, to_json,
 };
-use crate::{AlertFilter, AnomalyFilter, IncidentFilter, Store, StoreError, StoredAction};
+use crate::{
+    AlertFilter, AnomalyFilter, ChangeFilter, Cursor, IncidentFilter, Page, Store, StoreError,
+    StoredAction,
+};
 use async_trait::async_trait;
 use nightshift_core::{
     Alert, AlertStatus, Anomaly, Change, Entity, Evidence, Hypothesis, Incident, Millis,
@@ -250,7 +253,7 @@ impl Store for SqliteStore {
         Ok(incidents.into_iter().next())
     }
 
-    async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError> {
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Page<Incident>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE 1 = 1"
         ));
@@ -261,19 +264,23 @@ impl Store for SqliteStore {
         if let Some(since) = filter.since {
             qb.push(" AND opened_at >= ").push_bind(since);
         }
-        qb.push(" ORDER BY opened_at DESC, id DESC");
-        if let Some(limit) = filter.limit {
-            qb.push(" LIMIT ").push_bind(i64::from(limit));
+        if let Some(c) = &filter.after {
+            push_after(&mut qb, ("opened_at", "id", "<"), c.ts, c.key.clone());
         }
+        qb.push(" ORDER BY opened_at DESC, id DESC");
+        push_limit(&mut qb, filter.limit);
         let mut tx = self.pool.begin().await?;
         let rows = qb.build().fetch_all(&mut *tx).await?;
         let incidents = rows
             .iter()
             .map(incident_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let incidents = load_children(&mut tx, incidents).await?;
+        let page = Page::of(incidents, filter.limit, |i| {
+            Cursor::new("incidents", i.opened_at, i.id.clone())
+        });
+        let items = load_children(&mut tx, page.items).await?;
         tx.commit().await?;
-        Ok(incidents)
+        Ok(Page { items, ..page })
     }
 
     async fn record_alert(&self, alert: &Alert) -> Result<(), StoreError> {
@@ -303,7 +310,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Page<Alert>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT fingerprint, starts_at, ends_at, status, labels, annotations, source FROM alerts WHERE 1 = 1",
         );
@@ -317,12 +324,24 @@ impl Store for SqliteStore {
         if let Some(fp) = &filter.fingerprint {
             qb.push(" AND fingerprint = ").push_bind(fp.clone());
         }
-        qb.push(" ORDER BY starts_at DESC, fingerprint ASC");
-        if let Some(limit) = filter.limit {
-            qb.push(" LIMIT ").push_bind(i64::from(limit));
+        if let Some(c) = &filter.after {
+            push_after(
+                &mut qb,
+                ("starts_at", "fingerprint", ">"),
+                c.ts,
+                c.key.clone(),
+            );
         }
+        qb.push(" ORDER BY starts_at DESC, fingerprint ASC");
+        push_limit(&mut qb, filter.limit);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(alert_from_row).collect()
+        let alerts = rows
+            .iter()
+            .map(alert_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(alerts, filter.limit, |a| {
+            Cursor::new("alerts", a.starts_at, a.fingerprint.as_str())
+        }))
     }
 
     async fn record_anomalies(&self, anomalies: &[Anomaly]) -> Result<(), StoreError> {
@@ -358,9 +377,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn anomalies(&self, filter: &AnomalyFilter) -> Result<Vec<Anomaly>, StoreError> {
+    async fn anomalies(&self, filter: &AnomalyFilter) -> Result<Page<Anomaly>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "SELECT ts, entity_kind, entity_name, series_json, class, score, value, expected, lower, upper, \
+            "SELECT id, ts, entity_kind, entity_name, series_json, class, score, value, expected, lower, upper, \
              direction, detector, promql FROM anomalies WHERE 1 = 1",
         );
         if let Some(entity) = &filter.entity {
@@ -369,12 +388,27 @@ impl Store for SqliteStore {
         if let Some(since) = filter.since {
             qb.push(" AND ts >= ").push_bind(since);
         }
-        qb.push(" ORDER BY ts DESC, id DESC");
-        if let Some(limit) = filter.limit {
-            qb.push(" LIMIT ").push_bind(i64::from(limit));
+        if let Some(c) = &filter.after {
+            let id: i64 = c
+                .key
+                .parse()
+                .map_err(|_| StoreError::invalid("an anomalies cursor", "its key is not a row"))?;
+            push_after(&mut qb, ("ts", "id", "<"), c.ts, id);
         }
+        qb.push(" ORDER BY ts DESC, id DESC");
+        push_limit(&mut qb, filter.limit);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(anomaly_from_row).collect()
+        let anomalies = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>("id")?, anomaly_from_row(row)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let page = Page::of(anomalies, filter.limit, |(id, a)| {
+            Cursor::new("anomalies", a.ts, id.to_string())
+        });
+        Ok(Page {
+            items: page.items.into_iter().map(|(_, a)| a).collect(),
+            next: page.next,
+        })
     }
 
     async fn record_change(&self, change: &Change) -> Result<(), StoreError> {
@@ -394,23 +428,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn changes(
-        &self,
-        since: Option<Millis>,
-        limit: Option<u32>,
-    ) -> Result<Vec<Change>, StoreError> {
+    async fn changes(&self, filter: &ChangeFilter) -> Result<Page<Change>, StoreError> {
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT id, ts, kind, target, version, description FROM changes WHERE 1 = 1",
         );
-        if let Some(since) = since {
+        if let Some(since) = filter.since {
             qb.push(" AND ts >= ").push_bind(since);
         }
-        qb.push(" ORDER BY ts DESC, id ASC");
-        if let Some(limit) = limit {
-            qb.push(" LIMIT ").push_bind(i64::from(limit));
+        if let Some(c) = &filter.after {
+            push_after(&mut qb, ("ts", "id", ">"), c.ts, c.key.clone());
         }
+        qb.push(" ORDER BY ts DESC, id ASC");
+        push_limit(&mut qb, filter.limit);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        rows.iter().map(change_from_row).collect()
+        let changes = rows
+            .iter()
+            .map(change_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::of(changes, filter.limit, |c| {
+            Cursor::new("changes", c.ts, c.id.as_str())
+        }))
     }
 
     async fn upsert_action(&self, action: &StoredAction) -> Result<(), StoreError> {
@@ -474,6 +511,32 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+/// Keeps the rows after a cursor in a list ordered by `ts` descending, then by `key` (`cmp` is
+/// `<` when the key descends, `>` when it ascends).
+fn push_after<'t, K>(
+    qb: &mut QueryBuilder<Sqlite>,
+    (ts_col, key_col, cmp): (&str, &str, &str),
+    ts: Millis,
+    key: K,
+) where
+    K: sqlx::Encode<'t, Sqlite> + sqlx::Type<Sqlite>,
+{
+    qb.push(format!(" AND ({ts_col} < "))
+        .push_bind(ts)
+        .push(format!(" OR ({ts_col} = "))
+        .push_bind(ts)
+        .push(format!(" AND {key_col} {cmp} "))
+        .push_bind(key)
+        .push("))");
+}
+
+/// One row more than the page holds: whether it comes says whether a next page exists.
+fn push_limit(qb: &mut QueryBuilder<Sqlite>, limit: Option<u32>) {
+    if let Some(limit) = limit {
+        qb.push(" LIMIT ").push_bind(i64::from(limit) + 1);
     }
 }
 

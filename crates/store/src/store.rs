@@ -1,6 +1,6 @@
 //! The storage contract: what every stage records and what the API, UI, CLI and MCP read back.
 
-use crate::{AlertFilter, AnomalyFilter, IncidentFilter, StoreError};
+use crate::{AlertFilter, AnomalyFilter, ChangeFilter, IncidentFilter, Page, StoreError};
 use async_trait::async_trait;
 use nightshift_core::{Alert, Anomaly, Change, Incident, Millis};
 
@@ -16,32 +16,28 @@ pub trait Store: Send + Sync {
     /// The incident with this id, if any.
     async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
 
-    /// Incidents matching the filter, newest `opened_at` first.
-    async fn incidents(&self, filter: &IncidentFilter) -> Result<Vec<Incident>, StoreError>;
+    /// A page of the incidents matching the filter, newest `opened_at` first.
+    async fn incidents(&self, filter: &IncidentFilter) -> Result<Page<Incident>, StoreError>;
 
     /// Records one firing of an alert, keyed by `(fingerprint, starts_at)`. Seeing the same firing
     /// again updates its status, end and annotations; once resolved, a late `firing` copy of the
     /// same firing does not reopen it. A new firing (new `starts_at`) is a new row.
     async fn record_alert(&self, alert: &Alert) -> Result<(), StoreError>;
 
-    /// Alert firings matching the filter, newest `starts_at` first.
-    async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError>;
+    /// A page of the alert firings matching the filter, newest `starts_at` first.
+    async fn alerts(&self, filter: &AlertFilter) -> Result<Page<Alert>, StoreError>;
 
     /// Appends anomalies; all or none are stored.
     async fn record_anomalies(&self, anomalies: &[Anomaly]) -> Result<(), StoreError>;
 
-    /// Anomalies matching the filter, newest first (ties: last recorded first).
-    async fn anomalies(&self, filter: &AnomalyFilter) -> Result<Vec<Anomaly>, StoreError>;
+    /// A page of the anomalies matching the filter, newest first (ties: last recorded first).
+    async fn anomalies(&self, filter: &AnomalyFilter) -> Result<Page<Anomaly>, StoreError>;
 
     /// Records a change; recording the same id again replaces it rather than duplicating it.
     async fn record_change(&self, change: &Change) -> Result<(), StoreError>;
 
-    /// Changes at or after `since`, newest first.
-    async fn changes(
-        &self,
-        since: Option<Millis>,
-        limit: Option<u32>,
-    ) -> Result<Vec<Change>, StoreError>;
+    /// A page of the changes matching the filter, newest first.
+    async fn changes(&self, filter: &ChangeFilter) -> Result<Page<Change>, StoreError>;
 
     /// Keeps a remediation action, a JSON document (the act crate's `Action`) with its id,
     /// incident, state and time of last change; keeping the same id again replaces it.

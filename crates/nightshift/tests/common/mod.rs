@@ -3,7 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub use nightshift_testkit::process::{
-    Running, free_port, get, http, start_alertmanager, start_prometheus,
+    Running, free_port, get, http, http_full, start_alertmanager, start_prometheus,
     start_self_scraping_prometheus, temp_dir, wait_for,
 };
 pub use nightshift_testkit::stand_in::serve_stand_in;

@@ -5,14 +5,16 @@
 //! approver's bearer token (`act.approvers`): who decides is who the token names, and what they
 //! may approve is their role.
 
+use super::api::next_link;
 use super::{App, text};
 use crate::auth::Identity;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use nightshift_act::State as ActionState;
+use nightshift_store::Cursor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -23,11 +25,22 @@ pub(super) struct ActionQuery {
     incident: Option<String>,
     state: Option<String>,
     limit: Option<u32>,
+    /// Where the page starts: the `cursor` of the page before's `next` link.
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/actions?incident=ID&state=pending&limit=N`: newest first.
+/// The number of action `act-N` (ids are handed out in order).
+fn action_number(id: &str) -> u64 {
+    id.strip_prefix("act-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `GET /api/v1/actions?incident=ID&state=pending&limit=N&cursor=C`: newest first, paged like
+/// the other lists.
 pub(super) async fn actions(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<ActionQuery>, QueryRejection>,
 ) -> Response {
     let q = match query {
@@ -43,11 +56,24 @@ pub(super) async fn actions(
             format!("actions: state {s:?} is not one of {}", names.join(", ")),
         );
     }
+    let before = match q.cursor.as_deref().map(|c| Cursor::decode("actions", c)) {
+        None => u64::MAX,
+        Some(Ok(c)) => c.ts().max(0) as u64,
+        Some(Err(e)) => return text(StatusCode::BAD_REQUEST, format!("actions: {e}")),
+    };
     let mut list = app.remediation.actions(q.incident.as_deref());
-    list.retain(|a| q.state.as_deref().is_none_or(|s| a.state.as_str() == s));
+    list.retain(|a| {
+        q.state.as_deref().is_none_or(|s| a.state.as_str() == s) && action_number(&a.id) < before
+    });
     list.reverse();
-    list.truncate(q.limit.unwrap_or(1000).min(10_000) as usize);
-    Json(list).into_response()
+    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
+    if list.len() <= limit {
+        return Json(list).into_response();
+    }
+    list.truncate(limit);
+    let last = list.last().map_or(0, |a| action_number(&a.id));
+    let next = Cursor::new("actions", last as i64, "").encode();
+    ([next_link(&uri, "cursor", &next)], Json(list)).into_response()
 }
 
 /// `GET /api/v1/actions/{id}`.
@@ -241,20 +267,26 @@ pub(super) struct AuditQuery {
     action: Option<String>,
 }
 
-/// `GET /api/v1/audit?after=SEQ&action=ID&limit=N`: audit entries in order, as written.
+/// `GET /api/v1/audit?after=SEQ&action=ID&limit=N`: audit entries in order, as written, read
+/// through the log's index (a page costs its own entries, not the log's length); when more
+/// follow, the `Link` header's `next` is the same query with `after` at this page's last entry.
 pub(super) async fn audit(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Response {
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("audit: {e}")),
     };
-    let path = app.audit_log.clone();
-    let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(path)).await;
-    let content = match read {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
+    let reader = app.remediation.audit().clone();
+    let page = tokio::task::spawn_blocking(move || {
+        reader.page(q.after.unwrap_or(0), q.action.as_deref(), limit)
+    })
+    .await;
+    let page = match page {
+        Ok(Ok(p)) => p,
         Ok(Err(e)) => {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -263,17 +295,13 @@ pub(super) async fn audit(
         }
         Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("audit: {e}")),
     };
-    let limit = q.limit.unwrap_or(1000).min(10_000) as usize;
-    let entries: Vec<Value> = content
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| q.after.is_none_or(|after| e["seq"].as_u64() > Some(after)))
-        .filter(|e| {
-            q.action
-                .as_deref()
-                .is_none_or(|id| e["action"].as_str() == Some(id))
-        })
-        .take(limit)
+    let entries: Vec<Value> = page
+        .lines
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    Json(entries).into_response()
+    match page.next {
+        Some(seq) => ([next_link(&uri, "after", &seq.to_string())], Json(entries)).into_response(),
+        None => Json(entries).into_response(),
+    }
 }

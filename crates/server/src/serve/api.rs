@@ -1,15 +1,18 @@
 //! `serve`'s HTTP API on what was stored and found, as JSON, the one request that changes an
-//! incident (acknowledging it), and questions and explanations (`ask`, `explanation`). Every list is newest first and bounded (`limit`, at most 10,000;
-//! 1,000 by default); a bad query parameter is a 400 naming it.
+//! incident (acknowledging it), and questions and explanations (`ask`, `explanation`). Every list is newest first and paged (`limit`, at most 10,000;
+//! 1,000 by default): when more items follow a page, its `Link: <…>; rel="next"` header is the
+//! same query with a `cursor` for the next page. A bad query parameter is a 400 naming it.
 
 use super::{App, Work, enqueue, text};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use nightshift_core::{AlertStatus, IncidentStatus, Millis};
-use nightshift_store::{AlertFilter, AnomalyFilter, IncidentFilter, Store, StoreError};
+use nightshift_store::{
+    AlertFilter, AnomalyFilter, ChangeFilter, Cursor, IncidentFilter, Page, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -23,20 +26,53 @@ pub(super) struct ListQuery {
     entity: Option<String>,
     since: Option<Millis>,
     limit: Option<u32>,
+    /// Where the page starts: the `cursor` of the page before's `next` link.
+    cursor: Option<String>,
 }
 
 fn limit(q: &ListQuery) -> Option<u32> {
     Some(q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT))
 }
 
+/// The query's `cursor` for the list `what`, or the 400 that names what is wrong with it.
+fn cursor(what: &str, q: &ListQuery) -> Result<Option<Cursor>, Box<Response>> {
+    q.cursor
+        .as_deref()
+        .map(|c| Cursor::decode(what, c).map_err(|e| Box::new(bad(what, e))))
+        .transpose()
+}
+
+/// The `Link` header to the page after this one: the request's own query with `param` set to
+/// `value` (a cursor or a sequence number, both URL-safe).
+pub(super) fn next_link(uri: &Uri, param: &str, value: &str) -> (header::HeaderName, HeaderValue) {
+    let mut query: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && p.split('=').next() != Some(param))
+        .collect();
+    let set = format!("{param}={value}");
+    query.push(&set);
+    let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
+    // The path and query came in as a valid request target; the value is URL-safe.
+    let value = HeaderValue::from_str(&link).unwrap_or(HeaderValue::from_static(""));
+    (header::LINK, value)
+}
+
 fn bad(what: &str, problem: impl std::fmt::Display) -> Response {
     text(StatusCode::BAD_REQUEST, format!("{what}: {problem}"))
 }
 
-/// A list from the store as JSON, or 503 naming the database problem.
-fn listed<T: Serialize>(what: &str, r: Result<Vec<T>, StoreError>) -> Response {
+/// A page from the store as a JSON list with its `next` link, or 503 naming the database
+/// problem.
+fn listed<T: Serialize>(what: &str, uri: &Uri, r: Result<Page<T>, StoreError>) -> Response {
     match r {
-        Ok(items) => Json(items).into_response(),
+        Ok(Page { items, next: None }) => Json(items).into_response(),
+        Ok(Page {
+            items,
+            next: Some(c),
+        }) => ([next_link(uri, "cursor", &c.encode())], Json(items)).into_response(),
+        Err(StoreError::Invalid { what: _, reason }) => bad(what, reason),
         Err(e) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{what}: cannot read the database ({e})"),
@@ -71,9 +107,10 @@ fn status_query<T: Copy>(
     Ok((q, status))
 }
 
-/// `GET /api/v1/alerts?status=firing|resolved&since=MS&limit=N`: stored alerts.
+/// `GET /api/v1/alerts?status=firing|resolved&since=MS&limit=N&cursor=C`: stored alerts.
 pub(super) async fn alerts(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let choices = [
@@ -84,19 +121,25 @@ pub(super) async fn alerts(
         Ok(ok) => ok,
         Err(r) => return *r,
     };
+    let after = match cursor("alerts", &q) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let filter = AlertFilter {
         status,
         since: q.since,
         limit: limit(&q),
+        after,
         ..AlertFilter::default()
     };
-    listed("alerts", app.store.alerts(&filter).await)
+    listed("alerts", &uri, app.store.alerts(&filter).await)
 }
 
-/// `GET /api/v1/incidents?status=open|acknowledged|resolved&since=MS&limit=N`: incidents by
-/// `opened_at`.
+/// `GET /api/v1/incidents?status=open|acknowledged|resolved&since=MS&limit=N&cursor=C`:
+/// incidents by `opened_at`.
 pub(super) async fn incidents(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let choices = [
@@ -109,12 +152,17 @@ pub(super) async fn incidents(
         Ok(ok) => ok,
         Err(r) => return *r,
     };
+    let after = match cursor("incidents", &q) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let filter = IncidentFilter {
         status,
         since: q.since,
         limit: limit(&q),
+        after,
     };
-    listed("incidents", app.store.incidents(&filter).await)
+    listed("incidents", &uri, app.store.incidents(&filter).await)
 }
 
 /// `GET /api/v1/incidents/{id}`: one incident with its hypotheses, evidence and timeline.
@@ -195,9 +243,11 @@ pub(super) async fn acknowledge_incident(
     }
 }
 
-/// `GET /api/v1/anomalies?entity=NAME&since=MS&limit=N`: anomaly reports on derived signals.
+/// `GET /api/v1/anomalies?entity=NAME&since=MS&limit=N&cursor=C`: anomaly reports on derived
+/// signals.
 pub(super) async fn anomalies(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let q = match query {
@@ -207,12 +257,17 @@ pub(super) async fn anomalies(
     if q.status.is_some() {
         return bad("anomalies", "`status` applies to alerts and incidents only");
     }
+    let after = match cursor("anomalies", &q) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let filter = AnomalyFilter {
         entity: q.entity.clone(),
         since: q.since,
         limit: limit(&q),
+        after,
     };
-    listed("anomalies", app.store.anomalies(&filter).await)
+    listed("anomalies", &uri, app.store.anomalies(&filter).await)
 }
 
 /// `GET /api/v1/topology`: the call graph and placement learned so far.
@@ -225,9 +280,10 @@ pub(super) async fn topology(State(app): State<Arc<App>>) -> Response {
     Json(snapshot).into_response()
 }
 
-/// `GET /api/v1/changes?since=MS&limit=N`: recorded deploys and other changes.
+/// `GET /api/v1/changes?since=MS&limit=N&cursor=C`: recorded deploys and other changes.
 pub(super) async fn changes(
     State(app): State<Arc<App>>,
+    uri: Uri,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
     let q = match query {
@@ -235,9 +291,21 @@ pub(super) async fn changes(
         Err(e) => return bad("changes", e),
     };
     if q.status.is_some() || q.entity.is_some() {
-        return bad("changes", "only `since` and `limit` apply to changes");
+        return bad(
+            "changes",
+            "only `since`, `limit` and `cursor` apply to changes",
+        );
     }
-    listed("changes", app.store.changes(q.since, limit(&q)).await)
+    let after = match cursor("changes", &q) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let filter = ChangeFilter {
+        since: q.since,
+        limit: limit(&q),
+        after,
+    };
+    listed("changes", &uri, app.store.changes(&filter).await)
 }
 
 /// The body of `POST /api/v1/ask`.

@@ -132,8 +132,6 @@ pub(crate) struct App {
     pub(crate) slack: Option<slack_hooks::SlackHooks>,
     /// Runbooks, actions and their governance.
     pub(crate) remediation: Arc<remediate::Remediation>,
-    /// The audit log's file, which `GET /api/v1/audit` reads.
-    pub(crate) audit_log: std::path::PathBuf,
     /// Running totals of OTLP delta series.
     deltas: Mutex<DeltaToCumulative>,
     hooks: crate::config::Hooks,
@@ -225,7 +223,8 @@ async fn run(config: Config) -> Result<(), ServerError> {
         .map_err(|source| ServerError::History {
             what: "the incidents",
             source,
-        })?;
+        })?
+        .items;
     let opened = spawn_investigations(
         &config,
         &assistant,
@@ -253,7 +252,6 @@ async fn run(config: Config) -> Result<(), ServerError> {
         assistant: assistant.clone(),
         slack: slack.hooks,
         remediation,
-        audit_log: config.act.audit_log.clone(),
         store,
         topology,
         hooks: config.hooks.clone(),

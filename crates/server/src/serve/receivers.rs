@@ -243,7 +243,7 @@ async fn within_bounds(
                 limit: Some(1),
                 ..Default::default()
             };
-            let latest = app.store.alerts(&filter).await?.into_iter().next();
+            let latest = app.store.alerts(&filter).await?.items.into_iter().next();
             if a.status == AlertStatus::Resolved && latest.is_none() {
                 app.metrics.adjust_alert("resolved_never_firing");
                 continue;

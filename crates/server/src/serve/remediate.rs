@@ -96,6 +96,8 @@ pub(crate) struct Remediation {
     /// Ingest identities whose alerts may start an automatic action.
     auto_sources: std::collections::BTreeSet<String>,
     governor: Mutex<Governor>,
+    /// Reads the governor's audit log through its index (`GET /api/v1/audit`).
+    audit: nightshift_act::audit::AuditReader,
     executor: Executor,
     verifier: Arc<dyn Verifier>,
     store: SqliteStore,
@@ -233,7 +235,8 @@ impl Remediation {
         }
         let mut policy = act.policy.clone();
         // A kill switch turned on by request stays on across restarts: the audit log says.
-        policy.kill_switch |= last_kill_switch(&act.audit_log) == Some(true);
+        let reader = audit.reader();
+        policy.kill_switch |= reader.last_of("kill_switch_on") > reader.last_of("kill_switch_off");
         let mut governor = Governor::new(policy, audit);
         let kept = store
             .actions(None)
@@ -294,6 +297,7 @@ impl Remediation {
             placed,
             auto_sources: act.auto_sources.clone(),
             governor: Mutex::new(governor),
+            audit: reader,
             executor,
             verifier,
             store,
@@ -367,6 +371,10 @@ impl Remediation {
         list
     }
 
+    pub(crate) fn audit(&self) -> &nightshift_act::audit::AuditReader {
+        &self.audit
+    }
+
     pub(crate) fn action(&self, id: &str) -> Option<Action> {
         self.governor().action(id).cloned()
     }
@@ -385,6 +393,7 @@ impl Remediation {
         };
         match self.store.alerts(&filter).await {
             Ok(all) => all
+                .items
                 .into_iter()
                 .filter(|a| incident.alerts.contains(&a.fingerprint))
                 .collect(),
@@ -802,19 +811,6 @@ impl Remediation {
         }
         self.keep(a).await;
     }
-}
-
-/// Whether the audit log's last kill-switch entry turned it on (`None`: it has none).
-fn last_kill_switch(path: &std::path::Path) -> Option<bool> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().rev().find_map(|l| {
-        let e: serde_json::Value = serde_json::from_str(l).ok()?;
-        match e["event"].as_str()? {
-            "kill_switch_on" => Some(true),
-            "kill_switch_off" => Some(false),
-            _ => None,
-        }
-    })
 }
 
 fn not_found(id: &str) -> Refusal {

@@ -225,7 +225,11 @@ async fn incident_round_trips_and_upsert_replaces_children() {
         Some(original.clone())
     );
     assert_eq!(
-        store.incidents(&IncidentFilter::default()).await.unwrap(),
+        store
+            .incidents(&IncidentFilter::default())
+            .await
+            .unwrap()
+            .items,
         vec![original.clone()]
     );
     assert_eq!(store.incident("missing").await.unwrap(), None);
@@ -320,7 +324,11 @@ async fn incidents_filter_by_status_since_and_limit_newest_first() {
     }
     let ids = |incidents: Vec<Incident>| incidents.into_iter().map(|i| i.id).collect::<Vec<_>>();
 
-    let all = store.incidents(&IncidentFilter::default()).await.unwrap();
+    let all = store
+        .incidents(&IncidentFilter::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         all.iter().map(|i| i.hypotheses.len()).collect::<Vec<_>>(),
         vec![2; 4]
@@ -332,7 +340,7 @@ async fn incidents_filter_by_status_since_and_limit_newest_first() {
         ..Default::default()
     };
     assert_eq!(
-        ids(store.incidents(&open).await.unwrap()),
+        ids(store.incidents(&open).await.unwrap().items),
         ["inc-1", "inc-2", "inc-0"]
     );
 
@@ -342,7 +350,7 @@ async fn incidents_filter_by_status_since_and_limit_newest_first() {
         ..Default::default()
     };
     assert_eq!(
-        ids(store.incidents(&recent).await.unwrap()),
+        ids(store.incidents(&recent).await.unwrap().items),
         ["inc-3", "inc-1"]
     );
 
@@ -350,8 +358,12 @@ async fn incidents_filter_by_status_since_and_limit_newest_first() {
         status: Some(IncidentStatus::Resolved),
         since: Some(4_000),
         limit: Some(10),
+        after: None,
     };
-    assert_eq!(ids(store.incidents(&resolved).await.unwrap()), ["inc-3"]);
+    assert_eq!(
+        ids(store.incidents(&resolved).await.unwrap().items),
+        ["inc-3"]
+    );
 }
 
 #[tokio::test]
@@ -388,7 +400,11 @@ async fn nan_is_stored_as_null_without_panicking() {
     a.score = f64::NAN;
     a.expected = f64::NEG_INFINITY;
     store.record_anomalies(&[a]).await.unwrap();
-    let back = store.anomalies(&AnomalyFilter::default()).await.unwrap();
+    let back = store
+        .anomalies(&AnomalyFilter::default())
+        .await
+        .unwrap()
+        .items;
     assert!(back[0].score.is_nan());
     assert_eq!(back[0].expected, f64::NEG_INFINITY);
 }
@@ -424,7 +440,7 @@ async fn alert_firings_are_kept_as_history() {
     // A late copy of the firing notification does not reopen it.
     store.record_alert(&first).await.unwrap();
     assert_eq!(
-        store.alerts(&AlertFilter::default()).await.unwrap(),
+        store.alerts(&AlertFilter::default()).await.unwrap().items,
         vec![resolved.clone()]
     );
 
@@ -432,7 +448,7 @@ async fn alert_firings_are_kept_as_history() {
     assert_eq!(again.fingerprint, first.fingerprint);
     store.record_alert(&again).await.unwrap();
     assert_eq!(
-        store.alerts(&AlertFilter::default()).await.unwrap(),
+        store.alerts(&AlertFilter::default()).await.unwrap().items,
         vec![again.clone(), resolved.clone()]
     );
 
@@ -440,17 +456,23 @@ async fn alert_firings_are_kept_as_history() {
         status: Some(AlertStatus::Firing),
         ..Default::default()
     };
-    assert_eq!(store.alerts(&firing).await.unwrap(), vec![again.clone()]);
+    assert_eq!(
+        store.alerts(&firing).await.unwrap().items,
+        vec![again.clone()]
+    );
     let recent = AlertFilter {
         since: Some(100_000),
         ..Default::default()
     };
-    assert_eq!(store.alerts(&recent).await.unwrap(), vec![again.clone()]);
+    assert_eq!(
+        store.alerts(&recent).await.unwrap().items,
+        vec![again.clone()]
+    );
     let one = AlertFilter {
         limit: Some(1),
         ..Default::default()
     };
-    assert_eq!(store.alerts(&one).await.unwrap(), vec![again]);
+    assert_eq!(store.alerts(&one).await.unwrap().items, vec![again]);
 }
 
 #[tokio::test]
@@ -465,7 +487,11 @@ async fn anomalies_filter_by_entity_and_since() {
     store.record_anomalies(&batch).await.unwrap();
     store.record_anomalies(&[]).await.unwrap();
 
-    let all = store.anomalies(&AnomalyFilter::default()).await.unwrap();
+    let all = store
+        .anomalies(&AnomalyFilter::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(
         all,
         vec![
@@ -480,9 +506,10 @@ async fn anomalies_filter_by_entity_and_since() {
         entity: Some("checkout".to_string()),
         since: Some(2_000),
         limit: None,
+        after: None,
     };
     assert_eq!(
-        store.anomalies(&checkout_recent).await.unwrap(),
+        store.anomalies(&checkout_recent).await.unwrap().items,
         vec![batch[3].clone(), batch[2].clone()]
     );
 
@@ -492,7 +519,7 @@ async fn anomalies_filter_by_entity_and_since() {
         ..Default::default()
     };
     assert_eq!(
-        store.anomalies(&newest).await.unwrap(),
+        store.anomalies(&newest).await.unwrap().items,
         vec![batch[3].clone()]
     );
 
@@ -500,7 +527,7 @@ async fn anomalies_filter_by_entity_and_since() {
         entity: Some("nobody".to_string()),
         ..Default::default()
     };
-    assert!(store.anomalies(&nobody).await.unwrap().is_empty());
+    assert!(store.anomalies(&nobody).await.unwrap().items.is_empty());
 
     let selector: String =
         sqlx::query_scalar("SELECT series FROM anomalies WHERE entity_name = 'postgres'")
@@ -522,7 +549,7 @@ async fn changes_are_idempotent_by_id() {
     let second = change("chg-2", 2_000);
     store.record_change(&second).await.unwrap();
     assert_eq!(
-        store.changes(None, None).await.unwrap(),
+        store.changes(&ChangeFilter::default()).await.unwrap().items,
         vec![second.clone(), first.clone()]
     );
 
@@ -532,14 +559,31 @@ async fn changes_are_idempotent_by_id() {
     };
     store.record_change(&corrected).await.unwrap();
     assert_eq!(
-        store.changes(None, None).await.unwrap(),
+        store.changes(&ChangeFilter::default()).await.unwrap().items,
         vec![second.clone(), corrected]
     );
     assert_eq!(
-        store.changes(Some(1_500), None).await.unwrap(),
+        store
+            .changes(&ChangeFilter {
+                since: Some(1_500),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items,
         vec![second.clone()]
     );
-    assert_eq!(store.changes(None, Some(1)).await.unwrap(), vec![second]);
+    assert_eq!(
+        store
+            .changes(&ChangeFilter {
+                limit: Some(1),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .items,
+        vec![second]
+    );
 }
 
 #[tokio::test]
@@ -567,7 +611,12 @@ async fn file_store_survives_reopen_and_migrates_once() {
     assert_eq!(store.incident("inc-1").await.unwrap(), Some(inc.clone()));
     assert_eq!(other.incident("inc-1").await.unwrap(), Some(inc));
     assert_eq!(
-        other.alerts(&AlertFilter::default()).await.unwrap().len(),
+        other
+            .alerts(&AlertFilter::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
         1
     );
 
@@ -621,6 +670,7 @@ async fn concurrent_writers_on_a_file_wait_instead_of_failing() {
             .incidents(&IncidentFilter::default())
             .await
             .unwrap()
+            .items
             .len(),
         16
     );
@@ -629,6 +679,7 @@ async fn concurrent_writers_on_a_file_wait_instead_of_failing() {
             .anomalies(&AnomalyFilter::default())
             .await
             .unwrap()
+            .items
             .len(),
         32
     );
@@ -642,8 +693,21 @@ async fn in_memory_stores_are_private_and_persist_across_calls() {
     a.record_change(&change("chg-1", 1_000)).await.unwrap();
     // Give an idle pool the chance to drop connections, which would lose an in-memory database.
     tokio::task::yield_now().await;
-    assert_eq!(a.changes(None, None).await.unwrap().len(), 1);
-    assert!(b.changes(None, None).await.unwrap().is_empty());
+    assert_eq!(
+        a.changes(&ChangeFilter::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    assert!(
+        b.changes(&ChangeFilter::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -662,7 +726,15 @@ async fn opening_an_impossible_path_is_an_error() {
 async fn store_is_usable_as_a_trait_object() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
     store.record_change(&change("chg-1", 1_000)).await.unwrap();
-    assert_eq!(store.changes(None, None).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .changes(&ChangeFilter::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -731,4 +803,150 @@ async fn llm_spend_is_kept_per_day_and_never_lowered() {
     let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(store.llm_tokens(20_000).await.unwrap(), 1_500);
     assert_eq!(store.llm_tokens(20_001).await.unwrap(), 10);
+}
+
+/// Pages every list in pages of 2 through items that share their times, recording a newer item
+/// before each page: each item that was there at the start comes exactly once, in order.
+#[tokio::test]
+async fn every_list_pages_by_cursor_without_repeating_or_skipping_while_items_arrive() {
+    let store = SqliteStore::in_memory().await.unwrap();
+    // Five of each, two pairs sharing a time.
+    let times = [1_000, 2_000, 2_000, 3_000, 3_000];
+    for (i, ts) in times.iter().enumerate() {
+        store
+            .upsert_incident(&incident(&format!("inc-{i}"), *ts))
+            .await
+            .unwrap();
+        store
+            .record_alert(&alert(&format!("A{i}"), *ts))
+            .await
+            .unwrap();
+        store
+            .record_anomalies(&[anomaly("checkout", *ts)])
+            .await
+            .unwrap();
+        store
+            .record_change(&change(&format!("chg-{i}"), *ts))
+            .await
+            .unwrap();
+    }
+    async fn pages<T, F, Fut>(mut page: F, mut arrive: impl AsyncFnMut(usize)) -> Vec<T>
+    where
+        F: FnMut(Option<Cursor>) -> Fut,
+        Fut: std::future::Future<Output = Page<T>>,
+    {
+        let (mut all, mut after, mut n) = (Vec::new(), None, 0);
+        loop {
+            let p = page(after.take()).await;
+            assert!(p.items.len() <= 2);
+            all.extend(p.items);
+            match p.next {
+                Some(c) => after = Some(c),
+                None => return all,
+            }
+            n += 1;
+            arrive(n).await;
+        }
+    }
+    let s = &store;
+    let before = s.incidents(&IncidentFilter::default()).await.unwrap().items;
+    let paged = pages(
+        |after| async move {
+            let f = IncidentFilter {
+                limit: Some(2),
+                after,
+                ..Default::default()
+            };
+            s.incidents(&f).await.unwrap()
+        },
+        async |n| {
+            s.upsert_incident(&incident(&format!("new-{n}"), 9_000 + n as i64))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(paged, before);
+    assert_eq!(paged.len(), 5);
+
+    let before = s.alerts(&AlertFilter::default()).await.unwrap().items;
+    let paged = pages(
+        |after| async move {
+            let f = AlertFilter {
+                limit: Some(2),
+                after,
+                ..Default::default()
+            };
+            s.alerts(&f).await.unwrap()
+        },
+        async |n| {
+            s.record_alert(&alert(&format!("N{n}"), 9_000))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(paged, before);
+    assert_eq!(paged.len(), 5);
+
+    let before = s.anomalies(&AnomalyFilter::default()).await.unwrap().items;
+    let paged = pages(
+        |after| async move {
+            let f = AnomalyFilter {
+                limit: Some(2),
+                after,
+                ..Default::default()
+            };
+            s.anomalies(&f).await.unwrap()
+        },
+        async |n| {
+            s.record_anomalies(&[anomaly("cart", 9_000 + n as i64)])
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(paged, before);
+    assert_eq!(paged.len(), 5);
+
+    let before = s.changes(&ChangeFilter::default()).await.unwrap().items;
+    let paged = pages(
+        |after| async move {
+            let f = ChangeFilter {
+                limit: Some(2),
+                after,
+                ..Default::default()
+            };
+            s.changes(&f).await.unwrap()
+        },
+        async |n| {
+            s.record_change(&change(&format!("new-{n}"), 9_000))
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(paged, before);
+    assert_eq!(paged.len(), 5);
+
+    // A cursor of another list, or a forged one, is refused rather than read as something else.
+    let full = s
+        .changes(&ChangeFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let text = full.next.expect("more than one change").encode();
+    assert!(Cursor::decode("changes", &text).is_ok());
+    assert!(Cursor::decode("anomalies", &text).is_err());
+    let forged = Cursor::new("anomalies", 1, "not-a-row");
+    let f = AnomalyFilter {
+        after: Some(forged),
+        ..Default::default()
+    };
+    assert!(matches!(
+        s.anomalies(&f).await,
+        Err(StoreError::Invalid { .. })
+    ));
 }
