@@ -317,7 +317,7 @@ impl AuditLog {
 /// one action's entries, is read without scanning the file. It takes 8 bytes per entry and 8 more
 /// per entry about an action: it grows with the log, which is never cut.
 #[derive(Debug)]
-pub struct AuditIndex {
+pub(crate) struct AuditIndex {
     /// Where each entry's line starts, then where the last one ends.
     starts: Vec<u64>,
     /// The entries about each action, in order.
@@ -352,18 +352,18 @@ impl AuditIndex {
     }
 
     /// How many entries the log holds.
-    pub fn entries(&self) -> u64 {
+    fn entries(&self) -> u64 {
         self.starts.len() as u64 - 1
     }
 
     /// The last entry of `event`, if there is one.
-    pub fn last_of(&self, event: &str) -> Option<u64> {
+    fn last_of(&self, event: &str) -> Option<u64> {
         self.last_event.get(event).copied()
     }
 
     /// Up to `limit` entries after entry `after`, only `action`'s when given, and whether more
     /// follow them.
-    pub fn page(&self, after: u64, action: Option<&str>, limit: usize) -> (Vec<u64>, bool) {
+    fn page(&self, after: u64, action: Option<&str>, limit: usize) -> (Vec<u64>, bool) {
         let following: Box<dyn Iterator<Item = u64>> = match action {
             None => Box::new(after.saturating_add(1)..=self.entries()),
             Some(a) => {
@@ -420,10 +420,11 @@ impl AuditReader {
         limit: usize,
     ) -> std::io::Result<AuditPage> {
         use std::io::{Read, Seek, SeekFrom};
-        let (seqs, more) = self.index().page(after, action, limit);
-        let spans: Vec<(u64, u64)> = {
+        let (seqs, spans, more) = {
             let index = self.index();
-            seqs.iter().filter_map(|s| index.span(*s)).collect()
+            let (seqs, more) = index.page(after, action, limit);
+            let spans: Vec<(u64, u64)> = seqs.iter().filter_map(|s| index.span(*s)).collect();
+            (seqs, spans, more)
         };
         let mut file = std::fs::File::open(&self.path)?;
         let mut lines = Vec::with_capacity(spans.len());
